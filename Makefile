@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/parallel_resume.py
+	$(BIN)/python examples/basic_usage.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,0 +1,135 @@
+"""AsyncResultsManager: the ResultsManager API as coroutines, off the event loop.
+
+SQL stores run on SQLAlchemy's asyncio engine (aiosqlite, asyncpg); files and
+memory run in worker threads. Validation and SetBehavior are the sync manager's own
+``encode``/``decode``/``settle``, so both managers behave identically.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+from pydantic import BaseModel
+
+from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
+from results_flow.backends.urls import async_backend_from_url
+from results_flow.ids import ResultId, normalize_id
+from results_flow.manager import SetBehavior, decode, encode, not_found, resolve_backend, settle
+from results_flow.records import Record
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class AsyncResultsManager:
+    """Stores and retrieves Pydantic models under hierarchical IDs, asynchronously.
+
+    Takes the same arguments as ``ResultsManager``; a synchronous backend is turned
+    into its asynchronous twin, or an ``AsyncResultsBackend`` may be given directly.
+    """
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] | None = None,
+        *,
+        backend: ResultsBackend | AsyncResultsBackend | None = None,
+    ) -> None:
+        if isinstance(backend, AsyncResultsBackend):
+            self._backend = backend
+        elif location is not None and isinstance(location, str) and "://" in location:
+            self._backend = async_backend_from_url(location)
+        else:
+            self._backend = resolve_backend(location, backend).to_async()
+
+    @classmethod
+    def from_url(cls, url: str) -> AsyncResultsManager:
+        """Open the store a URL names; see ``ResultsManager.from_url``."""
+        return cls(backend=async_backend_from_url(url))
+
+    @property
+    def backend(self) -> AsyncResultsBackend:
+        """Where the results live; assign another backend to switch stores."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend: ResultsBackend | AsyncResultsBackend) -> None:
+        self._backend = backend if isinstance(backend, AsyncResultsBackend) else backend.to_async()
+
+    async def set(
+        self,
+        result_id: ResultId,
+        data: BaseModel,
+        behavior: SetBehavior = SetBehavior.RAISE_IF_EXISTS,
+        *,
+        namespace: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """See ``ResultsManager.set``."""
+        rid = normalize_id(result_id)
+        record = encode(rid, data, namespace, metadata)
+        if behavior is SetBehavior.OVERWRITE:
+            await self._backend.upsert(rid, record)
+            return True
+        existing = await self._backend.insert(rid, record)
+        return settle(behavior, rid, record, existing, self._backend.location)
+
+    @overload
+    async def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
+    @overload
+    async def get(self, result_id: ResultId, model_class: None = None) -> BaseModel: ...
+    async def get(self, result_id: ResultId, model_class: type[M] | None = None) -> M | BaseModel:
+        """See ``ResultsManager.get``."""
+        return decode(normalize_id(result_id), await self.record(result_id), model_class)
+
+    async def get_many(
+        self, result_ids: Sequence[ResultId], model_class: type[BaseModel] | None = None
+    ) -> dict[str, BaseModel]:
+        """See ``ResultsManager.get_many``."""
+        rids = [normalize_id(r) for r in result_ids]
+        records = await self._backend.read_many(rids)
+        return {rid: decode(rid, records[rid], model_class) for rid in rids if rid in records}
+
+    async def record(self, result_id: ResultId) -> Record:
+        """See ``ResultsManager.record``."""
+        rid = normalize_id(result_id)
+        record = await self._backend.read(rid)
+        if record is None:
+            raise not_found(rid, self._backend.location)
+        return record
+
+    async def exists(self, result_id: ResultId) -> bool:
+        """See ``ResultsManager.exists``."""
+        return await self._backend.exists(normalize_id(result_id))
+
+    async def exists_many(self, result_ids: Sequence[ResultId]) -> set[str]:
+        """See ``ResultsManager.exists_many``."""
+        return await self._backend.exists_many([normalize_id(r) for r in result_ids])
+
+    async def list_ids(self, prefix: ResultId | None = None) -> list[str]:
+        """See ``ResultsManager.list_ids``."""
+        return await self._backend.list_ids(None if prefix is None else normalize_id(prefix))
+
+    async def delete(self, result_id: ResultId) -> bool:
+        """See ``ResultsManager.delete``."""
+        return await self._backend.delete(normalize_id(result_id))
+
+    async def clear(self) -> None:
+        """See ``ResultsManager.clear``."""
+        await self._backend.clear()
+
+    async def close(self) -> None:
+        """Release the backend's connections and handles."""
+        await self._backend.close()
+
+    async def __aenter__(self) -> AsyncResultsManager:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,181 @@
+"""The backend interface: a small set of methods that speak in IDs and records.
+
+Backends never see Pydantic models; the manager validates, in one place. IDs given
+to a backend are already normalized by ``results_flow.ids``. Subclass
+``ResultsBackend`` and implement the abstract methods; the batch methods have
+correct defaults that a fast backend overrides with one round trip.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+
+import anyio.to_thread
+
+from results_flow.errors import StoreError
+from results_flow.records import Record
+
+
+class ResultsBackend(ABC):
+    """Where records live. ``insert`` and ``upsert`` are each atomic per ID."""
+
+    #: A URL or path that names this store in messages.
+    location: str = ""
+
+    @abstractmethod
+    def read(self, result_id: str) -> Record | None:
+        """The record stored under the ID, or None."""
+
+    @abstractmethod
+    def insert(self, result_id: str, record: Record) -> Record | None:
+        """Store ``record`` unless the ID exists; one critical section.
+
+        Returns:
+            None when written; the record already stored (left untouched) otherwise.
+        """
+
+    @abstractmethod
+    def upsert(self, result_id: str, record: Record) -> None:
+        """Store ``record``, replacing any previous one but keeping its creation time."""
+
+    @abstractmethod
+    def delete(self, result_id: str) -> bool:
+        """Remove the record; True when one was there."""
+
+    @abstractmethod
+    def list_ids(self, prefix: str | None = None) -> list[str]:
+        """Sorted IDs equal to ``prefix`` or below it by whole segments (all if None)."""
+
+    def exists(self, result_id: str) -> bool:
+        """Whether a record is stored under the ID."""
+        return self.read(result_id) is not None
+
+    def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
+        """The stored records among ``result_ids``; missing IDs are left out."""
+        found = {}
+        for result_id in result_ids:
+            record = self.read(result_id)
+            if record is not None:
+                found[result_id] = record
+        return found
+
+    def exists_many(self, result_ids: Sequence[str]) -> set[str]:
+        """The IDs among ``result_ids`` that have a stored record."""
+        return {result_id for result_id in result_ids if self.exists(result_id)}
+
+    def clear(self) -> None:
+        """Remove every record."""
+        for result_id in self.list_ids():
+            self.delete(result_id)
+
+    def lock(self, result_id: str, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+        """An exclusive per-ID lock across threads and processes that dies with its holder.
+
+        Raises:
+            StoreError: this backend offers no such lock.
+        """
+        raise StoreError(f"{type(self).__name__} at {self.location} offers no per-ID locks")
+
+    def close(self) -> None:
+        """Release connections and handles; the backend may not be used afterwards."""
+
+    def to_async(self) -> AsyncResultsBackend:
+        """The asynchronous twin of this backend (a worker thread unless overridden)."""
+        return ThreadedAsyncBackend(self)
+
+
+class AsyncResultsBackend(ABC):
+    """The same interface as coroutines, for ``AsyncResultsManager``."""
+
+    location: str = ""
+
+    @abstractmethod
+    async def read(self, result_id: str) -> Record | None:
+        """See ``ResultsBackend.read``."""
+
+    @abstractmethod
+    async def insert(self, result_id: str, record: Record) -> Record | None:
+        """See ``ResultsBackend.insert``."""
+
+    @abstractmethod
+    async def upsert(self, result_id: str, record: Record) -> None:
+        """See ``ResultsBackend.upsert``."""
+
+    @abstractmethod
+    async def delete(self, result_id: str) -> bool:
+        """See ``ResultsBackend.delete``."""
+
+    @abstractmethod
+    async def list_ids(self, prefix: str | None = None) -> list[str]:
+        """See ``ResultsBackend.list_ids``."""
+
+    @abstractmethod
+    async def exists(self, result_id: str) -> bool:
+        """See ``ResultsBackend.exists``."""
+
+    @abstractmethod
+    async def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
+        """See ``ResultsBackend.read_many``."""
+
+    @abstractmethod
+    async def exists_many(self, result_ids: Sequence[str]) -> set[str]:
+        """See ``ResultsBackend.exists_many``."""
+
+    @abstractmethod
+    async def clear(self) -> None:
+        """See ``ResultsBackend.clear``."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """See ``ResultsBackend.close``."""
+
+
+class ThreadedAsyncBackend(AsyncResultsBackend):
+    """Runs a synchronous backend's calls in worker threads, off the event loop."""
+
+    def __init__(self, backend: ResultsBackend) -> None:
+        self.backend = backend
+        self.location = backend.location
+
+    async def read(self, result_id: str) -> Record | None:
+        return await anyio.to_thread.run_sync(self.backend.read, result_id)
+
+    async def insert(self, result_id: str, record: Record) -> Record | None:
+        return await anyio.to_thread.run_sync(self.backend.insert, result_id, record)
+
+    async def upsert(self, result_id: str, record: Record) -> None:
+        await anyio.to_thread.run_sync(self.backend.upsert, result_id, record)
+
+    async def delete(self, result_id: str) -> bool:
+        return await anyio.to_thread.run_sync(self.backend.delete, result_id)
+
+    async def list_ids(self, prefix: str | None = None) -> list[str]:
+        return await anyio.to_thread.run_sync(self.backend.list_ids, prefix)
+
+    async def exists(self, result_id: str) -> bool:
+        return await anyio.to_thread.run_sync(self.backend.exists, result_id)
+
+    async def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
+        return await anyio.to_thread.run_sync(self.backend.read_many, result_ids)
+
+    async def exists_many(self, result_ids: Sequence[str]) -> set[str]:
+        return await anyio.to_thread.run_sync(self.backend.exists_many, result_ids)
+
+    async def clear(self) -> None:
+        await anyio.to_thread.run_sync(self.backend.clear)
+
+    async def close(self) -> None:
+        await anyio.to_thread.run_sync(self.backend.close)
+
+
+def chunked(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def unique(items: Iterable[str]) -> list[str]:
+    """Items without repeats, first occurrence kept."""
+    return list(dict.fromkeys(items))

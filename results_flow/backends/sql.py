@@ -1,0 +1,267 @@
+"""SqlBackend: records in one SQL table through SQLAlchemy 2 Core (SQLite, PostgreSQL).
+
+Each public write is one transaction (``engine.begin()``); SQLite writes start with
+``BEGIN IMMEDIATE`` and are retried only on SQLITE_BUSY, up to a deadline. The
+engine is re-created in a forked child so pooled connections are never shared
+between processes. ``SqliteBackend`` and ``PostgresBackend`` build this class.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chunked, unique
+from results_flow.backends.locks import id_file_lock
+from results_flow.backends.sql_schema import (
+    BATCH_SIZE,
+    CREATE_LOCK_KEY,
+    DEFAULT_TABLE,
+    Statements,
+    apply_sqlite_settings,
+    begin_sqlite,
+    is_busy,
+    mapped_error,
+    record_from_row,
+    records_table,
+    row_values,
+    safe_url,
+)
+from results_flow.errors import LockTimeoutError, StoreBusyError, UnsupportedStoreUrlError
+from results_flow.records import Record
+
+T = TypeVar("T")
+
+DEFAULT_BUSY_TIMEOUT = 30.0
+DEFAULT_LOCK_TIMEOUT = 600.0
+LOCK_POLL_SECONDS = 0.05
+
+
+class SqlBackend(ResultsBackend):
+    """Stores records in a table of a SQLite or PostgreSQL database."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        table: str = DEFAULT_TABLE,
+        schema: str | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.url = sync_url(url)
+        self.location = safe_url(self.url)
+        self.busy_timeout = busy_timeout
+        self.lock_timeout = lock_timeout
+        self.table = records_table(table, schema)
+        self._engine_options = engine_options or {}
+        self._engine = self._create_engine()
+        self._pid = os.getpid()
+        self._sql = Statements(self.table, self._engine.dialect)
+        self._run_write(self._create_table)
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine (a forked child gets a fresh pool)."""
+        if self._pid != os.getpid():
+            self._engine.dispose(close=False)
+            self._pid = os.getpid()
+        return self._engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self._sql.dialect_name == "sqlite"
+
+    def read(self, result_id: str) -> Record | None:
+        row = self._run_read(lambda c: c.execute(self._sql.read, {"id": result_id}).first())
+        return None if row is None else record_from_row(row)
+
+    def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
+        def query(conn: Connection) -> dict[str, Record]:
+            found = {}
+            for batch in chunked(unique(result_ids), BATCH_SIZE):
+                for row in conn.execute(self._sql.read_many, {"ids": list(batch)}):
+                    found[row[0]] = record_from_row(row)
+            return found
+
+        return self._run_read(query)
+
+    def exists(self, result_id: str) -> bool:
+        return bool(self.exists_many([result_id]))
+
+    def exists_many(self, result_ids: Sequence[str]) -> set[str]:
+        def query(conn: Connection) -> set[str]:
+            found: set[str] = set()
+            for batch in chunked(unique(result_ids), BATCH_SIZE):
+                found.update(conn.execute(self._sql.exists_many, {"ids": list(batch)}).scalars())
+            return found
+
+        return self._run_read(query)
+
+    def list_ids(self, prefix: str | None = None) -> list[str]:
+        return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
+
+    def insert(self, result_id: str, record: Record) -> Record | None:
+        def write(conn: Connection) -> Record | None:
+            if conn.execute(self._sql.insert, row_values(result_id, record)).first() is not None:
+                return None
+            row = conn.execute(self._sql.read, {"id": result_id}).first()
+            if row is None:  # deleted between our conflict and this read: try again
+                raise _Retry
+            return record_from_row(row)
+
+        return self._run_write(write)
+
+    def upsert(self, result_id: str, record: Record) -> None:
+        self._run_write(lambda c: c.execute(self._sql.upsert, row_values(result_id, record)))
+
+    def delete(self, result_id: str) -> bool:
+        return self._run_write(lambda c: c.execute(self._sql.delete, {"id": result_id}).rowcount > 0)
+
+    def clear(self) -> None:
+        self._run_write(lambda c: c.execute(self._sql.clear))
+
+    def lock(
+        self, result_id: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[None]:
+        wait = self.lock_timeout if timeout is None else timeout
+        if self.is_sqlite:
+            database = make_url(self.url).database or ""
+            lock_dir = Path(database).resolve().parent / f".{Path(database).name}.locks"
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            return id_file_lock(lock_dir, result_id, wait, self.location)
+        return self._advisory_lock(result_id, wait)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def to_async(self) -> AsyncResultsBackend:
+        from results_flow.backends.sql_async import AsyncSqlBackend
+
+        return AsyncSqlBackend(
+            self.url,
+            table=self.table.name,
+            schema=self.table.schema,
+            busy_timeout=self.busy_timeout,
+        )
+
+    @contextlib.contextmanager
+    def _advisory_lock(self, result_id: str, timeout: float) -> Iterator[None]:
+        """A PostgreSQL session lock: the server drops it when the holder's session dies."""
+        key = {"id": result_id}
+        deadline = time.monotonic() + timeout
+        try:
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        except sa.exc.SQLAlchemyError as exc:
+            raise mapped_error(exc, self.location) from exc
+        with conn:
+            try:
+                while not conn.execute(_TRY_ADVISORY_LOCK, key).scalar_one():
+                    if time.monotonic() > deadline:
+                        raise LockTimeoutError(
+                            f"lock on {result_id!r} in {self.location} not acquired within {timeout}s"
+                        )
+                    time.sleep(LOCK_POLL_SECONDS)
+            except sa.exc.SQLAlchemyError as exc:
+                raise mapped_error(exc, self.location) from exc
+            try:
+                yield
+            finally:
+                conn.execute(_ADVISORY_UNLOCK, key)
+
+    def _create_engine(self) -> Engine:
+        options: dict[str, Any] = {"pool_pre_ping": True, **self._engine_options}
+        if make_url(self.url).get_backend_name() == "sqlite":
+            options.setdefault("connect_args", {"timeout": self.busy_timeout, "check_same_thread": False})
+            engine = sa.create_engine(self.url, **options)
+            event.listen(engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, self.busy_timeout))
+            event.listen(engine, "begin", begin_sqlite)
+            return engine
+        return sa.create_engine(self.url, **options)
+
+    def _create_table(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            # Many workers may open a new store at once; CREATE TABLE IF NOT EXISTS still races.
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY})
+        self.table.metadata.create_all(conn, checkfirst=True)
+
+    def _run_read(self, work: Callable[[Connection], T]) -> T:
+        try:
+            with self.engine.connect() as conn:
+                return work(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise mapped_error(exc, self.location) from exc
+
+    def _run_write(self, work: Callable[[Connection], T]) -> T:
+        """One transaction; retried on SQLITE_BUSY (and on ``_Retry``) until the deadline."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    conn = conn.execution_options(results_flow_write=True)
+                    with conn.begin():
+                        return work(conn)
+            except _Retry:
+                continue
+            except sa.exc.SQLAlchemyError as exc:
+                if is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                error = mapped_error(exc, self.location)
+                if isinstance(error, StoreBusyError):
+                    error.add_note(f"gave up after {self.busy_timeout}s")
+                raise error from exc
+
+
+class _Retry(Exception):  # noqa: N818 - a control-flow signal, never seen by users
+    """Internal: run the write transaction again."""
+
+
+_TRY_ADVISORY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtextextended(:id, 0))")
+_ADVISORY_UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtextextended(:id, 0))")
+
+
+def sync_url(url: str) -> str:
+    """The URL with the synchronous driver results_flow uses (psycopg 3 for PostgreSQL).
+
+    Raises:
+        UnsupportedStoreUrlError: not a SQLite or PostgreSQL URL.
+    """
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise UnsupportedStoreUrlError(f"malformed database URL {url!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+    raise UnsupportedStoreUrlError(f"{safe_url(url)}: SqlBackend supports sqlite and postgresql")
+
+
+class SqliteBackend(SqlBackend):
+    """A ``SqlBackend`` on the SQLite file at ``path`` (its folder is created)."""
+
+    def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
+        database = Path(path).expanduser().resolve()
+        database.parent.mkdir(parents=True, exist_ok=True)
+        self.path = database
+        super().__init__(f"sqlite:///{database}", **options)
+
+
+class PostgresBackend(SqlBackend):
+    """A ``SqlBackend`` on a PostgreSQL database (``postgresql://user@host/db``)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        if make_url(url).get_backend_name() != "postgresql":
+            raise UnsupportedStoreUrlError(f"{safe_url(url)} is not a postgresql:// URL")
+        super().__init__(url, **options)

@@ -1,0 +1,161 @@
+"""What the sync and async SQL backends share: the table, the statements, the
+SQLite settings, the row decoding and the driver-error mapping.
+
+One table, the ID as primary key. Conflicts are settled by the database with the
+dialect's ``INSERT ... ON CONFLICT``; never by a read followed by a write. On
+PostgreSQL the ID column uses the "C" collation so ordering and prefix ranges are
+bytewise, exactly as on SQLite and in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Dialect, make_url
+
+from results_flow.errors import StoreBusyError, StoreError, StoreUnavailableError
+from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
+from results_flow.records import Record, parse_time
+
+DEFAULT_TABLE = "results_flow_records"
+#: Rows asked for in one ``IN (...)``; below SQLite's and PostgreSQL's parameter limits.
+BATCH_SIZE = 30_000
+#: Applied to every new SQLite connection (diskcache's habit: settings are data).
+SQLITE_PRAGMAS: dict[str, str] = {
+    "journal_mode": "wal",
+    "synchronous": "full",
+    "foreign_keys": "on",
+}
+#: Serializes CREATE TABLE across processes on PostgreSQL (an arbitrary constant key).
+CREATE_LOCK_KEY = 0x52464C4F57  # "RFLOW"
+
+
+def records_table(name: str = DEFAULT_TABLE, schema: str | None = None) -> sa.Table:
+    """The records table; one per store."""
+    id_type = sa.String(MAX_ID_BYTES).with_variant(
+        sa.String(MAX_ID_BYTES, collation="C"), "postgresql"
+    )
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("id", id_type, primary_key=True),
+        sa.Column("model_type", sa.String(255), nullable=False),
+        sa.Column("namespace", sa.String(255), nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
+        sa.Column("metadata", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        schema=schema,
+    )
+
+
+class Statements:
+    """The SQL of every backend operation, built once per table and dialect."""
+
+    def __init__(self, table: sa.Table, dialect: Dialect) -> None:
+        self.table = table
+        self.dialect_name = dialect.name
+        c = table.c
+        self.columns = (c.id, c.model_type, c.namespace, c.data, c.metadata, c.created_at, c.updated_at)
+        self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
+        self.read_many = sa.select(*self.columns).where(c.id.in_(sa.bindparam("ids", expanding=True)))
+        self.exists_many = sa.select(c.id).where(c.id.in_(sa.bindparam("ids", expanding=True)))
+        self.delete = sa.delete(table).where(c.id == sa.bindparam("id"))
+        self.clear = sa.delete(table)
+        insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+        # RETURNING says whether the row went in; rowcount is not reliable for every driver.
+        self.insert = insert.on_conflict_do_nothing(index_elements=[c.id]).returning(c.id)
+        self.upsert = insert.on_conflict_do_update(
+            index_elements=[c.id],
+            set_={
+                name: insert.excluded[name]
+                for name in ("model_type", "namespace", "data", "metadata", "updated_at")
+            },
+        )
+
+    def list_ids(self, prefix: str | None) -> sa.Select[tuple[str]]:
+        """IDs equal to ``prefix`` or below it by whole segments, sorted."""
+        c = self.table.c
+        query = sa.select(c.id).order_by(c.id)
+        if prefix is None:
+            return query
+        below = sa.and_(c.id >= prefix + "/", c.id < prefix_upper_bound(prefix))
+        return query.where(sa.or_(c.id == prefix, below))
+
+
+def row_values(result_id: str, record: Record) -> dict[str, Any]:
+    """The bind values that store ``record`` under ``result_id``."""
+    return {
+        "id": result_id,
+        "model_type": record.model_type,
+        "namespace": record.namespace,
+        "data": record.data,
+        "metadata": json.dumps(record.metadata, ensure_ascii=False),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+def record_from_row(row: Sequence[Any]) -> Record:
+    """A ``Record`` from a row of ``Statements.columns``."""
+    _, model_type, namespace, data, metadata, created_at, updated_at = row
+    return Record(
+        model_type=model_type,
+        namespace=namespace,
+        data=data,
+        created_at=parse_time(created_at),
+        updated_at=parse_time(updated_at),
+        metadata=json.loads(metadata),
+    )
+
+
+def apply_sqlite_settings(dbapi_connection: Any, busy_timeout: float) -> None:
+    """Run on every new SQLite connection: PRAGMAs, and manual transactions so that
+    ``begin_sqlite`` can say ``BEGIN IMMEDIATE`` for writes."""
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        for name, value in SQLITE_PRAGMAS.items():
+            cursor.execute(f"PRAGMA {name} = {value}")
+    finally:
+        cursor.close()
+
+
+def begin_sqlite(conn: Connection) -> None:
+    """The ``begin`` hook: writes take the write lock up front (no upgrade deadlocks)."""
+    write = conn.get_execution_options().get("results_flow_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a driver error means SQLite was locked by another writer."""
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "database is locked" in str(orig or exc)
+
+
+def mapped_error(exc: BaseException, location: str) -> StoreError:
+    """The results_flow error for a driver error raised against ``location``."""
+    if is_busy(exc):
+        return StoreBusyError(f"{location} stayed locked by other writers: {_first_line(exc)}")
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
+        return StoreUnavailableError(f"cannot reach or open {location}: {_first_line(exc)}")
+    return StoreError(f"database operation on {location} failed: {_first_line(exc)}")
+
+
+def safe_url(url: str | URL) -> str:
+    """A URL fit for messages: the password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

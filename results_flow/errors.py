@@ -1,0 +1,117 @@
+"""The one exception hierarchy of results_flow.
+
+Every error results_flow raises on purpose is a ``ResultsFlowError``; where a builtin
+base lets existing ``except`` clauses keep working, it is added as a second base::
+
+    ResultsFlowError
+    ├── InvalidResultIdError (ValueError)       an ID breaks the grammar
+    ├── ResultNotFoundError (KeyError, FileNotFoundError)
+    ├── ResultExistsError (FileExistsError)     RAISE_IF_EXISTS met a stored ID
+    ├── ResultConflictError                     RAISE_IF_DIFFERENT met other data
+    ├── ResultValidationError (ValueError)      a value does not fit its model
+    ├── CorruptRecordError                      a stored record cannot be decoded
+    ├── ModelRegistryError                      registering a model went wrong
+    │   └── UnknownModelError (LookupError)     no model for a stored tag
+    ├── StoreError                              the storage layer failed
+    │   ├── UnsupportedStoreUrlError (ValueError)
+    │   ├── StoreUnavailableError               cannot reach or open the store
+    │   ├── StoreBusyError                      locked past the deadline
+    │   └── LockTimeoutError (TimeoutError)     a per-ID lock was not acquired in time
+    ├── UnhashableParameterError (TypeError)    a task argument has no canonical JSON
+    ├── DataError                               the data layer (results_flow.data)
+    │   ├── ETLConstructionError                an ETL pipeline cannot be built
+    │   ├── DataSourceExistsError               a dataset name is taken
+    │   ├── DataSourceNotFoundError (KeyError)  no dataset of that name
+    │   ├── ProtectedDataError                  master data may not be deleted
+    │   └── CatalogueSchemaError                a database catalogue of unknown shape
+"""
+
+from __future__ import annotations
+
+
+class ResultsFlowError(Exception):
+    """Base of every error results_flow raises on purpose."""
+
+    def __str__(self) -> str:
+        # KeyError would otherwise repr() its message; keep one readable sentence.
+        return str(self.args[0]) if self.args else self.__class__.__name__
+
+
+class InvalidResultIdError(ResultsFlowError, ValueError):
+    """A result ID (or prefix) breaks the ID grammar."""
+
+
+class ResultNotFoundError(ResultsFlowError, KeyError, FileNotFoundError):
+    """No result is stored under the ID."""
+
+
+class ResultExistsError(ResultsFlowError, FileExistsError):
+    """A result is already stored under the ID (RAISE_IF_EXISTS)."""
+
+
+class ResultConflictError(ResultsFlowError):
+    """Different data or type is stored under the ID (RAISE_IF_DIFFERENT)."""
+
+
+class ResultValidationError(ResultsFlowError, ValueError):
+    """A value does not validate against its model."""
+
+
+class CorruptRecordError(ResultsFlowError):
+    """A stored record cannot be decoded: not JSON, or not a results_flow record."""
+
+
+class ModelRegistryError(ResultsFlowError):
+    """A model cannot be registered as asked."""
+
+
+class UnknownModelError(ModelRegistryError, LookupError):
+    """No model is registered under a type tag and namespace."""
+
+
+class StoreError(ResultsFlowError):
+    """The storage layer failed."""
+
+
+class UnsupportedStoreUrlError(StoreError, ValueError):
+    """A store URL has a scheme no backend handles, or is malformed."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached or opened."""
+
+
+class StoreBusyError(StoreError):
+    """The store stayed locked by other writers past the deadline."""
+
+
+class LockTimeoutError(StoreError, TimeoutError):
+    """A per-ID lock could not be acquired in time."""
+
+
+class UnhashableParameterError(ResultsFlowError, TypeError):
+    """A task argument cannot be turned into canonical JSON for its result ID."""
+
+
+class DataError(ResultsFlowError):
+    """Base of the data layer's errors."""
+
+
+class ETLConstructionError(DataError):
+    """An ETL pipeline cannot be built (no schema, unknown format, missing file)."""
+
+
+class DataSourceExistsError(DataError):
+    """A dataset of that name is already stored."""
+
+
+class DataSourceNotFoundError(DataError, KeyError):
+    """No dataset of that name is stored."""
+
+
+class ProtectedDataError(DataError):
+    """Master data is protected from deletion."""
+
+
+class CatalogueSchemaError(DataError):
+    """A database catalogue table has a shape this version does not know."""
