@@ -1,0 +1,79 @@
+"""Fixtures shared by the whole suite: a real PostgreSQL database per test session and
+one session-wide Prefect test harness.
+
+PostgreSQL tests skip with a reason when no server answers, except under ``CI`` where
+a missing server fails them.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+# Prefect reads these when first imported; keep every run's state in a throwaway home.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="results-flow-prefect-"))
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.pop("RESULTS_FLOW_STORE", None)
+
+PG_ADMIN_URL = os.environ.get(
+    "RESULTS_FLOW_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _pg_reachable_or_skip() -> None:
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI requires PostgreSQL at {PG_ADMIN_URL}: {exc}")
+        pytest.skip(f"no PostgreSQL server answers at {PG_ADMIN_URL}: {exc}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A database of its own on the real server for this test session, dropped after."""
+    import sqlalchemy as sa
+
+    _pg_reachable_or_skip()
+    name = f"rf_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.engine.make_url(PG_ADMIN_URL).set(database=name)
+    try:
+        yield url.render_as_string(hide_password=False).replace("+psycopg", "")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """The session database, emptied of results_flow tables before each test."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_server_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    yield postgres_server_url
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for the whole session (about 10 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
