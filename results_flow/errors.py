@@ -23,7 +23,10 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     │   ├── DataSourceExistsError               a dataset name is taken
     │   ├── DataSourceNotFoundError (KeyError)  no dataset of that name
     │   ├── ProtectedDataError                  master data may not be deleted
-    │   └── CatalogueSchemaError                a database catalogue of unknown shape
+    │   ├── CatalogueSchemaError                a database catalogue of unknown shape
+    │   ├── SchemaDefinitionError (ValueError)  a schema declares what its model lacks
+    │   ├── InvalidDatasetNameError (ValueError) a dataset name unfit for files and tables
+    │   └── CorruptDatasetError                 a stored dataset cannot be read back
 """
 
 from __future__ import annotations
@@ -115,3 +118,15 @@ class ProtectedDataError(DataError):
 
 class CatalogueSchemaError(DataError):
     """A database catalogue table has a shape this version does not know."""
+
+
+class SchemaDefinitionError(DataError, ValueError):
+    """A schema declares keys, columns or tables that its row model or file cannot have."""
+
+
+class InvalidDatasetNameError(DataError, ValueError):
+    """A dataset name is empty, too long or holds characters unfit for files and tables."""
+
+
+class CorruptDatasetError(DataError):
+    """A stored dataset (JSON file or database tables) cannot be decoded or validated."""
