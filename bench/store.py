@@ -1,0 +1,435 @@
+"""Store benchmark: set, get, exists, list_ids and get_many of a small Pydantic model on
+every backend, side by side with raw baselines, in one process on one machine.
+
+Run with ``make bench`` (``.venv/bin/python bench/store.py``). Prints the table and
+writes it, with the ratios against issue 2's aims, to the "store" section of
+BENCHMARKS.md. PostgreSQL runs in a throwaway database ``rf_bench_<random>`` on
+``RESULTS_FLOW_BENCH_PG`` (default ``postgresql://postgres@127.0.0.1:5432``), dropped
+at the end; it is skipped with a note when no server answers.
+
+What each store does per operation:
+
+* results_flow stores go through ``ResultsManager`` (ID check, dump + validate-back on
+  ``set``, ``model_validate_json`` on ``get``) with their default settings: ``set`` is
+  the default ``RAISE_IF_EXISTS`` insert.
+* raw sqlite3: one ``(id, data)`` table, WAL, the same ``synchronous`` as
+  SqliteBackend, ``set`` = ``model_dump_json`` + INSERT + one commit, ``get`` =
+  SELECT + ``model_validate_json``.
+* raw files: ``set`` = ``model_dump_json`` + write to a temp file + fsync + rename,
+  ``get`` = open + read + ``model_validate_json``.
+* diskcache: ``Cache.set`` of the JSON text, ``get`` + ``model_validate_json``; run
+  twice, with its default ``synchronous=NORMAL`` and with ``FULL`` like ours.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import diskcache
+from pydantic import BaseModel
+from report import machine, table, write_section
+
+from results_flow import ResultsManager
+from results_flow.backends.sql_schema import SQLITE_PRAGMAS
+
+#: Durable writes per store (each one waits for an fsync).
+N_WRITES = 2_000
+#: Writes done before the timed ones, to open connections and fill caches.
+WARMUP = 50
+#: Each read measurement reads every stored ID this many times...
+READ_PASSES = 5
+#: ...and the best of this many measurements is kept.
+REPEATS = 3
+#: IDs per ``get_many`` call.
+BATCH = 100
+#: ``list_ids`` calls per measurement.
+LIST_CALLS = 10
+PG_SERVER = os.environ.get("RESULTS_FLOW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+COMMAND = "make bench  (= .venv/bin/python bench/store.py)"
+OPS = ("set", "get", "exists", "list_ids", "get_many")
+
+
+class Sample(BaseModel):
+    """A small result: a few scalars, a short list and a datetime."""
+
+    name: str
+    value: float
+    count: int
+    tags: list[str]
+    created: datetime
+
+
+def samples(n: int) -> list[Sample]:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    return [
+        Sample(
+            name=f"sample-{i}",
+            value=i * 0.5,
+            count=i,
+            tags=["bench", f"group-{i % 7}"],
+            created=start + timedelta(seconds=i),
+        )
+        for i in range(n)
+    ]
+
+
+def result_ids(n: int) -> list[str]:
+    """Hierarchical IDs, 100 per folder (the file stores get a folder tree)."""
+    return [f"bench/run-{i // 100:03d}/item-{i:05d}" for i in range(n)]
+
+
+class Subject(ABC):
+    """One store under test, seen through the five operations."""
+
+    name: str
+
+    @abstractmethod
+    def set(self, result_id: str, model: Sample) -> None: ...
+
+    @abstractmethod
+    def get(self, result_id: str) -> Sample: ...
+
+    @abstractmethod
+    def exists(self, result_id: str) -> bool: ...
+
+    @abstractmethod
+    def list_ids(self) -> list[str]: ...
+
+    @abstractmethod
+    def get_many(self, result_ids: Sequence[str]) -> dict[str, Sample]: ...
+
+    def close(self) -> None:  # noqa: B027 - most subjects have something to close
+        """Release connections."""
+
+
+class ManagerSubject(Subject):
+    """A results_flow store through ``ResultsManager``."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.manager = ResultsManager.from_url(url)
+
+    def set(self, result_id: str, model: Sample) -> None:
+        self.manager.set(result_id, model)
+
+    def get(self, result_id: str) -> Sample:
+        return self.manager.get(result_id, Sample)
+
+    def exists(self, result_id: str) -> bool:
+        return self.manager.exists(result_id)
+
+    def list_ids(self) -> list[str]:
+        return self.manager.list_ids()
+
+    def get_many(self, result_ids: Sequence[str]) -> dict[str, Sample]:
+        return self.manager.get_many(result_ids, Sample)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self.manager.close()
+
+
+class RawSqlite(Subject):
+    """sqlite3 alone: WAL, SqliteBackend's ``synchronous``, one commit per insert."""
+
+    name = "raw sqlite3"
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None)
+        self.conn.execute("PRAGMA journal_mode = wal")
+        self.conn.execute(f"PRAGMA synchronous = {SQLITE_PRAGMAS['synchronous']}")
+        self.conn.execute("CREATE TABLE results (id TEXT PRIMARY KEY, data TEXT NOT NULL)")
+
+    def set(self, result_id: str, model: Sample) -> None:
+        self.conn.execute("BEGIN")
+        self.conn.execute(
+            "INSERT INTO results (id, data) VALUES (?, ?)", (result_id, model.model_dump_json())
+        )
+        self.conn.execute("COMMIT")
+
+    def get(self, result_id: str) -> Sample:
+        row = self.conn.execute("SELECT data FROM results WHERE id = ?", (result_id,)).fetchone()
+        return Sample.model_validate_json(row[0])
+
+    def exists(self, result_id: str) -> bool:
+        query = "SELECT 1 FROM results WHERE id = ?"
+        return self.conn.execute(query, (result_id,)).fetchone() is not None
+
+    def list_ids(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT id FROM results ORDER BY id")]
+
+    def get_many(self, result_ids: Sequence[str]) -> dict[str, Sample]:
+        marks = ",".join("?" * len(result_ids))
+        rows = self.conn.execute(f"SELECT id, data FROM results WHERE id IN ({marks})", result_ids)
+        return {rid: Sample.model_validate_json(data) for rid, data in rows}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class RawFiles(Subject):
+    """Plain files: temp file + fsync + rename to write, open + read + validate to read."""
+
+    name = "raw files"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True)
+
+    def path(self, result_id: str) -> str:
+        return f"{self.root}/{result_id}.json"
+
+    def set(self, result_id: str, model: Sample) -> None:
+        path = self.path(result_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temp = f"{path}.tmp"
+        with open(temp, "wb") as handle:
+            handle.write(model.model_dump_json().encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+
+    def get(self, result_id: str) -> Sample:
+        with open(self.path(result_id), "rb") as handle:
+            return Sample.model_validate_json(handle.read())
+
+    def exists(self, result_id: str) -> bool:
+        return os.path.isfile(self.path(result_id))
+
+    def list_ids(self) -> list[str]:
+        found = []
+        for folder, _, files in os.walk(self.root):
+            relative = os.path.relpath(folder, self.root)
+            found += [f"{relative}/{name[:-5]}" for name in files if name.endswith(".json")]
+        return sorted(found)
+
+    def get_many(self, result_ids: Sequence[str]) -> dict[str, Sample]:
+        return {rid: self.get(rid) for rid in result_ids}
+
+
+class DiskCache(Subject):
+    """diskcache's ``Cache`` holding the JSON text (no batch read: one ``get`` per ID)."""
+
+    def __init__(self, root: Path, synchronous: str) -> None:
+        level = {"off": 0, "normal": 1, "full": 2}[synchronous]
+        self.name = f"diskcache (synchronous={synchronous.upper()})"
+        self.cache = diskcache.Cache(str(root), sqlite_synchronous=level)
+
+    def set(self, result_id: str, model: Sample) -> None:
+        self.cache.set(result_id, model.model_dump_json())
+
+    def get(self, result_id: str) -> Sample:
+        return Sample.model_validate_json(self.cache.get(result_id))
+
+    def exists(self, result_id: str) -> bool:
+        return result_id in self.cache
+
+    def list_ids(self) -> list[str]:
+        return list(self.cache.iterkeys())  # iterkeys() yields keys in sorted order
+
+    def get_many(self, result_ids: Sequence[str]) -> dict[str, Sample]:
+        return {rid: self.get(rid) for rid in result_ids}
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Timed sections run without the cyclic collector (as ``timeit`` does)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def best_seconds(run: Callable[[], None], repeats: int = REPEATS) -> float:
+    """The fastest of ``repeats`` runs, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        with no_gc():
+            start = time.perf_counter()
+            run()
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure(subject: Subject, models: list[Sample], ids: list[str]) -> dict[str, float]:
+    """Seconds per operation: set, get, exists, list_ids (per call), get_many (per ID)."""
+    for rid, model in zip(ids[:WARMUP], models[:WARMUP], strict=True):
+        subject.set(rid, model)
+    timed_pairs = list(zip(ids[WARMUP:], models[WARMUP:], strict=True))
+
+    def sets() -> None:
+        for rid, model in timed_pairs:
+            subject.set(rid, model)
+
+    def gets() -> None:
+        for _ in range(READ_PASSES):
+            for rid in ids:
+                subject.get(rid)
+
+    def existing() -> None:
+        for _ in range(READ_PASSES):
+            for rid in ids:
+                subject.exists(rid)
+
+    def lists() -> None:
+        for _ in range(LIST_CALLS):
+            subject.list_ids()
+
+    batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
+
+    def batch_gets() -> None:
+        for _ in range(READ_PASSES):
+            for batch in batches:
+                subject.get_many(batch)
+
+    reads = READ_PASSES * len(ids)
+    seconds = {"set": best_seconds(sets, repeats=1) / len(timed_pairs)}
+    check(subject, models, ids)
+    seconds["get"] = best_seconds(gets) / reads
+    seconds["exists"] = best_seconds(existing) / reads
+    seconds["list_ids"] = best_seconds(lists) / LIST_CALLS
+    seconds["get_many"] = best_seconds(batch_gets) / reads
+    return seconds
+
+
+def check(subject: Subject, models: list[Sample], ids: list[str]) -> None:
+    """Fail loudly if a store does not hold what was written (so nothing broken is timed)."""
+    listed = subject.list_ids()
+    if listed != sorted(ids):
+        raise RuntimeError(f"{subject.name}: list_ids returned {len(listed)} IDs, not {len(ids)}")
+    for i in (0, len(ids) // 2, len(ids) - 1):
+        if subject.get(ids[i]) != models[i] or not subject.exists(ids[i]):
+            raise RuntimeError(f"{subject.name}: {ids[i]!r} does not read back")
+    if subject.get_many(ids[:BATCH]) != dict(zip(ids[:BATCH], models[:BATCH], strict=True)):
+        raise RuntimeError(f"{subject.name}: get_many does not read back")
+
+
+@contextmanager
+def postgres_database() -> Iterator[str | None]:
+    """A throwaway database ``rf_bench_<random>`` on the server, or None if none answers."""
+    import psycopg
+
+    name = f"rf_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=3)
+    except psycopg.Error as exc:
+        print(f"note: PostgreSQL skipped, no server answers at {PG_SERVER}: {exc}")
+        yield None
+        return
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{PG_SERVER}/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cell(seconds: float) -> str:
+    micros = seconds * 1e6
+    rate = 1 / seconds
+    rate_text = f"{rate / 1000:,.1f}k" if rate >= 1000 else f"{rate:,.0f}"
+    time_text = f"{micros:,.1f}" if micros < 1000 else f"{micros:,.0f}"
+    return f"{time_text} µs ({rate_text}/s)"
+
+
+def aim_row(what: str, ours: float, raw: float, limit: float, rate: bool) -> list[object]:
+    """One line of the aims table; ``rate`` compares ops/s (ours/raw) instead of time."""
+    if rate:
+        ratio = raw / ours  # our ops/s over raw ops/s
+        met = ratio >= limit
+        return [what, f"{ratio:.2f}x the raw rate", f">= {limit}x", "met" if met else "NOT met"]
+    ratio = ours / raw
+    met = ratio <= limit
+    return [what, f"{ratio:.2f}x the raw time", f"<= {limit}x", "met" if met else "NOT met"]
+
+
+def main() -> None:
+    models, ids = samples(N_WRITES), result_ids(N_WRITES)
+    results: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rf-bench-") as tmp, postgres_database() as pg_url:
+        root = Path(tmp)
+        makers: list[Callable[[], Subject]] = [
+            lambda: ManagerSubject("results_flow memory", "memory://bench"),
+            lambda: ManagerSubject("results_flow file", f"file://{root / 'rf-files'}"),
+            lambda: RawFiles(root / "raw-files"),
+            lambda: ManagerSubject("results_flow SQLite", f"sqlite:///{root / 'rf.db'}"),
+            lambda: RawSqlite(root / "raw.db"),
+            lambda: DiskCache(root / "diskcache-normal", "normal"),
+            lambda: DiskCache(root / "diskcache-full", "full"),
+        ]
+        if pg_url is not None:
+            makers.append(lambda: ManagerSubject("results_flow PostgreSQL", pg_url))
+        for make in makers:
+            subject = make()
+            try:
+                results[subject.name] = measure(subject, models, ids)
+            finally:
+                subject.close()
+            print(f"{subject.name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+
+    rows = [[name] + [cell(result[op]) for op in OPS] for name, result in results.items()]
+    sqlite, raw_sqlite = results["results_flow SQLite"], results["raw sqlite3"]
+    files, raw_files = results["results_flow file"], results["raw files"]
+    aims = [
+        aim_row(
+            "SQLite `get` vs raw sqlite3 + validate", sqlite["get"], raw_sqlite["get"], 2, False
+        ),
+        aim_row("durable SQLite `set` vs raw sqlite3", sqlite["set"], raw_sqlite["set"], 0.5, True),
+        aim_row(
+            "file `get` vs raw open + read + validate", files["get"], raw_files["get"], 2, False
+        ),
+    ]
+    others = [
+        ["SQLite `exists` / raw", f"{sqlite['exists'] / raw_sqlite['exists']:.2f}x"],
+        ["SQLite `list_ids` / raw", f"{sqlite['list_ids'] / raw_sqlite['list_ids']:.2f}x"],
+        ["SQLite `get_many` / raw", f"{sqlite['get_many'] / raw_sqlite['get_many']:.2f}x"],
+        ["file `set` / raw", f"{files['set'] / raw_files['set']:.2f}x"],
+        ["file `exists` / raw", f"{files['exists'] / raw_files['exists']:.2f}x"],
+        ["file `list_ids` / raw", f"{files['list_ids'] / raw_files['list_ids']:.2f}x"],
+    ]
+    body = "\n\n".join(
+        [
+            "## Store: set / get / exists / list_ids / get_many",
+            f"{machine()}, {os.cpu_count()} CPUs, SQLite {sqlite3.sqlite_version}. "
+            f"Command: `{COMMAND}`.",
+            "A small model (str, float, int, list[str], datetime; "
+            f"{len(models[0].model_dump_json())} bytes of JSON) "
+            f"under {N_WRITES:,} hierarchical IDs. `set`: {N_WRITES - WARMUP:,} "
+            f"durable writes, each its own commit/fsync, after {WARMUP} warm-up writes. Reads: "
+            f"every ID {READ_PASSES}x per run, best of {REPEATS} runs. `list_ids`: one call "
+            f"listing all {N_WRITES:,} IDs (per call). `get_many`: batches of {BATCH} IDs "
+            "(per ID). Time per operation (operations per second).",
+            table(["store", *OPS], rows),
+            "Aims (issue 2):",
+            table(["aim", "measured", "target", "verdict"], aims),
+            "Other ratios (results_flow / raw; lower is better):",
+            table(["ratio", "value"], others),
+            "Raw baselines do less than results_flow by design: no ID check, no envelope "
+            "(type tag, namespace, times, metadata), no validate-back on `set`, no per-ID lock "
+            "or folder fsync on file writes. diskcache's default `synchronous=NORMAL` does not "
+            "fsync each commit in WAL mode; the FULL row matches our durability. "
+            + ("" if pg_url else "PostgreSQL was skipped: no server answered."),
+        ]
+    )
+    print(body)
+    write_section("store", body)
+
+
+if __name__ == "__main__":
+    main()
