@@ -21,7 +21,8 @@ HEADER = (
 def machine() -> str:
     """One line that says where and when the numbers were taken."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return f"{platform.python_implementation()} {platform.python_version()}, {platform.machine()}, {now}"
+    python = f"{platform.python_implementation()} {platform.python_version()}"
+    return f"{python}, {platform.machine()}, {now}"
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:
@@ -37,5 +38,9 @@ def write_section(name: str, body: str) -> None:
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     block = f"{start}\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else f"{text.rstrip()}\n\n{block}\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else f"{text.rstrip()}\n\n{block}\n"
+    )
     BENCHMARKS.write_text(text)

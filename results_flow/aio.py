@@ -7,6 +7,7 @@ memory run in worker threads. Validation and SetBehavior are the sync manager's 
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -103,7 +104,7 @@ class AsyncResultsManager:
         """See ``ResultsManager.exists``."""
         return await self._backend.exists(normalize_id(result_id))
 
-    async def exists_many(self, result_ids: Sequence[ResultId]) -> set[str]:
+    async def exists_many(self, result_ids: Sequence[ResultId]) -> builtins.set[str]:
         """See ``ResultsManager.exists_many``."""
         return await self._backend.exists_many([normalize_id(r) for r in result_ids])
 

@@ -8,11 +8,12 @@ validated against the asked (or registered) model when it is read. The
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
-from enum import Enum
+from enum import StrEnum
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
@@ -38,7 +39,7 @@ from results_flow.settings import default_store_url
 M = TypeVar("M", bound=BaseModel)
 
 
-class SetBehavior(str, Enum):
+class SetBehavior(StrEnum):
     """What ``set`` does when the ID already holds a result."""
 
     RAISE_IF_EXISTS = "raise_if_exists"
@@ -159,7 +160,7 @@ class ResultsManager:
         """Whether a result is stored under the ID."""
         return self._backend.exists(normalize_id(result_id))
 
-    def exists_many(self, result_ids: Sequence[ResultId]) -> set[str]:
+    def exists_many(self, result_ids: Sequence[ResultId]) -> builtins.set[str]:
         """The normalized IDs among ``result_ids`` that are stored, in one backend call."""
         return self._backend.exists_many([normalize_id(r) for r in result_ids])
 
@@ -241,7 +242,7 @@ def encode(
         )
     cls = type(data)
     try:
-        text = data.model_dump_json()
+        text = data.model_dump_json(warnings="error")
         cls.model_validate_json(text)
     except (ValidationError, PydanticSerializationError) as exc:
         raise ResultValidationError(

@@ -59,7 +59,7 @@ def postgres_server_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server_url: str) -> Iterator[str]:
+def postgres_url(postgres_server_url: str) -> str:
     """The session database, emptied of results_flow tables before each test."""
     import sqlalchemy as sa
 
@@ -67,7 +67,7 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
     with engine.begin() as conn:
         conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
-    yield postgres_server_url
+    return postgres_server_url
 
 
 @pytest.fixture(scope="session")

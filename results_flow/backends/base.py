@@ -70,7 +70,9 @@ class ResultsBackend(ABC):
         for result_id in self.list_ids():
             self.delete(result_id)
 
-    def lock(self, result_id: str, timeout: float | None = None) -> contextlib.AbstractContextManager[None]:
+    def lock(
+        self, result_id: str, timeout: float | None = None
+    ) -> contextlib.AbstractContextManager[None]:
         """An exclusive per-ID lock across threads and processes that dies with its holder.
 
         Raises:
@@ -78,7 +80,7 @@ class ResultsBackend(ABC):
         """
         raise StoreError(f"{type(self).__name__} at {self.location} offers no per-ID locks")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections and handles; the backend may not be used afterwards."""
 
     def to_async(self) -> AsyncResultsBackend:

@@ -31,7 +31,9 @@ DEFAULT_LOCK_TIMEOUT = 60.0
 class FileBackend(ResultsBackend):
     """Stores each record as a JSON file under ``base_dir``."""
 
-    def __init__(self, base_dir: str | os.PathLike[str], lock_timeout: float = DEFAULT_LOCK_TIMEOUT):
+    def __init__(
+        self, base_dir: str | os.PathLike[str], lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    ):
         self.root = Path(base_dir).resolve()
         self.location = f"file://{self.root}"
         self.lock_timeout = lock_timeout
@@ -43,7 +45,9 @@ class FileBackend(ResultsBackend):
             self._write_locks.mkdir(parents=True, exist_ok=True)
             self._compute_locks.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreUnavailableError(f"cannot create the store folder {self.root}: {exc}") from exc
+            raise StoreUnavailableError(
+                f"cannot create the store folder {self.root}: {exc}"
+            ) from exc
 
     def path_for(self, result_id: str) -> Path:
         """The file that holds an ID; never outside the root.
@@ -87,7 +91,9 @@ class FileBackend(ResultsBackend):
         path = self.path_for(result_id)
         with self._write_lock(result_id):
             previous = self.read(result_id) if path.exists() else None
-            self._write_atomically(path, (record if previous is None else record.replacing(previous)).to_document())
+            self._write_atomically(
+                path, (record if previous is None else record.replacing(previous)).to_document()
+            )
 
     def delete(self, result_id: str) -> bool:
         path = self.path_for(result_id)
@@ -134,7 +140,9 @@ class FileBackend(ResultsBackend):
     def _write_atomically(self, path: Path, text: str) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fd, temp_name = tempfile.mkstemp(
+                prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
+            )
         except OSError as exc:
             raise _mapped(exc, path) from exc
         try:

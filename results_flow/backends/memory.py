@@ -62,7 +62,9 @@ class MemoryBackend(ResultsBackend):
         with self._guard:
             id_lock = self._id_locks.setdefault(result_id, threading.Lock())
         if not id_lock.acquire(timeout=-1 if timeout is None else timeout):
-            raise LockTimeoutError(f"lock on {result_id!r} in {self.location} not acquired in {timeout}s")
+            raise LockTimeoutError(
+                f"lock on {result_id!r} in {self.location} not acquired in {timeout}s"
+            )
         try:
             yield
         finally:

@@ -125,7 +125,9 @@ class SqlBackend(ResultsBackend):
         self._run_write(lambda c: c.execute(self._sql.upsert, row_values(result_id, record)))
 
     def delete(self, result_id: str) -> bool:
-        return self._run_write(lambda c: c.execute(self._sql.delete, {"id": result_id}).rowcount > 0)
+        return self._run_write(
+            lambda c: c.execute(self._sql.delete, {"id": result_id}).rowcount > 0
+        )
 
     def clear(self) -> None:
         self._run_write(lambda c: c.execute(self._sql.clear))
@@ -168,7 +170,8 @@ class SqlBackend(ResultsBackend):
                 while not conn.execute(_TRY_ADVISORY_LOCK, key).scalar_one():
                     if time.monotonic() > deadline:
                         raise LockTimeoutError(
-                            f"lock on {result_id!r} in {self.location} not acquired within {timeout}s"
+                            f"lock on {result_id!r} in {self.location} "
+                            f"not acquired within {timeout}s"
                         )
                     time.sleep(LOCK_POLL_SECONDS)
             except sa.exc.SQLAlchemyError as exc:
@@ -181,9 +184,13 @@ class SqlBackend(ResultsBackend):
     def _create_engine(self) -> Engine:
         options: dict[str, Any] = {"pool_pre_ping": True, **self._engine_options}
         if make_url(self.url).get_backend_name() == "sqlite":
-            options.setdefault("connect_args", {"timeout": self.busy_timeout, "check_same_thread": False})
+            options.setdefault(
+                "connect_args", {"timeout": self.busy_timeout, "check_same_thread": False}
+            )
             engine = sa.create_engine(self.url, **options)
-            event.listen(engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, self.busy_timeout))
+            event.listen(
+                engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, self.busy_timeout)
+            )
             event.listen(engine, "begin", begin_sqlite)
             return engine
         return sa.create_engine(self.url, **options)
@@ -222,7 +229,7 @@ class SqlBackend(ResultsBackend):
                 raise error from exc
 
 
-class _Retry(Exception):  # noqa: N818 - a control-flow signal, never seen by users
+class _Retry(Exception):
     """Internal: run the write transaction again."""
 
 

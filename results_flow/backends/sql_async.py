@@ -80,7 +80,9 @@ class AsyncSqlBackend(AsyncResultsBackend):
         async def query(conn: AsyncConnection) -> set[str]:
             found: set[str] = set()
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                found.update((await conn.execute(self._sql.exists_many, {"ids": list(batch)})).scalars())
+                found.update(
+                    (await conn.execute(self._sql.exists_many, {"ids": list(batch)})).scalars()
+                )
             return found
 
         return await self._run(query, write=False)
@@ -93,7 +95,9 @@ class AsyncSqlBackend(AsyncResultsBackend):
 
     async def insert(self, result_id: str, record: Record) -> Record | None:
         async def write(conn: AsyncConnection) -> Record | None:
-            if (await conn.execute(self._sql.insert, row_values(result_id, record))).first() is not None:
+            if (
+                await conn.execute(self._sql.insert, row_values(result_id, record))
+            ).first() is not None:
                 return None
             row = (await conn.execute(self._sql.read, {"id": result_id})).first()
             return None if row is None else record_from_row(row)
@@ -143,7 +147,9 @@ class AsyncSqlBackend(AsyncResultsBackend):
 
         async def create(conn: AsyncConnection) -> None:
             if conn.dialect.name == "postgresql":
-                await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY})
+                await conn.execute(
+                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY}
+                )
             await conn.run_sync(self.table.metadata.create_all, checkfirst=True)
 
         await self._transaction(create, write=True)
@@ -182,5 +188,7 @@ def async_url(url: str) -> str:
     drivers: dict[str, Any] = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
     driver = drivers.get(parsed.get_backend_name())
     if driver is None:
-        raise UnsupportedStoreUrlError(f"{safe_url(url)}: AsyncSqlBackend supports sqlite and postgresql")
+        raise UnsupportedStoreUrlError(
+            f"{safe_url(url)}: AsyncSqlBackend supports sqlite and postgresql"
+        )
     return parsed.set(drivername=driver).render_as_string(hide_password=False)

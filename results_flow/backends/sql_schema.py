@@ -61,9 +61,19 @@ class Statements:
         self.table = table
         self.dialect_name = dialect.name
         c = table.c
-        self.columns = (c.id, c.model_type, c.namespace, c.data, c.metadata, c.created_at, c.updated_at)
+        self.columns = (
+            c.id,
+            c.model_type,
+            c.namespace,
+            c.data,
+            c.metadata,
+            c.created_at,
+            c.updated_at,
+        )
         self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
-        self.read_many = sa.select(*self.columns).where(c.id.in_(sa.bindparam("ids", expanding=True)))
+        self.read_many = sa.select(*self.columns).where(
+            c.id.in_(sa.bindparam("ids", expanding=True))
+        )
         self.exists_many = sa.select(c.id).where(c.id.in_(sa.bindparam("ids", expanding=True)))
         self.delete = sa.delete(table).where(c.id == sa.bindparam("id"))
         self.clear = sa.delete(table)
@@ -78,7 +88,7 @@ class Statements:
             },
         )
 
-    def list_ids(self, prefix: str | None) -> sa.Select[tuple[str]]:
+    def list_ids(self, prefix: str | None) -> sa.Select[str]:
         """IDs equal to ``prefix`` or below it by whole segments, sorted."""
         c = self.table.c
         query = sa.select(c.id).order_by(c.id)

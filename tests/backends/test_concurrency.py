@@ -1,0 +1,101 @@
+"""Races and crashes on the stores several processes share: file, SQLite, PostgreSQL.
+
+Regression guard for the defects of the system we follow: a check-then-write that
+raced, and writes a killed process could leave half done.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from results_flow import ResultsManager
+from tests.backends.models import Item
+from tests.backends.workers import skip_if_exists_writer
+
+WORKERS = 8
+WRITES = 500
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _check_exactly_one_winner(url: str, results: list[list[str]], ids: list[str]) -> None:
+    wins = Counter(rid for won in results for rid in won)
+    assert sum(wins.values()) == len(ids), "number of True returns must equal the number of IDs"
+    assert set(wins) == set(ids) and max(wins.values()) == 1
+    with ResultsManager.from_url(url) as rm:
+        assert rm.list_ids("race") == sorted(ids)
+        stored = rm.get_many(ids, Item)
+    winner_of = {rid: f"w{w}" for w, won in enumerate(results) for rid in won}
+    assert all(stored[rid].writer == winner_of[rid] for rid in ids), (
+        "the stored record is the winner's"
+    )
+
+
+@pytest.mark.slow
+def test_processes_racing_skip_if_exists_leave_one_record_per_id(shared_store_url: str) -> None:
+    ids = [f"race/{i}" for i in range(WRITES)]
+    ResultsManager.from_url(shared_store_url).close()  # create the store before the race
+    with ProcessPoolExecutor(WORKERS, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(
+            pool.map(
+                skip_if_exists_writer, [shared_store_url] * WORKERS, range(WORKERS), [ids] * WORKERS
+            )
+        )
+    _check_exactly_one_winner(shared_store_url, results, ids)
+
+
+def test_threads_racing_skip_if_exists_leave_one_record_per_id(shared_store_url: str) -> None:
+    ids = [f"race/{i}" for i in range(200)]
+    ResultsManager.from_url(shared_store_url).close()
+    with ThreadPoolExecutor(WORKERS) as pool:
+        results = list(
+            pool.map(
+                skip_if_exists_writer, [shared_store_url] * WORKERS, range(WORKERS), [ids] * WORKERS
+            )
+        )
+    _check_exactly_one_winner(shared_store_url, results, ids)
+
+
+@pytest.mark.slow
+def test_writer_killed_mid_write_leaves_every_id_absent_or_valid(
+    shared_store_url: str, tmp_path: Path
+) -> None:
+    ResultsManager.from_url(shared_store_url).close()
+    ready = tmp_path / "ready"
+    code = (
+        "import sys; from tests.backends.workers import endless_writer; "
+        "endless_writer(sys.argv[1], sys.argv[2])"
+    )
+    for _ in range(2):  # kill at two different moments
+        ready.unlink(missing_ok=True)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", code, shared_store_url, str(ready)], cwd=ROOT
+        )
+        deadline = time.monotonic() + 60
+        while not ready.exists() and time.monotonic() < deadline and writer.poll() is None:
+            time.sleep(0.01)
+        assert ready.exists(), "the writer never got going"
+        time.sleep(0.05)
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        with ResultsManager.from_url(shared_store_url) as rm:
+            ids = rm.list_ids()
+            assert len(ids) >= 150  # 100 added + 50 overwritten before "ready"
+            assert all(i.startswith("crash/") for i in ids)
+            for rid in ids:
+                assert isinstance(rm.get(rid), Item)
+            assert rm.get_many(ids).keys() == set(ids)
+    if shared_store_url.startswith("file://"):
+        root = Path(shared_store_url.removeprefix("file://"))
+        leftovers = [p for p in root.rglob("*.tmp")]
+        assert all(p.name.startswith(".") for p in leftovers), "temp files are hidden"
+        assert all(not p.name.endswith(".json") for p in leftovers)

@@ -1,0 +1,38 @@
+"""Worker-process bodies for the race and crash tests (importable under spawn)."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from results_flow import ResultsManager, SetBehavior
+from tests.backends.models import Item
+
+
+def skip_if_exists_writer(url: str, worker: int, ids: list[str]) -> list[str]:
+    """Write every ID in a worker-specific order; return the IDs this worker won."""
+    order = list(ids)
+    random.Random(worker).shuffle(order)
+    won = []
+    with ResultsManager.from_url(url) as rm:
+        for rid in order:
+            if rm.set(
+                rid,
+                Item(index=int(rid.rsplit("/", 1)[1]), writer=f"w{worker}"),
+                SetBehavior.SKIP_IF_EXISTS,
+            ):
+                won.append(rid)
+    return won
+
+
+def endless_writer(url: str, ready_path: str) -> None:
+    """Overwrite and add records until killed; touch ``ready_path`` once writing is under way."""
+    rm = ResultsManager.from_url(url)
+    count = 0
+    while True:
+        rid = f"crash/{count % 50}" if count % 2 else f"crash/new/{count}"
+        rm.set(rid, Item(index=count, writer="x" * (count % 4000)), SetBehavior.OVERWRITE)
+        count += 1
+        if count == 200:
+            with open(ready_path, "w") as handle:
+                handle.write(str(os.getpid()))
