@@ -11,7 +11,8 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultValidationError (ValueError)      a value does not fit its model
     ├── CorruptRecordError                      a stored record cannot be decoded
     ├── ModelRegistryError                      registering a model went wrong
-    │   └── UnknownModelError (LookupError)     no model for a stored tag
+    │   ├── UnknownModelError (LookupError)     no model for a stored tag
+    │   └── ModelModuleImportError (ImportError) a module of models cannot be imported
     ├── StoreError                              the storage layer failed
     │   ├── UnsupportedStoreUrlError (ValueError)
     │   ├── StoreUnavailableError               cannot reach or open the store
@@ -27,6 +28,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     │   ├── SchemaDefinitionError (ValueError)  a schema declares what its model lacks
     │   ├── InvalidDatasetNameError (ValueError) a dataset name unfit for files and tables
     │   └── CorruptDatasetError                 a stored dataset cannot be read back
+    └── MaintenanceError (ValueError)           a maintenance request cannot be carried out
 """
 
 from __future__ import annotations
@@ -130,3 +132,11 @@ class InvalidDatasetNameError(DataError, ValueError):
 
 class CorruptDatasetError(DataError):
     """A stored dataset (JSON file or database tables) cannot be decoded or validated."""
+
+
+class ModelModuleImportError(ModelRegistryError, ImportError):
+    """A module named to register models (``results-flow verify --import``) cannot be imported."""
+
+
+class MaintenanceError(ResultsFlowError, ValueError):
+    """A maintenance request cannot be carried out (a negative age, a store copied onto itself)."""
