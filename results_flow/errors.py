@@ -19,6 +19,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     │   ├── StoreBusyError                      locked past the deadline
     │   └── LockTimeoutError (TimeoutError)     a per-ID lock was not acquired in time
     ├── UnhashableParameterError (TypeError)    a task argument has no canonical JSON
+    ├── ResultsTaskError (TypeError)            a results_task cannot be built or shipped as asked
     ├── DataError                               the data layer (results_flow.data)
     │   ├── ETLConstructionError                an ETL pipeline cannot be built
     │   ├── DataSourceExistsError               a dataset name is taken
@@ -96,6 +97,10 @@ class LockTimeoutError(StoreError, TimeoutError):
 
 class UnhashableParameterError(ResultsFlowError, TypeError):
     """A task argument cannot be turned into canonical JSON for its result ID."""
+
+
+class ResultsTaskError(ResultsFlowError, TypeError):
+    """A results_task cannot be built or shipped as asked (no model, unpicklable store)."""
 
 
 class DataError(ResultsFlowError):

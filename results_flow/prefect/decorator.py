@@ -1,0 +1,302 @@
+"""``results_task``: a Prefect task whose validated result is kept in a results_flow store.
+
+The decorated function is wrapped so that each run builds its result ID, returns the
+stored result when that ID exists (SKIP_IF_EXISTS), and otherwise computes, validates
+and stores the result, under a per-ID lock when ``lock`` is on. The wrapper reports
+through the state it returns ("Cached" with the ID, or "Completed" with the ID);
+``ResultsTask`` hands the model, not that state, to direct callers.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+import anyio.to_thread
+from prefect import State, Task
+from pydantic import BaseModel
+
+from results_flow.errors import ResultsTaskError
+from results_flow.ids import source_hash
+from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.prefect.naming import IdRecipe
+from results_flow.prefect.runtime import (
+    TaskRuntime,
+    cached_state,
+    computed_state,
+    current_task_name,
+)
+from results_flow.prefect.stores import StoreRef
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Options that mean the caller wants Prefect's own result persistence as well.
+_PERSISTENCE_OPTIONS = (
+    "persist_result",
+    "cache_policy",
+    "cache_key_fn",
+    "result_storage",
+    "result_serializer",
+    "result_storage_key",
+)
+
+
+class ResultsTask(Task[P, R]):
+    """A Prefect task made by ``results_task``; calling it returns the model itself."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        out = super().__call__(*args, **kwargs)
+        if kwargs.get("return_state"):
+            return out
+        if inspect.isawaitable(out):
+            return _unwrap_later(out)
+        return unwrap_state(out)
+
+    def with_options(self, **options: Any) -> ResultsTask[P, R]:
+        """A copy with other Prefect options (see ``prefect.Task.with_options``)."""
+        copy = super().with_options(**options)
+        copy.__class__ = ResultsTask  # Task.with_options builds a plain Task
+        return cast(ResultsTask[P, R], copy)
+
+    @property
+    def runtime(self) -> TaskRuntime:
+        """The store, model and ID rules of this task."""
+        return runtime_of(self)
+
+    def result_id(self, *args: Any, **kwargs: Any) -> str:
+        """The result ID a call with these arguments would use (see ``result_id_for``)."""
+        return result_id_for(self, *args, **kwargs)
+
+
+def unwrap_state(value: Any) -> Any:
+    """The data of a state our wrapper returned; anything else unchanged."""
+    if isinstance(value, State):
+        return value.result()
+    return value
+
+
+async def _unwrap_later(awaitable: typing.Awaitable[Any]) -> Any:
+    value = await awaitable
+    if isinstance(value, State):
+        return await value.aresult()
+    return value
+
+
+@overload
+def results_task(fn: Callable[P, R], /) -> ResultsTask[P, R]: ...
+@overload
+def results_task(
+    fn: None = None,
+    /,
+    *,
+    manager: ResultsManager | str | None = None,
+    id: str | None = None,
+    version: str | None = None,
+    behavior: SetBehavior = SetBehavior.SKIP_IF_EXISTS,
+    namespace: str | None = None,
+    model: type[BaseModel] | None = None,
+    ignore: Iterable[str] = (),
+    lock: bool = True,
+    lock_timeout: float | None = None,
+    hash_source: bool = False,
+    **prefect_task_options: Any,
+) -> Callable[[Callable[P, R]], ResultsTask[P, R]]: ...
+def results_task(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    manager: ResultsManager | str | None = None,
+    id: str | None = None,
+    version: str | None = None,
+    behavior: SetBehavior = SetBehavior.SKIP_IF_EXISTS,
+    namespace: str | None = None,
+    model: type[BaseModel] | None = None,
+    ignore: Iterable[str] = (),
+    lock: bool = True,
+    lock_timeout: float | None = None,
+    hash_source: bool = False,
+    **prefect_task_options: Any,
+) -> ResultsTask[P, R] | Callable[[Callable[P, R]], ResultsTask[P, R]]:
+    """Make a Prefect task whose result is validated, stored and reused by ID.
+
+    Use as ``@results_task`` or ``@results_task(...)``. Every other keyword is passed to
+    ``prefect.Task`` (``retries``, ``tags``, ``name``...). Prefect's own result
+    persistence stays off unless one of its options is given.
+
+    Args:
+        manager: the store (a ``ResultsManager`` or a store URL); default
+            ``RESULTS_FLOW_STORE`` or the embedded SQLite store.
+        id: an ID template such as ``"scores/{item.id}"``; default
+            ``<flow>/<task>/<key>`` (see ``results_flow.prefect.naming``).
+        version: a version that refines the ID; bump it to recompute.
+        behavior: what to do when the ID exists; SKIP_IF_EXISTS reuses the result.
+        namespace: the registry namespace the result is stored under.
+        model: the result's model; default the return annotation.
+        ignore: parameters left out of the ID (clients, loggers, credentials).
+        lock: compute each ID once across threads and processes.
+        lock_timeout: seconds to wait for another worker's lock (default: the store's).
+        hash_source: refine the ID with a hash of the function's source.
+
+    Raises:
+        ResultsTaskError: no Pydantic model for the result, or a generator function.
+    """
+
+    def decorate(func: Callable[P, R]) -> ResultsTask[P, R]:
+        return _build(
+            func,
+            store=StoreRef(manager),
+            recipe=IdRecipe(
+                template=id,
+                version=version,
+                ignore=frozenset(ignore),
+                code_hash=source_hash(func) if hash_source else None,
+            ),
+            behavior=SetBehavior(behavior),
+            namespace=namespace,
+            model=model,
+            lock=lock,
+            lock_timeout=lock_timeout,
+            options=prefect_task_options,
+        )
+
+    return decorate if fn is None else decorate(fn)
+
+
+def _build(
+    func: Callable[P, R],
+    *,
+    store: StoreRef,
+    recipe: IdRecipe,
+    behavior: SetBehavior,
+    namespace: str | None,
+    model: type[BaseModel] | None,
+    lock: bool,
+    lock_timeout: float | None,
+    options: dict[str, Any],
+) -> ResultsTask[P, R]:
+    name = getattr(func, "__qualname__", repr(func))
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise ResultsTaskError(f"results_task {name!r}: generator functions are not supported")
+    unknown = set(recipe.ignore) - set(inspect.signature(func).parameters)
+    if unknown:
+        raise ResultsTaskError(
+            f"results_task {name!r}: ignore= names no parameter: {sorted(unknown)}"
+        )
+    runtime = TaskRuntime(
+        func,
+        store=store,
+        model=model or model_from_annotation(func),
+        recipe=recipe,
+        behavior=behavior,
+        namespace=namespace,
+        lock=lock,
+        lock_timeout=lock_timeout,
+    )
+    if not any(option in options for option in _PERSISTENCE_OPTIONS):
+        # The store keeps the result; Prefect persisting (and pickling) it too is waste.
+        options["persist_result"] = False
+    wrapper = (
+        _async_wrapper(runtime) if inspect.iscoroutinefunction(func) else _sync_wrapper(runtime)
+    )
+    return ResultsTask(fn=cast(Callable[P, R], wrapper), **options)
+
+
+def model_from_annotation(func: Callable[..., Any]) -> type[BaseModel]:
+    """The Pydantic model a function's return annotation names.
+
+    Raises:
+        ResultsTaskError: no annotation, or not a BaseModel subclass.
+    """
+    name = getattr(func, "__qualname__", repr(func))
+    try:
+        hints = typing.get_type_hints(func)
+    except (NameError, TypeError) as exc:
+        raise ResultsTaskError(
+            f"results_task {name!r}: cannot resolve the return annotation ({exc}); pass model="
+        ) from exc
+    annotation = hints.get("return")
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    raise ResultsTaskError(
+        f"results_task {name!r}: the return annotation {annotation!r} is not a pydantic "
+        "BaseModel subclass; annotate the return type or pass model="
+    )
+
+
+def _sync_wrapper(runtime: TaskRuntime) -> Callable[..., Any]:
+    fn = runtime.fn
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        call = runtime.call(current_task_name(fn.__name__), runtime.bind(args, kwargs))
+        stored = runtime.lookup(call)
+        if stored is not None:
+            return cached_state(call, stored)
+        if not runtime.lock:
+            return computed_state(call, *runtime.save(call, fn(*args, **kwargs)))
+        with runtime.manager().lock(call.result_id, runtime.lock_timeout):
+            stored = runtime.lookup(call)  # the lock holder before us may have stored it
+            if stored is not None:
+                return cached_state(call, stored)
+            return computed_state(call, *runtime.save(call, fn(*args, **kwargs)))
+
+    run.__results_flow_runtime__ = runtime  # type: ignore[attr-defined]
+    return run
+
+
+def _async_wrapper(runtime: TaskRuntime) -> Callable[..., Coroutine[Any, Any, Any]]:
+    fn = runtime.fn
+    to_thread = anyio.to_thread.run_sync
+
+    @functools.wraps(fn)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        call = runtime.call(current_task_name(fn.__name__), runtime.bind(args, kwargs))
+        stored = await to_thread(runtime.lookup, call)
+        if stored is not None:
+            return cached_state(call, stored)
+        if not runtime.lock:
+            return computed_state(
+                call, *await to_thread(runtime.save, call, await fn(*args, **kwargs))
+            )
+        held = runtime.manager().lock(call.result_id, runtime.lock_timeout)
+        await to_thread(held.__enter__)
+        try:
+            stored = await to_thread(runtime.lookup, call)
+            if stored is not None:
+                return cached_state(call, stored)
+            value = await fn(*args, **kwargs)
+            return computed_state(call, *await to_thread(runtime.save, call, value))
+        finally:
+            await to_thread(held.__exit__, None, None, None)
+
+    run.__results_flow_runtime__ = runtime  # type: ignore[attr-defined]
+    return run
+
+
+def runtime_of(task: Task[Any, Any]) -> TaskRuntime:
+    """The runtime of a task made by ``results_task``.
+
+    Raises:
+        ResultsTaskError: ``task`` was not made by ``results_task``.
+    """
+    runtime = getattr(task.fn, "__results_flow_runtime__", None)
+    if not isinstance(runtime, TaskRuntime):
+        raise ResultsTaskError(f"task {task.name!r} was not made by results_task")
+    return runtime
+
+
+def result_id_for(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> str:
+    """The result ID that calling ``task`` with these arguments would store under.
+
+    Inside a flow run the flow segment is the running flow's name; outside, ``no-flow``.
+
+    Raises:
+        ResultsTaskError: ``task`` was not made by ``results_task``.
+        UnhashableParameterError: an argument has no canonical JSON; names it.
+    """
+    runtime = runtime_of(task)
+    return runtime.call(task.name, runtime.bind(args, kwargs)).result_id
