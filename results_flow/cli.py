@@ -1,0 +1,520 @@
+"""The ``results-flow`` command: look into and look after a results_flow store.
+
+A thin layer over ``results_flow.maintenance``: each command parses its options,
+opens the store, makes one library call and formats the answer (rich tables for
+people, ``--json`` for scripts). A named results_flow error becomes one line on
+stderr and exit code 1; usage errors exit with 2. Importing this module does not
+import Prefect, so the command starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any, ParamSpec
+
+from cyclopts import App, Parameter
+from pydantic import BaseModel
+from rich.console import Group
+from rich.filesize import decimal
+from rich.json import JSON
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.prompt import Confirm
+from rich.table import Table
+from rich.text import Text
+
+from results_flow import maintenance
+from results_flow.errors import ResultsFlowError
+from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV
+
+P = ParamSpec("P")
+
+
+def _version() -> str:
+    try:
+        return version("results-flow")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+app = App(
+    name="results-flow",
+    help="Look into and look after a results_flow store.",
+    help_epilogue=(
+        f"The store is --store URL, else ${STORE_ENV}, else {DEFAULT_STORE_URL}. "
+        "Exit codes: 0 done, 1 failed (or verify found bad records), 2 usage error."
+    ),
+    version=_version,
+)
+
+
+@Parameter(name="*")
+@dataclass
+class Common:
+    """Options every command takes."""
+
+    store: Annotated[str | None, Parameter(name="--store")] = None
+    """Store URL (sqlite:///..., file://..., postgresql://..., or a folder)."""
+
+    json: Annotated[bool, Parameter(name="--json", negative=())] = False
+    """Print JSON for scripts instead of tables."""
+
+
+Yes = Annotated[bool, Parameter(name=["--yes", "-y"], negative=())]
+Prefix = Annotated[str | None, Parameter(name="--prefix")]
+OnConflict = Annotated[SetBehavior, Parameter(name="--on-conflict")]
+
+
+def _handles_errors(command: Callable[P, int]) -> Callable[P, int]:
+    """Turn a named results_flow error into one line on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> int:
+        try:
+            return command(*args, **kwargs)
+        except ResultsFlowError as exc:
+            _fail(" ".join(str(exc).split()))
+            return 1
+
+    return run
+
+
+@app.command
+@_handles_errors
+def ls(
+    prefix: str | None = None,
+    /,
+    *,
+    long: Annotated[bool, Parameter(name=["--long", "-l"], negative=())] = False,
+    common: Common | None = None,
+) -> int:
+    """List stored IDs, all or those under PREFIX (whole segments), sorted.
+
+    Parameters
+    ----------
+    prefix
+        Only IDs equal to or below this one (``models`` finds ``models/x``, not ``modelsx``).
+    long
+        Also show model, namespace, update time and size (reads every record).
+    """
+    opts = common or Common()
+    with _store(opts) as store:
+        if long:
+            rows = maintenance.summaries(store, prefix)
+            if opts.json:
+                return _json([row.model_dump(mode="json") for row in rows])
+            table = Table("ID", "model", "namespace", "updated", "size", box=None)
+            for row in rows:
+                table.add_row(
+                    Text(row.id),
+                    Text(row.model_type),
+                    Text(row.namespace),
+                    _time(row.updated_at),
+                    decimal(row.size),
+                )
+            count = len(rows)
+            _out(table)
+        else:
+            ids = store.list_ids(prefix)
+            if opts.json:
+                return _json(ids)
+            count = len(ids)
+            if ids:
+                app.console.out("\n".join(ids), highlight=False)
+    if count == 0:
+        _note("no results" + ("" if prefix is None else f" under {prefix!r}"))
+    return 0
+
+
+@app.command
+@_handles_errors
+def show(result_id: str, /, *, common: Common | None = None) -> int:
+    """Show one stored result: its model, times, metadata and data.
+
+    Parameters
+    ----------
+    result_id
+        The result's ID, e.g. ``projects/p1/results/analysis``.
+    """
+    opts = common or Common()
+    with _store(opts) as store:
+        record = store.record(result_id)
+    doc = maintenance.envelope(result_id, record)
+    if opts.json:
+        return _json(doc)
+    table = Table.grid(padding=(0, 2))
+    table.add_row("ID", Text(str(doc["id"])))
+    table.add_row("model", Text(f"{record.namespace}:{record.model_type}"))
+    table.add_row("created", _time(record.created_at))
+    table.add_row("updated", _time(record.updated_at))
+    table.add_row("size", decimal(maintenance.document_size(record)))
+    table.add_row("metadata", JSON.from_data(record.metadata) if record.metadata else "{}")
+    _out(Group(table, Text("data", style="bold"), JSON(record.data)))
+    return 0
+
+
+@app.command
+@_handles_errors
+def rm(
+    result_id: str | None = None,
+    /,
+    *,
+    prefix: Prefix = None,
+    yes: Yes = False,
+    common: Common | None = None,
+) -> int:
+    """Delete one result, or every result under --prefix; asks first unless --yes.
+
+    Parameters
+    ----------
+    result_id
+        The ID to delete (or give --prefix).
+    prefix
+        Delete every ID equal to or below this one.
+    yes
+        Do not ask for confirmation.
+    """
+    opts = common or Common()
+    with _store(opts) as store:
+        plan = maintenance.plan_delete(store, result_id, prefix=prefix)
+        if not plan.ids:
+            _note(f"no results under {prefix!r}; nothing deleted")
+            return (
+                _json(maintenance.DeleteReport(location=plan.location, deleted=0, kept=0))
+                if opts.json
+                else 0
+            )
+        what = plan.ids[0] if result_id is not None else f"{len(plan.ids)} results under {prefix!r}"
+        if not (yes or _confirm(f"Delete {what} from {plan.location}?")):
+            return _refused(plan.location)
+        report = maintenance.delete_planned(store, plan)
+    if opts.json:
+        return _json(report)
+    _say(f"deleted {report.deleted} result(s) from {report.location}")
+    return 0
+
+
+@app.command
+@_handles_errors
+def stats(
+    prefix: str | None = None,
+    /,
+    *,
+    depth: int = 1,
+    common: Common | None = None,
+) -> int:
+    """Count results and their sizes by ID prefix, model and namespace.
+
+    Parameters
+    ----------
+    prefix
+        Only IDs equal to or below this one.
+    depth
+        How many leading ID segments make one prefix group.
+    """
+    opts = common or Common()
+    with _store(opts) as store, _progress("stats") as bar:
+        report = maintenance.stats(store, prefix, depth=depth, progress=bar)
+    if opts.json:
+        return _json(report)
+    _say(f"{report.count} results, {decimal(report.size)} in {report.location}")
+    if report.count:
+        span = f"{_time(report.oldest_update)} and {_time(report.newest_update)}"
+        _say(f"last updated between {span}")
+    for title, groups in (
+        ("prefix", report.by_prefix),
+        ("model", report.by_model),
+        ("namespace", report.by_namespace),
+    ):
+        if groups:
+            table = Table(title, "results", "size", title=f"by {title}", title_justify="left")
+            for key, group in groups.items():
+                table.add_row(Text(key), str(group.count), decimal(group.size))
+            _out(table)
+    if report.corrupt:
+        _fail(f"{report.corrupt} record(s) cannot be decoded; run results-flow verify")
+        return 1
+    return 0
+
+
+@app.command
+@_handles_errors
+def verify(
+    prefix: str | None = None,
+    /,
+    *,
+    import_: Annotated[tuple[str, ...], Parameter(name="--import", negative=())] = (),
+    common: Common | None = None,
+) -> int:
+    """Validate every result against its registered model; exit 1 if any fails.
+
+    Parameters
+    ----------
+    prefix
+        Only IDs equal to or below this one.
+    import_
+        A module to import first so its @register_model classes are known
+        (repeatable; the current directory is searched first).
+    """
+    opts = common or Common()
+    maintenance.import_model_modules(import_)
+    with _store(opts) as store, _progress("verify") as bar:
+        report = maintenance.verify(store, prefix, progress=bar)
+    if opts.json:
+        _json(report)
+        return 0 if report.ok else 1
+    if report.failures:
+        table = Table("ID", "problem", "model", "detail", title="failures", title_justify="left")
+        for failure in report.failures:
+            table.add_row(
+                Text(failure.id),
+                failure.kind.replace("_", " "),
+                Text(failure.model or "-"),
+                Text(failure.detail),
+            )
+        _out(table)
+    unknown = sum(failure.kind == "unknown_model" for failure in report.failures)
+    if unknown:
+        _note(f"{unknown} record(s) of unregistered models: pass --import MODULE for their models")
+    for orphan in report.orphans:
+        _note(f"stray file (no record): {orphan}")
+    _say(f"{report.valid} of {report.checked} results valid in {report.location}")
+    return 0 if report.ok else 1
+
+
+@app.command
+@_handles_errors
+def export(
+    file: str,
+    /,
+    *,
+    prefix: Prefix = None,
+    common: Common | None = None,
+) -> int:
+    """Write every result (or those under --prefix) to FILE as JSON Lines ('-' for stdout).
+
+    Parameters
+    ----------
+    file
+        The JSON Lines file to write; it is replaced only when the export succeeds.
+    prefix
+        Only IDs equal to or below this one.
+    """
+    opts = common or Common()
+    with _store(opts) as store, _progress("export") as bar:
+        target = sys.stdout if file == "-" else file
+        report = maintenance.export_jsonl(store, target, prefix, progress=bar)
+    return _transferred(report, opts, "exported", to_stderr=file == "-")
+
+
+@app.command(name="import")
+@_handles_errors
+def import_(
+    file: str,
+    /,
+    *,
+    on_conflict: OnConflict = SetBehavior.RAISE_IF_DIFFERENT,
+    common: Common | None = None,
+) -> int:
+    """Store every record of a JSON Lines export ('-' for stdin), envelopes unchanged.
+
+    Parameters
+    ----------
+    file
+        A file written by ``results-flow export``.
+    on_conflict
+        For an ID already stored: raise-if-different (equal records are skipped),
+        skip-if-exists, raise-if-exists or overwrite.
+    """
+    opts = common or Common()
+    with _store(opts, create=True) as store, _progress("import") as bar:
+        source = sys.stdin if file == "-" else file
+        report = maintenance.import_jsonl(store, source, on_conflict=on_conflict, progress=bar)
+    return _transferred(report, opts, "imported")
+
+
+@app.command
+@_handles_errors
+def migrate(
+    *,
+    to: str,
+    prefix: Prefix = None,
+    on_conflict: OnConflict = SetBehavior.RAISE_IF_DIFFERENT,
+    common: Common | None = None,
+) -> int:
+    """Copy every result (or those under --prefix) to the store at --to, envelopes unchanged.
+
+    Parameters
+    ----------
+    to
+        The target store URL; created if needed.
+    prefix
+        Only IDs equal to or below this one.
+    on_conflict
+        For an ID the target already holds: raise-if-different (equal records are
+        skipped, so an interrupted migration can be rerun), skip-if-exists,
+        raise-if-exists or overwrite.
+    """
+    opts = common or Common()
+    with (
+        _store(opts) as source,
+        _store(Common(store=to), create=True) as target,
+        _progress("migrate") as bar,
+    ):
+        report = maintenance.migrate(source, target, prefix, on_conflict=on_conflict, progress=bar)
+    return _transferred(report, opts, "copied")
+
+
+@app.command
+@_handles_errors
+def gc(
+    *,
+    older_than: timedelta,
+    prefix: Prefix = None,
+    yes: Yes = False,
+    common: Common | None = None,
+) -> int:
+    """Delete results last updated longer ago than --older-than; asks first unless --yes.
+
+    Parameters
+    ----------
+    older_than
+        An age such as 30d, 12h, 1w or 1d12h.
+    prefix
+        Only IDs equal to or below this one.
+    yes
+        Do not ask for confirmation.
+    """
+    opts = common or Common()
+    with _store(opts) as store:
+        with _progress("scan") as bar:
+            plan = maintenance.plan_gc(store, older_than, prefix, progress=bar)
+        if plan.ids and not (
+            yes
+            or _confirm(
+                f"Delete {len(plan.ids)} result(s) last updated before "
+                f"{_time(plan.cutoff)} from {plan.location}?"
+            )
+        ):
+            return _refused(plan.location)
+        with _progress("delete") as bar:
+            report = maintenance.delete_planned(store, plan, progress=bar)
+    if opts.json:
+        return _json(report)
+    _say(f"deleted {report.deleted} result(s) older than {older_than} from {report.location}")
+    return 0
+
+
+def main() -> None:
+    """Entry point of the ``results-flow`` console script."""
+    app()
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _store(opts: Common, *, create: bool = False) -> Iterator[ResultsManager]:
+    """The store the options name; a missing file or SQLite store is an error unless ``create``."""
+    with maintenance.open_store(opts.store, create=create) as store:
+        yield store
+
+
+class _Bar:
+    """A ``ProgressSink`` drawn as a rich progress bar."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self._progress = progress
+        self._label = label
+        self._task: Any = None
+
+    def start(self, total: int | None) -> None:
+        self._task = self._progress.add_task(self._label, total=total)
+
+    def advance(self, count: int) -> None:
+        if self._task is not None:
+            self._progress.advance(self._task, count)
+
+
+@contextlib.contextmanager
+def _progress(label: str) -> Iterator[_Bar | None]:
+    """A progress bar on stderr when it is a terminal; None otherwise."""
+    console = app.error_console
+    if not console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as progress:
+        yield _Bar(progress, label)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on the terminal; no answer (closed or unreadable stdin) means no."""
+    try:
+        return Confirm.ask(question, console=app.error_console, default=False)
+    except (EOFError, OSError):
+        return False
+
+
+def _refused(location: str) -> int:
+    _fail(f"not confirmed; nothing deleted from {location} (pass --yes to skip the question)")
+    return 1
+
+
+def _transferred(
+    report: maintenance.TransferReport, opts: Common, verb: str, *, to_stderr: bool = False
+) -> int:
+    """Print a transfer's outcome (on stderr when stdout carries the export itself)."""
+    if opts.json and not to_stderr:
+        return _json(report)
+    line = f"{verb} {report.written} result(s) from {report.source} to {report.target}"
+    if report.skipped:
+        line += f"; {report.skipped} already there, left as they were"
+    if to_stderr:
+        _note(line)
+    else:
+        _say(line)
+    return 0
+
+
+def _json(value: object) -> int:
+    """Print a report or plain value as JSON on stdout; returns exit code 0."""
+    data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+    app.console.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+    return 0
+
+
+def _out(renderable: Any) -> None:
+    app.console.print(renderable)
+
+
+def _say(line: str) -> None:
+    """One plain line on stdout, never wrapped at the terminal width."""
+    app.console.print(Text(line), soft_wrap=True)
+
+
+def _note(message: str) -> None:
+    app.error_console.print(Text(message, style="dim"), soft_wrap=True)
+
+
+def _fail(message: str) -> None:
+    app.error_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+
+
+def _time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.isoformat(sep=" ", timespec="seconds")
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,799 @@
+"""Store maintenance: list, inspect, count, verify, export, import, migrate and prune.
+
+The ``results-flow`` command is a thin layer over these functions; they work the same
+from Python. Each takes a ``ResultsManager`` or a bare ``ResultsBackend`` and speaks
+only the public backend interface (``list_ids``, ``read_many`` in batches, ``insert``,
+``upsert``, ``delete``), so they work on every backend, a custom one included. Each
+returns a small report (a frozen Pydantic model, so ``model_dump(mode="json")`` is
+the machine-readable form).
+
+The export format is JSON Lines: one record per line, the ``Record.to_document()``
+envelope with the ID added first (``{"id": ..., "format": "results_flow/1",
+"model_type": ..., "namespace": ..., "created_at": ..., "updated_at": ...,
+"metadata": {...}, "data": {...}}``). Importing it restores type, namespace, data,
+metadata and both times.
+
+Long calls report progress to an optional ``ProgressSink`` (``start(total)``, then
+``advance(n)``); the command line draws it as a rich progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from results_flow.backends.base import ResultsBackend, chunked
+from results_flow.backends.file import INTERNAL_DIR, FileBackend
+from results_flow.errors import (
+    CorruptRecordError,
+    InvalidResultIdError,
+    MaintenanceError,
+    ModelModuleImportError,
+    ResultsFlowError,
+    ResultValidationError,
+    StoreUnavailableError,
+    UnknownModelError,
+)
+from results_flow.ids import SEPARATOR, normalize_id
+from results_flow.manager import ResultsManager, SetBehavior, decode, not_found, settle
+from results_flow.records import Record, utc_now
+from results_flow.settings import default_store_url
+
+#: Records read per ``read_many`` call (one round trip on SQL backends).
+BATCH_SIZE = 1000
+
+Store = ResultsManager | ResultsBackend
+
+
+class ProgressSink(Protocol):
+    """Receives progress from a long maintenance call."""
+
+    def start(self, total: int | None) -> None:
+        """The call begins; ``total`` records are expected (None when unknown)."""
+
+    def advance(self, count: int) -> None:
+        """``count`` more records are done."""
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class RecordSummary(_Report):
+    """One stored record as ``ls --long`` shows it."""
+
+    id: str
+    model_type: str
+    namespace: str
+    created_at: datetime
+    updated_at: datetime
+    size: int
+    """Bytes of the record's JSON document (its export line without the ID)."""
+
+
+class GroupStats(_Report):
+    """Count and total size of a group of records."""
+
+    count: int = 0
+    size: int = 0
+
+
+class StoreStats(_Report):
+    """Counts and sizes of a store (or of the IDs under a prefix)."""
+
+    location: str
+    prefix: str | None
+    count: int
+    size: int
+    corrupt: int
+    oldest_update: datetime | None
+    newest_update: datetime | None
+    by_prefix: dict[str, GroupStats]
+    by_model: dict[str, GroupStats]
+    """Keyed ``namespace:ModelName``."""
+    by_namespace: dict[str, GroupStats]
+
+
+FailureKind = Literal["corrupt", "unknown_model", "invalid"]
+
+
+class VerifyFailure(_Report):
+    """A record that cannot be read back as its registered model."""
+
+    id: str
+    kind: FailureKind
+    model: str | None
+    """``namespace:ModelName`` as stored; None when the record cannot be decoded."""
+    detail: str
+    """What is wrong, in one line (for a table)."""
+    message: str
+    """The full error message."""
+
+
+class VerifyReport(_Report):
+    """What ``verify`` found: every record checked, the failures, stray files."""
+
+    location: str
+    checked: int
+    valid: int
+    failures: list[VerifyFailure]
+    orphans: list[str]
+    """Files in a file store that hold no listed record (e.g. a killed writer's temp file)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when every record validated."""
+        return not self.failures
+
+
+class TransferReport(_Report):
+    """The outcome of an export, import or migration."""
+
+    source: str
+    target: str
+    read: int
+    written: int
+    skipped: int
+    """Records left alone because the target already held them (see ``on_conflict``)."""
+
+
+class DeletePlan(_Report):
+    """IDs chosen for deletion, to show (and confirm) before ``delete_planned`` runs."""
+
+    location: str
+    ids: list[str]
+    prefix: str | None = None
+    cutoff: datetime | None = None
+    """For ``gc``: only records last updated before this time are deleted."""
+
+
+class DeleteReport(_Report):
+    """The outcome of ``delete_planned``."""
+
+    location: str
+    deleted: int
+    kept: int
+    """Planned IDs not deleted: already gone, or (for ``gc``) updated since the plan."""
+
+
+# --- opening stores and loading models ------------------------------------------------
+
+
+def open_store(url: str | None = None, *, create: bool = True) -> ResultsManager:
+    """Open the store a URL names, or ``RESULTS_FLOW_STORE``, or the embedded default.
+
+    Args:
+        url: a store URL (``sqlite:///``, ``file://``, ``postgresql://``, ``memory://``)
+            or a folder path; None for ``default_store_url()``.
+        create: when False, a file or SQLite store that does not exist yet is an
+            error instead of being created (so a mistyped URL is not a new empty store).
+
+    Raises:
+        UnsupportedStoreUrlError: unknown scheme or malformed URL.
+        StoreUnavailableError: the store cannot be opened, or is missing and not ``create``.
+    """
+    url = default_store_url() if url is None else url
+    if not create:
+        missing = _missing_local_store(url)
+        if missing is not None:
+            raise StoreUnavailableError(f"no results_flow store at {missing} (from {url!r})")
+    return ResultsManager.from_url(url)
+
+
+def _missing_local_store(url: str) -> Path | None:
+    """The path of a file or SQLite store URL when nothing is there; else None.
+
+    Mirrors ``backend_from_url``'s reading of URLs; other schemes are left to it.
+    """
+    scheme, sep, rest = url.partition("://")
+    base = scheme.split("+", 1)[0].lower()
+    if not url.strip():
+        return None
+    if not sep or base == "file":
+        folder = Path(unquote(urlsplit(url).path) or rest) if sep else Path(url)
+        return None if (folder / INTERNAL_DIR).is_dir() else folder
+    if base == "sqlite":
+        path = unquote(rest[1:] if rest.startswith("/") else rest)
+        if not path or path == ":memory:":
+            return None  # backend_from_url names the problem
+        return None if Path(path).expanduser().is_file() else Path(path)
+    return None
+
+
+def import_model_modules(modules: Iterable[str], *, search_path: str | None = None) -> list[str]:
+    """Import modules so that their ``@register_model`` classes are known.
+
+    Args:
+        modules: dotted module names (``myproject.models``).
+        search_path: a folder tried first (the current directory if None), as
+            ``python -m`` would.
+
+    Returns:
+        The names imported.
+
+    Raises:
+        ModelModuleImportError: a module cannot be found or fails with an ImportError.
+    """
+    folder = os.getcwd() if search_path is None else search_path
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    imported = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ModelModuleImportError(f"cannot import models module {name!r}: {exc}") from exc
+        imported.append(name)
+    return imported
+
+
+# --- reading records --------------------------------------------------------------------
+
+
+def scan(
+    store: Store,
+    prefix: str | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: ProgressSink | None = None,
+) -> Iterator[tuple[str, Record | CorruptRecordError]]:
+    """Every stored record under ``prefix`` (all if None), in ID order, read in batches.
+
+    A record that cannot be decoded is yielded as its ``CorruptRecordError`` instead
+    of stopping the scan; IDs deleted while scanning are left out.
+
+    Raises:
+        InvalidResultIdError: the prefix breaks the ID grammar.
+    """
+    backend = _backend(store)
+    ids = backend.list_ids(_prefix(prefix))
+    if progress is not None:
+        progress.start(len(ids))
+    for batch in chunked(ids, batch_size):
+        yield from _read_batch(backend, batch)
+        if progress is not None:
+            progress.advance(len(batch))
+
+
+def iter_records(
+    store: Store,
+    prefix: str | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: ProgressSink | None = None,
+) -> Iterator[tuple[str, Record]]:
+    """Every stored record under ``prefix``, in ID order, read in batches.
+
+    Raises:
+        InvalidResultIdError: the prefix breaks the ID grammar.
+        CorruptRecordError: a record cannot be decoded (``verify`` lists them all).
+    """
+    for result_id, item in scan(store, prefix, batch_size=batch_size, progress=progress):
+        if isinstance(item, CorruptRecordError):
+            raise item
+        yield result_id, item
+
+
+def _read_batch(
+    backend: ResultsBackend, batch: Sequence[str]
+) -> Iterator[tuple[str, Record | CorruptRecordError]]:
+    try:
+        found: dict[str, Record | CorruptRecordError] = dict(backend.read_many(batch))
+    except CorruptRecordError:
+        # One bad record spoils the batch call; read this batch one by one to find it.
+        found = {}
+        for result_id in batch:
+            try:
+                record = backend.read(result_id)
+            except CorruptRecordError as exc:
+                found[result_id] = exc
+                continue
+            if record is not None:
+                found[result_id] = record
+    for result_id in batch:
+        if result_id in found:
+            yield result_id, found[result_id]
+
+
+def summaries(store: Store, prefix: str | None = None) -> list[RecordSummary]:
+    """Type, namespace, times and size of each record under ``prefix``.
+
+    Raises:
+        InvalidResultIdError: the prefix breaks the ID grammar.
+        CorruptRecordError: a record cannot be decoded.
+    """
+    return [
+        RecordSummary(
+            id=result_id,
+            model_type=record.model_type,
+            namespace=record.namespace,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            size=document_size(record),
+        )
+        for result_id, record in iter_records(store, prefix)
+    ]
+
+
+def document_size(record: Record) -> int:
+    """Bytes of a record's JSON document in UTF-8: the size ``stats`` adds up."""
+    return len(record.to_document().encode("utf-8"))
+
+
+def envelope(result_id: str, record: Record) -> dict[str, object]:
+    """A record as a JSON-ready dict: the export line's content (ID, envelope, data)."""
+    value: dict[str, object] = json.loads(to_jsonl_line(result_id, record))
+    return value
+
+
+# --- stats and verify -------------------------------------------------------------------
+
+
+def stats(
+    store: Store,
+    prefix: str | None = None,
+    *,
+    depth: int = 1,
+    progress: ProgressSink | None = None,
+) -> StoreStats:
+    """Count records and add up their sizes, by ID prefix, model and namespace.
+
+    Args:
+        store: the store.
+        prefix: only IDs under this prefix.
+        depth: how many leading ID segments form a ``by_prefix`` group.
+        progress: told how many records are done.
+
+    Raises:
+        InvalidResultIdError: the prefix breaks the ID grammar.
+        MaintenanceError: ``depth`` is below 1.
+    """
+    if depth < 1:
+        raise MaintenanceError(f"stats depth must be at least 1, got {depth}")
+    by_prefix: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_model: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    by_namespace: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    count = size = corrupt = 0
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    for result_id, item in scan(store, prefix, progress=progress):
+        if isinstance(item, CorruptRecordError):
+            corrupt += 1
+            continue
+        record_size = document_size(item)
+        count += 1
+        size += record_size
+        group = SEPARATOR.join(result_id.split(SEPARATOR)[:depth])
+        for table, key in (
+            (by_prefix, group),
+            (by_model, f"{item.namespace}:{item.model_type}"),
+            (by_namespace, item.namespace),
+        ):
+            table[key][0] += 1
+            table[key][1] += record_size
+        oldest = item.updated_at if oldest is None else min(oldest, item.updated_at)
+        newest = item.updated_at if newest is None else max(newest, item.updated_at)
+    return StoreStats(
+        location=_backend(store).location,
+        prefix=_prefix(prefix),
+        count=count,
+        size=size,
+        corrupt=corrupt,
+        oldest_update=oldest,
+        newest_update=newest,
+        by_prefix=_groups(by_prefix),
+        by_model=_groups(by_model),
+        by_namespace=_groups(by_namespace),
+    )
+
+
+def _groups(table: dict[str, list[int]]) -> dict[str, GroupStats]:
+    return {key: GroupStats(count=c, size=s) for key, (c, s) in sorted(table.items())}
+
+
+def verify(
+    store: Store,
+    prefix: str | None = None,
+    *,
+    progress: ProgressSink | None = None,
+) -> VerifyReport:
+    """Validate every record against its registered model, collecting every failure.
+
+    A failure is a record that cannot be decoded (``corrupt``), whose type tag is
+    not registered in its namespace (``unknown_model``; import the module that
+    registers it first), or whose data does not validate (``invalid``). A file
+    store also lists stray files that hold no record (``orphans``, not failures).
+
+    Raises:
+        InvalidResultIdError: the prefix breaks the ID grammar.
+    """
+    failures: list[VerifyFailure] = []
+    checked = 0
+    for result_id, item in scan(store, prefix, progress=progress):
+        checked += 1
+        if isinstance(item, CorruptRecordError):
+            message = str(item)
+            failures.append(
+                VerifyFailure(
+                    id=result_id, kind="corrupt", model=None, detail=message, message=message
+                )
+            )
+            continue
+        try:
+            decode(result_id, item, None)
+        except UnknownModelError as exc:
+            failures.append(_failure(result_id, item, "unknown_model", exc))
+        except ResultValidationError as exc:
+            failures.append(_failure(result_id, item, "invalid", exc))
+    backend = _backend(store)
+    orphans = _file_orphans(backend, _prefix(prefix)) if isinstance(backend, FileBackend) else []
+    return VerifyReport(
+        location=backend.location,
+        checked=checked,
+        valid=checked - len(failures),
+        failures=failures,
+        orphans=orphans,
+    )
+
+
+def _failure(result_id: str, record: Record, kind: FailureKind, exc: Exception) -> VerifyFailure:
+    if isinstance(exc.__cause__, ValidationError):
+        detail = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or '(model)'}: {error['msg']}"
+            for error in exc.__cause__.errors()
+        )
+    else:
+        detail = f"no model {record.model_type!r} registered in namespace {record.namespace!r}"
+    return VerifyFailure(
+        id=result_id,
+        kind=kind,
+        model=f"{record.namespace}:{record.model_type}",
+        detail=detail,
+        message=str(exc),
+    )
+
+
+def _file_orphans(backend: FileBackend, prefix: str | None) -> list[str]:
+    """Files under a file store's root (or the prefix's folder) that hold no listed record."""
+    listed = {backend.path_for(result_id) for result_id in backend.list_ids(prefix)}
+    start = backend.root if prefix is None else backend.root.joinpath(*prefix.split(SEPARATOR))
+    found: list[str] = []
+    for folder, dirs, files in os.walk(start):
+        if Path(folder) == backend.root:
+            dirs[:] = [d for d in dirs if d != INTERNAL_DIR]
+        found.extend(str(Path(folder, n)) for n in files if Path(folder, n) not in listed)
+    return sorted(found)
+
+
+# --- export, import, migrate ------------------------------------------------------------
+
+
+def to_jsonl_line(result_id: str, record: Record) -> str:
+    """One export line (no newline): the record's document with ``"id"`` first."""
+    line = '{"id": ' + json.dumps(result_id, ensure_ascii=False) + ", " + record.to_document()[1:]
+    if "\n" in line or "\r" in line:  # data kept as pretty-printed JSON by a custom backend
+        line = json.dumps(json.loads(line), ensure_ascii=False)
+    return line
+
+
+def from_jsonl_line(line: str, where: str) -> tuple[str, Record]:
+    """The ID and record of one export line.
+
+    Raises:
+        CorruptRecordError: not JSON, no string ``"id"``, or not a results_flow record.
+        InvalidResultIdError: the ID breaks the grammar.
+    """
+    try:
+        doc = json.loads(line)
+    except ValueError as exc:
+        raise CorruptRecordError(f"{where} is not valid JSON: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
+        raise CorruptRecordError(f'{where} has no string "id" field')
+    raw_id = doc.pop("id")
+    try:
+        result_id = normalize_id(raw_id)
+    except InvalidResultIdError as exc:
+        raise InvalidResultIdError(f"{where}: {exc}") from exc
+    return result_id, Record.from_document(json.dumps(doc, ensure_ascii=False), where)
+
+
+def export_jsonl(
+    store: Store,
+    destination: str | os.PathLike[str] | IO[str],
+    prefix: str | None = None,
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: ProgressSink | None = None,
+) -> TransferReport:
+    """Write every record under ``prefix`` to a JSON Lines file, one per line, in ID order.
+
+    A path is written to a temporary file beside it and renamed into place at the
+    end, so a failed export never leaves half a file; a stream is written as is.
+
+    Raises:
+        InvalidResultIdError: the prefix breaks the ID grammar.
+        CorruptRecordError: a record cannot be decoded (nothing is written to a path).
+        StoreUnavailableError: the destination cannot be written.
+    """
+    backend = _backend(store)
+    if not isinstance(destination, str | os.PathLike):
+        count = _write_lines(backend, destination, prefix, batch_size, progress)
+        return _transfer(backend.location, _stream_name(destination), count, count, 0)
+    path = Path(destination)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot write the export file {path}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            count = _write_lines(backend, handle, prefix, batch_size, progress)
+        os.replace(temp_name, path)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp_name)
+        if isinstance(exc, OSError) and not isinstance(exc, ResultsFlowError):
+            raise StoreUnavailableError(f"cannot write the export file {path}: {exc}") from exc
+        raise
+    return _transfer(backend.location, str(path), count, count, 0)
+
+
+def _write_lines(
+    backend: ResultsBackend,
+    handle: IO[str],
+    prefix: str | None,
+    batch_size: int,
+    progress: ProgressSink | None,
+) -> int:
+    count = 0
+    for result_id, record in iter_records(
+        backend, prefix, batch_size=batch_size, progress=progress
+    ):
+        handle.write(to_jsonl_line(result_id, record) + "\n")
+        count += 1
+    return count
+
+
+def import_jsonl(
+    store: Store,
+    source: str | os.PathLike[str] | IO[str],
+    *,
+    on_conflict: SetBehavior = SetBehavior.RAISE_IF_DIFFERENT,
+    progress: ProgressSink | None = None,
+) -> TransferReport:
+    """Store every record of a JSON Lines export, envelope and times unchanged.
+
+    Records are written one by one as the file is read; a bad line stops the import
+    with the records before it stored. Importing the same file again stores nothing
+    new under the default ``on_conflict``.
+
+    Args:
+        store: the store to write to.
+        source: a file path or an open text stream.
+        on_conflict: what an ID that is already stored gets, as in ``ResultsManager.set``:
+            ``RAISE_IF_DIFFERENT`` (default: equal records are skipped, different ones
+            raise), ``SKIP_IF_EXISTS``, ``RAISE_IF_EXISTS`` or ``OVERWRITE`` (keeps the
+            stored creation time, like every overwrite).
+        progress: told of each record (the total is not known in advance).
+
+    Raises:
+        CorruptRecordError: a line is not a results_flow record (names the line), or
+            the file is not UTF-8.
+        InvalidResultIdError: a line's ID breaks the grammar; names the line.
+        ResultConflictError: RAISE_IF_DIFFERENT and the store holds other data.
+        ResultExistsError: RAISE_IF_EXISTS and the ID is stored.
+        StoreUnavailableError: the file cannot be read.
+    """
+    backend = _backend(store)
+    if progress is not None:
+        progress.start(None)
+    if not isinstance(source, str | os.PathLike):
+        return _import_lines(backend, source, _stream_name(source), on_conflict, progress)
+    path = Path(source)
+    try:
+        handle = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot read the import file {path}: {exc.strerror}") from exc
+    with handle:
+        try:
+            return _import_lines(backend, handle, str(path), on_conflict, progress)
+        except UnicodeDecodeError as exc:
+            raise CorruptRecordError(f"{path} is not UTF-8 text: {exc}") from exc
+
+
+def _import_lines(
+    backend: ResultsBackend,
+    lines: Iterable[str],
+    name: str,
+    on_conflict: SetBehavior,
+    progress: ProgressSink | None,
+) -> TransferReport:
+    read = written = 0
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        result_id, record = from_jsonl_line(line, f"{name} line {number}")
+        read += 1
+        written += put(backend, result_id, record, on_conflict)
+        if progress is not None:
+            progress.advance(1)
+    return _transfer(name, backend.location, read, written, read - written)
+
+
+def migrate(
+    source: Store,
+    target: Store,
+    prefix: str | None = None,
+    *,
+    on_conflict: SetBehavior = SetBehavior.RAISE_IF_DIFFERENT,
+    batch_size: int = BATCH_SIZE,
+    progress: ProgressSink | None = None,
+) -> TransferReport:
+    """Copy every record under ``prefix`` from one store to another, envelopes unchanged.
+
+    Running it again after an interruption copies only what is missing (equal
+    records are skipped under the default ``on_conflict``; see ``import_jsonl``).
+
+    Raises:
+        MaintenanceError: source and target are the same store.
+        InvalidResultIdError: the prefix breaks the ID grammar.
+        CorruptRecordError: a source record cannot be decoded.
+        ResultConflictError: RAISE_IF_DIFFERENT and the target holds other data.
+        ResultExistsError: RAISE_IF_EXISTS and the ID is in the target.
+    """
+    source_backend, target_backend = _backend(source), _backend(target)
+    if source_backend is target_backend or (
+        source_backend.location and source_backend.location == target_backend.location
+    ):
+        raise MaintenanceError(f"cannot migrate {source_backend.location} onto itself")
+    read = written = 0
+    for result_id, record in iter_records(
+        source_backend, prefix, batch_size=batch_size, progress=progress
+    ):
+        read += 1
+        written += put(target_backend, result_id, record, on_conflict)
+    return _transfer(
+        source_backend.location, target_backend.location, read, written, read - written
+    )
+
+
+def put(backend: ResultsBackend, result_id: str, record: Record, on_conflict: SetBehavior) -> bool:
+    """Store a ready-made record under ``on_conflict``; True when it was written.
+
+    Raises:
+        ResultConflictError: RAISE_IF_DIFFERENT and the store holds other data.
+        ResultExistsError: RAISE_IF_EXISTS and the ID is stored.
+    """
+    if on_conflict is SetBehavior.OVERWRITE:
+        backend.upsert(result_id, record)
+        return True
+    existing = backend.insert(result_id, record)
+    return settle(on_conflict, result_id, record, existing, backend.location)
+
+
+def _transfer(source: str, target: str, read: int, written: int, skipped: int) -> TransferReport:
+    return TransferReport(source=source, target=target, read=read, written=written, skipped=skipped)
+
+
+def _stream_name(stream: IO[str]) -> str:
+    name = getattr(stream, "name", None)
+    return name if isinstance(name, str) else "<stream>"
+
+
+# --- rm and gc --------------------------------------------------------------------------
+
+
+def plan_delete(
+    store: Store, result_id: str | None = None, *, prefix: str | None = None
+) -> DeletePlan:
+    """The IDs ``rm ID`` or ``rm --prefix P`` would delete (give exactly one of them).
+
+    Raises:
+        MaintenanceError: neither or both of ``result_id`` and ``prefix`` given.
+        InvalidResultIdError: the ID or prefix breaks the grammar.
+        ResultNotFoundError: ``result_id`` is not stored.
+    """
+    backend = _backend(store)
+    if (result_id is None) == (prefix is None):
+        raise MaintenanceError(
+            "give either one result ID or a prefix to delete, not both or neither"
+        )
+    if result_id is not None:
+        rid = normalize_id(result_id)
+        if not backend.exists(rid):
+            raise not_found(rid, backend.location)
+        return DeletePlan(location=backend.location, ids=[rid])
+    normalized = _prefix(prefix)
+    return DeletePlan(
+        location=backend.location, ids=backend.list_ids(normalized), prefix=normalized
+    )
+
+
+def plan_gc(
+    store: Store,
+    older_than: timedelta,
+    prefix: str | None = None,
+    *,
+    now: datetime | None = None,
+    progress: ProgressSink | None = None,
+) -> DeletePlan:
+    """The records (under ``prefix``) last updated more than ``older_than`` ago.
+
+    A record that cannot be decoded has no trustworthy time and is never chosen.
+
+    Raises:
+        MaintenanceError: ``older_than`` is negative.
+        InvalidResultIdError: the prefix breaks the ID grammar.
+    """
+    if older_than < timedelta(0):
+        raise MaintenanceError(f"gc needs a positive age, got {older_than}")
+    cutoff = (now or utc_now()) - older_than
+    stale = [
+        result_id
+        for result_id, item in scan(store, prefix, progress=progress)
+        if not isinstance(item, CorruptRecordError) and item.updated_at < cutoff
+    ]
+    return DeletePlan(
+        location=_backend(store).location, ids=stale, prefix=_prefix(prefix), cutoff=cutoff
+    )
+
+
+def delete_planned(
+    store: Store,
+    plan: DeletePlan,
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: ProgressSink | None = None,
+) -> DeleteReport:
+    """Delete the IDs of a plan.
+
+    For a ``gc`` plan each batch is read again first, and a record updated since the
+    plan was made is kept. (A write that lands between that read and the delete is
+    still lost: run gc when nothing writes the IDs it prunes.)
+
+    Raises:
+        MaintenanceError: the plan was made for another store.
+    """
+    backend = _backend(store)
+    if plan.location != backend.location:
+        raise MaintenanceError(
+            f"this deletion was planned for {plan.location}, not for {backend.location}"
+        )
+    if progress is not None:
+        progress.start(len(plan.ids))
+    deleted = 0
+    for batch in chunked(plan.ids, batch_size):
+        chosen: Iterable[str] = batch
+        if plan.cutoff is not None:
+            cutoff = plan.cutoff
+            chosen = [
+                result_id
+                for result_id, item in _read_batch(backend, batch)
+                if not isinstance(item, CorruptRecordError) and item.updated_at < cutoff
+            ]
+        deleted += sum(backend.delete(result_id) for result_id in chosen)
+        if progress is not None:
+            progress.advance(len(batch))
+    return DeleteReport(location=backend.location, deleted=deleted, kept=len(plan.ids) - deleted)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def _backend(store: Store) -> ResultsBackend:
+    return store.backend if isinstance(store, ResultsManager) else store
+
+
+def _prefix(prefix: str | None) -> str | None:
+    return None if prefix is None else normalize_id(prefix)
