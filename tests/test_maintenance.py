@@ -1,0 +1,292 @@
+"""results_flow.maintenance on real stores: memory, files and SQLite (PostgreSQL in test_cli)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from results_flow import (
+    CorruptRecordError,
+    FileBackend,
+    InvalidResultIdError,
+    MemoryBackend,
+    Record,
+    ResultConflictError,
+    ResultNotFoundError,
+    ResultsBackend,
+    ResultsManager,
+    SetBehavior,
+    SqliteBackend,
+    StoreUnavailableError,
+    register_model,
+)
+from results_flow import maintenance as mt
+from results_flow.errors import MaintenanceError, ModelModuleImportError
+
+NAMESPACE = "maintenance_test"
+
+
+@register_model(namespace=NAMESPACE)
+class Sample(BaseModel):
+    name: str
+    score: float
+
+
+@pytest.fixture(params=["memory", "file", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultsManager]:
+    backends: dict[str, ResultsBackend] = {
+        "memory": MemoryBackend("maintenance"),
+        "file": FileBackend(tmp_path / "files"),
+        "sqlite": SqliteBackend(tmp_path / "results.db"),
+    }
+    with ResultsManager(backend=backends[request.param]) as manager:
+        yield manager
+
+
+def fill(store: ResultsManager, count: int = 5) -> None:
+    for i in range(count):
+        group = "a" if i % 2 else "b"
+        store.set(f"{group}/x/{i}", Sample(name=f"s{i}", score=i / 2), metadata={"run": i})
+
+
+def stamped(days_ago: float, data: str = '{"name": "old", "score": 1.0}') -> Record:
+    moment = datetime.now(UTC) - timedelta(days=days_ago)
+    return Record(
+        "Sample", NAMESPACE, data, created_at=moment, updated_at=moment, metadata={"k": 1}
+    )
+
+
+def as_tuple(record: Record) -> tuple[object, ...]:
+    """A record's content with data compared as JSON (backends may space it differently)."""
+    return (
+        record.model_type,
+        record.namespace,
+        json.loads(record.data),
+        record.created_at,
+        record.updated_at,
+        record.metadata,
+    )
+
+
+class Counter:
+    """A ProgressSink that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.total: int | None = -1
+        self.done = 0
+
+    def start(self, total: int | None) -> None:
+        self.total = total
+
+    def advance(self, count: int) -> None:
+        self.done += count
+
+
+def test_scan_reads_in_batches_in_id_order(store: ResultsManager) -> None:
+    fill(store, 5)
+    sink = Counter()
+    ids = [rid for rid, _ in mt.scan(store, batch_size=2, progress=sink)]
+    assert ids == sorted(ids)
+    assert len(ids) == 5
+    assert (sink.total, sink.done) == (5, 5)
+    assert [rid for rid, _ in mt.iter_records(store.backend, "a")] == ["a/x/1", "a/x/3"]
+
+
+def test_stats_groups_by_prefix_model_and_namespace(store: ResultsManager) -> None:
+    fill(store, 5)
+    report = mt.stats(store, depth=2)
+    assert report.count == 5
+    assert report.corrupt == 0
+    assert {k: g.count for k, g in report.by_prefix.items()} == {"a/x": 2, "b/x": 3}
+    assert report.by_model[f"{NAMESPACE}:Sample"].count == 5
+    assert report.by_namespace[NAMESPACE].size == report.size > 0
+    assert report.oldest_update is not None and report.oldest_update <= report.newest_update  # type: ignore[operator]
+    with pytest.raises(MaintenanceError):
+        mt.stats(store, depth=0)
+
+
+def test_verify_passes_registered_valid_records(store: ResultsManager) -> None:
+    fill(store, 3)
+    report = mt.verify(store)
+    assert report.ok
+    assert (report.checked, report.valid, report.orphans) == (3, 3, [])
+
+
+def test_verify_names_invalid_and_unknown_records(store: ResultsManager) -> None:
+    fill(store, 2)
+    store.backend.insert("bad/score", stamped(0, '{"name": "x", "score": "high"}'))
+    store.backend.insert("bad/ghost", Record("Ghost", NAMESPACE, "{}"))
+    report = mt.verify(store)
+    kinds = {f.id: f.kind for f in report.failures}
+    assert kinds == {"bad/score": "invalid", "bad/ghost": "unknown_model"}
+    invalid = next(f for f in report.failures if f.kind == "invalid")
+    assert invalid.detail.startswith("score:")
+    assert "bad/score" in invalid.message
+
+
+def test_verify_isolates_a_corrupt_file_and_reports_stray_files(tmp_path: Path) -> None:
+    """Regression: one undecodable file must not hide the other records of its batch."""
+    backend = FileBackend(tmp_path / "files")
+    store = ResultsManager(backend=backend)
+    fill(store, 3)
+    (tmp_path / "files" / "b" / "x" / "broken.json").write_text("{not json")
+    (tmp_path / "files" / "b" / "x" / ".2.json.abc.tmp").write_text("half")
+    report = mt.verify(store)
+    assert report.checked == 4
+    assert [(f.id, f.kind) for f in report.failures] == [("b/x/broken", "corrupt")]
+    assert "broken.json" in report.failures[0].message
+    assert report.orphans == [str(tmp_path / "files" / "b" / "x" / ".2.json.abc.tmp")]
+    with pytest.raises(CorruptRecordError, match=r"broken\.json"):
+        list(mt.iter_records(store))
+    assert mt.stats(store).corrupt == 1
+
+
+def test_export_import_round_trip_keeps_envelopes(store: ResultsManager, tmp_path: Path) -> None:
+    fill(store, 4)
+    store.backend.insert("old/one", stamped(40))
+    path = tmp_path / "out.jsonl"
+    exported = mt.export_jsonl(store, path)
+    assert exported.written == 5
+    assert len(path.read_text().splitlines()) == 5
+    target = FileBackend(tmp_path / "restored")
+    imported = mt.import_jsonl(target, path)
+    assert (imported.read, imported.written, imported.skipped) == (5, 5, 0)
+    source = dict(mt.iter_records(store))
+    restored = dict(mt.iter_records(target))
+    assert {k: as_tuple(v) for k, v in restored.items()} == {
+        k: as_tuple(v) for k, v in source.items()
+    }
+    again = mt.import_jsonl(target, path)
+    assert (again.written, again.skipped) == (0, 5)
+
+
+def test_import_conflicts_follow_set_behavior(tmp_path: Path) -> None:
+    target = MemoryBackend()
+    target.insert("a", stamped(1, '{"name": "mine", "score": 0.0}'))
+    line = mt.to_jsonl_line("a", stamped(2))
+    with pytest.raises(ResultConflictError, match="'a'"):
+        mt.import_jsonl(target, io.StringIO(line + "\n"))
+    skipped = mt.import_jsonl(target, io.StringIO(line), on_conflict=SetBehavior.SKIP_IF_EXISTS)
+    assert skipped.skipped == 1
+    mt.import_jsonl(target, io.StringIO(line), on_conflict=SetBehavior.OVERWRITE)
+    stored = target.read("a")
+    assert stored is not None and json.loads(stored.data)["name"] == "old"
+
+
+@pytest.mark.parametrize(
+    ("line", "error", "match"),
+    [
+        ("{oops", CorruptRecordError, "in.jsonl line 2 is not valid JSON"),
+        ('{"format": "results_flow/1"}', CorruptRecordError, 'line 2 has no string "id"'),
+        ('{"id": "a/../b", "format": "results_flow/1"}', InvalidResultIdError, "line 2"),
+        ('{"id": "a", "format": "other"}', CorruptRecordError, "line 2 is not a results_flow"),
+    ],
+)
+def test_import_names_the_bad_line(
+    tmp_path: Path, line: str, error: type[Exception], match: str
+) -> None:
+    path = tmp_path / "in.jsonl"
+    path.write_text(mt.to_jsonl_line("ok", stamped(0)) + "\n" + line + "\n")
+    target = MemoryBackend()
+    with pytest.raises(error, match=match):
+        mt.import_jsonl(target, path)
+    assert target.list_ids() == ["ok"]
+
+
+def test_import_of_a_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match=r"nope\.jsonl"):
+        mt.import_jsonl(MemoryBackend(), tmp_path / "nope.jsonl")
+
+
+def test_export_line_stays_one_line_for_pretty_printed_data() -> None:
+    record = Record("Sample", NAMESPACE, '{\n  "name": "x",\n  "score": 1.0\n}')
+    line = mt.to_jsonl_line("p", record)
+    assert "\n" not in line
+    result_id, back = mt.from_jsonl_line(line, "here")
+    assert (result_id, as_tuple(back)) == ("p", as_tuple(record))
+
+
+def test_failed_export_leaves_no_file(tmp_path: Path) -> None:
+    backend = FileBackend(tmp_path / "files")
+    ResultsManager(backend=backend).set("a", Sample(name="a", score=1))
+    (tmp_path / "files" / "z.json").write_text("garbage")
+    with pytest.raises(CorruptRecordError):
+        mt.export_jsonl(backend, tmp_path / "out.jsonl")
+    assert list(tmp_path.glob("*out.jsonl*")) == []
+
+
+def test_migrate_copies_envelopes_and_reruns_cleanly(store: ResultsManager, tmp_path: Path) -> None:
+    fill(store, 3)
+    target = SqliteBackend(tmp_path / "target.db")
+    sink = Counter()
+    report = mt.migrate(store, target, progress=sink)
+    assert (report.read, report.written, sink.done) == (3, 3, 3)
+    assert {k: as_tuple(v) for k, v in mt.iter_records(target)} == {
+        k: as_tuple(v) for k, v in mt.iter_records(store)
+    }
+    assert mt.migrate(store, target).skipped == 3
+    with pytest.raises(MaintenanceError, match="onto itself"):
+        mt.migrate(store, store.backend)
+
+
+def test_plan_delete(store: ResultsManager) -> None:
+    fill(store, 4)
+    assert mt.plan_delete(store, prefix="a").ids == ["a/x/1", "a/x/3"]
+    assert mt.plan_delete(store, "b/x/0").ids == ["b/x/0"]
+    with pytest.raises(ResultNotFoundError, match="b/x/9"):
+        mt.plan_delete(store, "b/x/9")
+    with pytest.raises(MaintenanceError):
+        mt.plan_delete(store)
+    report = mt.delete_planned(store, mt.plan_delete(store, prefix="b"))
+    assert (report.deleted, store.list_ids()) == (2, ["a/x/1", "a/x/3"])
+
+
+def test_gc_deletes_only_records_older_than_the_cutoff(store: ResultsManager) -> None:
+    store.backend.insert("old/1", stamped(40))
+    store.backend.insert("old/2", stamped(31))
+    store.backend.insert("recent", stamped(2))
+    plan = mt.plan_gc(store, timedelta(days=30))
+    assert plan.ids == ["old/1", "old/2"]
+    # A record rewritten after the plan was made is kept.
+    store.backend.upsert("old/2", stamped(0))
+    report = mt.delete_planned(store, plan)
+    assert (report.deleted, report.kept) == (1, 1)
+    assert store.list_ids() == ["old/2", "recent"]
+    with pytest.raises(MaintenanceError, match="positive"):
+        mt.plan_gc(store, timedelta(days=-1))
+    with pytest.raises(MaintenanceError, match="planned for"):
+        mt.delete_planned(MemoryBackend("other"), plan)
+
+
+def test_open_store_does_not_create_a_missing_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match=r"missing\.db"):
+        mt.open_store(f"sqlite:///{tmp_path}/missing.db", create=False)
+    with pytest.raises(StoreUnavailableError, match="plain"):
+        (tmp_path / "plain").mkdir()
+        mt.open_store(str(tmp_path / "plain"), create=False)
+    assert not (tmp_path / "missing.db").exists()
+    assert not (tmp_path / "plain" / ".results_flow").exists()
+    with mt.open_store(f"file://{tmp_path}/new") as created:
+        assert created.list_ids() == []
+    with mt.open_store(f"file://{tmp_path}/new", create=False) as reopened:
+        assert reopened.list_ids() == []
+
+
+def test_import_model_modules(tmp_path: Path) -> None:
+    (tmp_path / "maint_models_mod.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from results_flow import register_model\n"
+        "@register_model(namespace='maint_import')\n"
+        "class Thing(BaseModel):\n    n: int\n"
+    )
+    assert mt.import_model_modules(["maint_models_mod"], search_path=str(tmp_path)) == [
+        "maint_models_mod"
+    ]
+    with pytest.raises(ModelModuleImportError, match="no_such_models_module"):
+        mt.import_model_modules(["no_such_models_module"], search_path=str(tmp_path))
