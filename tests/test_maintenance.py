@@ -267,8 +267,8 @@ def test_gc_deletes_only_records_older_than_the_cutoff(store: ResultsManager) ->
 def test_open_store_does_not_create_a_missing_store(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match=r"missing\.db"):
         mt.open_store(f"sqlite:///{tmp_path}/missing.db", create=False)
+    (tmp_path / "plain").mkdir()
     with pytest.raises(StoreUnavailableError, match="plain"):
-        (tmp_path / "plain").mkdir()
         mt.open_store(str(tmp_path / "plain"), create=False)
     assert not (tmp_path / "missing.db").exists()
     assert not (tmp_path / "plain" / ".results_flow").exists()
