@@ -67,6 +67,8 @@ class Common:
     """Print JSON for scripts instead of tables."""
 
 
+#: A file name where "-" means stdin or stdout.
+FileArg = Annotated[str, Parameter(allow_leading_hyphen=True)]
 Yes = Annotated[bool, Parameter(name=["--yes", "-y"], negative=())]
 Prefix = Annotated[str | None, Parameter(name="--prefix")]
 OnConflict = Annotated[SetBehavior, Parameter(name="--on-conflict")]
@@ -292,7 +294,7 @@ def verify(
 @app.command
 @_handles_errors
 def export(
-    file: str,
+    file: FileArg,
     /,
     *,
     prefix: Prefix = None,
@@ -317,7 +319,7 @@ def export(
 @app.command(name="import")
 @_handles_errors
 def import_(
-    file: str,
+    file: FileArg,
     /,
     *,
     on_conflict: OnConflict = SetBehavior.RAISE_IF_DIFFERENT,

@@ -1,0 +1,344 @@
+"""The results-flow command, run in-process through cyclopts on real stores, plus one
+real call of the installed console script."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+from rich.console import Console
+
+from results_flow import FileBackend, Record, ResultsManager, SqliteBackend, register_model
+from results_flow.cli import app
+
+NAMESPACE = "cli_test"
+
+
+@register_model(namespace=NAMESPACE)
+class Reading(BaseModel):
+    sensor: str
+    value: float
+
+
+@dataclass
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+def run(*tokens: str, terminal: bool = False) -> Outcome:
+    """Invoke the app in-process with consoles that capture what it prints."""
+    out = Console(file=io.StringIO(), width=300)
+    err = Console(file=io.StringIO(), width=300, force_terminal=terminal)
+    try:
+        code = app(list(tokens), console=out, error_console=err, result_action="return_value")
+    except SystemExit as exc:  # cyclopts exits on usage errors
+        code = exc.code
+    return Outcome(int(code or 0), out.file.getvalue(), err.file.getvalue())  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    """The URL of a SQLite store holding four readings, one with metadata."""
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    with ResultsManager.from_url(url) as store:
+        for i, sensor in enumerate(["t1", "t2", "h1"]):
+            group = "temp" if sensor.startswith("t") else "humidity"
+            store.set(f"sensors/{group}/{sensor}", Reading(sensor=sensor, value=i + 0.5))
+        store.set("runs/r1", Reading(sensor="t1", value=9.0), metadata={"flow": "daily"})
+    return url
+
+
+def content(record: Record | None) -> tuple[object, ...]:
+    """A record's envelope with its data as a JSON value: backends may space the text differently."""
+    assert record is not None
+    return (
+        record.model_type,
+        record.namespace,
+        json.loads(record.data),
+        record.created_at,
+        record.updated_at,
+        record.metadata,
+    )
+
+
+def ids_in(url: str) -> list[str]:
+    with ResultsManager.from_url(url) as store:
+        return store.list_ids()
+
+
+def test_ls_lists_ids_by_prefix(db: str) -> None:
+    every = run("ls", "--store", db)
+    assert every.code == 0
+    assert every.out.split() == [
+        "runs/r1",
+        "sensors/humidity/h1",
+        "sensors/temp/t1",
+        "sensors/temp/t2",
+    ]
+    assert json.loads(run("ls", "sensors/temp", "--store", db, "--json").out) == [
+        "sensors/temp/t1",
+        "sensors/temp/t2",
+    ]
+    long = run("ls", "runs", "-l", "--store", db)
+    assert "runs/r1" in long.out and "Reading" in long.out and NAMESPACE in long.out
+    rows = json.loads(run("ls", "runs", "-l", "--json", "--store", db).out)
+    assert rows[0]["id"] == "runs/r1" and rows[0]["size"] > 0
+    nothing = run("ls", "sensors/te", "--store", db)
+    assert (nothing.code, nothing.out, "no results under 'sensors/te'" in nothing.err) == (
+        0,
+        "",
+        True,
+    )
+
+
+def test_store_comes_from_the_environment(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RESULTS_FLOW_STORE", db)
+    assert run("ls", "runs").out.split() == ["runs/r1"]
+
+
+def test_show_prints_data_and_metadata(db: str) -> None:
+    shown = run("show", "runs/r1", "--store", db)
+    assert shown.code == 0
+    for text in ("runs/r1", f"{NAMESPACE}:Reading", '"flow": "daily"', '"value": 9.0'):
+        assert text in shown.out
+    doc = json.loads(run("show", "runs/r1", "--json", "--store", db).out)
+    assert doc["data"] == {"sensor": "t1", "value": 9.0}
+    assert doc["metadata"] == {"flow": "daily"}
+    assert doc["model_type"] == "Reading" and "created_at" in doc
+
+
+def test_missing_id_is_a_one_line_error(db: str) -> None:
+    for command in ("show", "rm"):
+        missing = run(command, "runs/nope", "--store", db)
+        assert missing.code == 1
+        assert missing.out == ""
+        assert missing.err.count("\n") == 1
+        assert missing.err.startswith("error: no result stored under 'runs/nope'")
+
+
+def test_bad_store_url_is_a_one_line_error(tmp_path: Path) -> None:
+    bad = run("ls", "--store", "nosuch://somewhere")
+    assert (bad.code, bad.err.count("\n")) == (1, 1)
+    assert "unknown store URL scheme 'nosuch'" in bad.err
+    missing = run("stats", "--store", f"sqlite:///{tmp_path / 'typo.db'}")
+    assert missing.code == 1
+    assert "no results_flow store at" in missing.err and "typo.db" in missing.err
+    assert not (tmp_path / "typo.db").exists()
+    invalid = run("ls", "a//b", "--store", "memory://")
+    assert (invalid.code, "empty segment" in invalid.err) == (1, True)
+
+
+def test_rm_refuses_without_confirmation(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = ids_in(db)
+    refused = run("rm", "--prefix", "sensors", "--store", db)  # stdin cannot be read
+    assert refused.code == 1
+    assert "not confirmed; nothing deleted" in refused.err
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
+    assert run("rm", "runs/r1", "--store", db).code == 1
+    assert ids_in(db) == before
+
+
+def test_rm_deletes_after_yes_or_a_confirmation(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
+    confirmed = run("rm", "--prefix", "sensors/temp", "--store", db)
+    assert confirmed.code == 0
+    assert "Delete 2 results under 'sensors/temp'" in confirmed.err
+    assert "deleted 2 result(s)" in confirmed.out
+    assert run("rm", "runs/r1", "--yes", "--store", db).code == 0
+    assert ids_in(db) == ["sensors/humidity/h1"]
+    report = json.loads(run("rm", "--prefix", "sensors", "-y", "--json", "--store", db).out)
+    assert report["deleted"] == 1
+    assert run("rm", "--store", db).code == 1  # neither ID nor --prefix
+
+
+def test_stats_counts_and_sizes(db: str) -> None:
+    shown = run("stats", "--store", db)
+    assert shown.code == 0
+    assert "4 results" in shown.out and "sensors" in shown.out
+    report = json.loads(run("stats", "--depth", "2", "--json", "--store", db).out)
+    assert report["count"] == 4
+    assert {k: v["count"] for k, v in report["by_prefix"].items()} == {
+        "runs/r1": 1,
+        "sensors/humidity": 1,
+        "sensors/temp": 2,
+    }
+    assert report["by_model"][f"{NAMESPACE}:Reading"]["size"] == report["size"]
+
+
+def test_verify_reports_corrupt_unknown_and_invalid_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"cli_models_{uuid.uuid4().hex[:8]}"
+    namespace = f"cli_import_{module}"
+    (tmp_path / f"{module}.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from results_flow import register_model\n"
+        f"@register_model(namespace={namespace!r})\n"
+        "class Gadget(BaseModel):\n    size: int\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    backend = FileBackend(tmp_path / "store")
+    store = f"file://{backend.root}"
+    backend.insert("gadgets/ok", Record("Gadget", namespace, '{"size": 3}'))
+    backend.insert("gadgets/bad", Record("Gadget", namespace, '{"size": "huge"}'))
+    backend.insert("gadgets/ghost", Record("Ghost", namespace, "{}"))
+    (backend.root / "gadgets" / "torn.json").write_text('{"format": "results_flow/1", "da')
+
+    without = run("verify", "--store", store, "--json")
+    assert without.code == 1
+    assert {f["kind"] for f in json.loads(without.out)["failures"]} == {"unknown_model", "corrupt"}
+
+    checked = run("verify", "--import", module, "--store", store)
+    assert checked.code == 1
+    assert "1 of 4 results valid" in checked.out
+    report = json.loads(run("verify", "--import", module, "--json", "--store", store).out)
+    kinds = {f["id"]: f["kind"] for f in report["failures"]}
+    assert kinds == {
+        "gadgets/bad": "invalid",
+        "gadgets/ghost": "unknown_model",
+        "gadgets/torn": "corrupt",
+    }
+    torn = next(f for f in report["failures"] if f["kind"] == "corrupt")
+    assert str(backend.root / "gadgets" / "torn.json") in torn["message"]
+
+    clean = run("verify", "gadgets/ok", "--import", module, "--store", store)
+    assert (clean.code, "1 of 1 results valid" in clean.out) == (0, True)
+    unknown = run("verify", "--import", "no_such_module_xyz", "--store", store)
+    assert (unknown.code, "no_such_module_xyz" in unknown.err) == (1, True)
+
+
+def test_export_import_round_trip(db: str, tmp_path: Path) -> None:
+    path = tmp_path / "backup.jsonl"
+    exported = run("export", str(path), "--store", db)
+    assert exported.code == 0
+    assert "exported 4 result(s)" in exported.out
+    target = f"sqlite:///{tmp_path / 'restored.db'}"
+    imported = run("import", str(path), "--store", target, "--json")
+    assert json.loads(imported.out)["written"] == 4
+    original = SqliteBackend(db.removeprefix("sqlite:///"))
+    restored = SqliteBackend(tmp_path / "restored.db")
+    assert restored.list_ids() == original.list_ids()
+    for result_id in original.list_ids():
+        assert content(restored.read(result_id)) == content(original.read(result_id))
+    again = run("import", str(path), "--store", target)
+    assert "imported 0 result(s)" in again.out and "4 already there" in again.out
+
+
+def test_import_conflict_is_a_one_line_error(db: str, tmp_path: Path) -> None:
+    path = tmp_path / "one.jsonl"
+    path.write_text(
+        json.dumps(
+            {
+                "id": "runs/r1",
+                "format": "results_flow/1",
+                "model_type": "Reading",
+                "namespace": NAMESPACE,
+                "created_at": "2024-01-01T00:00:00+00:00",
+                "updated_at": "2024-01-01T00:00:00+00:00",
+                "metadata": {},
+                "data": {"sensor": "t1", "value": -1.0},
+            }
+        )
+    )
+    conflict = run("import", str(path), "--store", db)
+    assert (conflict.code, "'runs/r1'" in conflict.err, conflict.err.count("\n")) == (1, True, 1)
+    assert run("import", str(path), "--on-conflict", "overwrite", "--store", db).code == 0
+    assert json.loads(run("show", "runs/r1", "--json", "--store", db).out)["data"]["value"] == -1.0
+
+
+def test_export_to_stdout_and_import_from_stdin(
+    db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run("export", "-", "--prefix", "sensors", "--store", db).code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [
+        "sensors/humidity/h1",
+        "sensors/temp/t1",
+        "sensors/temp/t2",
+    ]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(lines) + "\n"))
+    target = str(tmp_path / "folder_store")
+    assert run("import", "-", "--store", target).code == 0
+    assert ids_in(target) == [json.loads(line)["id"] for line in lines]
+
+
+def test_progress_bar_on_a_terminal(db: str, tmp_path: Path) -> None:
+    shown = run("export", str(tmp_path / "x.jsonl"), "--store", db, terminal=True)
+    assert shown.code == 0
+    assert len((tmp_path / "x.jsonl").read_text().splitlines()) == 4
+
+
+@pytest.mark.postgres
+def test_migrate_sqlite_to_postgresql(db: str, postgres_url: str) -> None:
+    moved = run("migrate", "--to", postgres_url, "--store", db)
+    assert moved.code == 0
+    assert "copied 4 result(s)" in moved.out
+    source = SqliteBackend(db.removeprefix("sqlite:///"))
+    with ResultsManager.from_url(postgres_url) as target:
+        assert target.list_ids() == source.list_ids()
+        for result_id in source.list_ids():
+            assert content(target.record(result_id)) == content(source.read(result_id))
+        assert target.get("runs/r1") == Reading(sensor="t1", value=9.0)
+    rerun = json.loads(run("migrate", "--to", postgres_url, "--json", "--store", db).out)
+    assert (rerun["written"], rerun["skipped"]) == (0, 4)
+    onto_itself = run("migrate", "--to", db, "--store", db)
+    assert (onto_itself.code, "onto itself" in onto_itself.err) == (1, True)
+
+
+def test_gc_deletes_records_older_than(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = SqliteBackend(db.removeprefix("sqlite:///"))
+    long_ago = datetime.now(UTC) - timedelta(days=45)
+    data = '{"sensor": "t9", "value": 1.0}'
+    backend.insert(
+        "old/a", Record("Reading", NAMESPACE, data, created_at=long_ago, updated_at=long_ago)
+    )
+    before = backend.list_ids()
+    refused = run("gc", "--older-than", "30d", "--store", db)
+    assert (refused.code, backend.list_ids()) == (1, before)
+    assert "Delete 1 result(s) last updated before" in refused.err
+    pruned = run("gc", "--older-than", "30d", "--yes", "--store", db)
+    assert pruned.code == 0
+    assert "deleted 1 result(s)" in pruned.out
+    assert "old/a" not in backend.list_ids()
+    nothing = json.loads(run("gc", "--older-than", "12h", "--json", "--store", db).out)
+    assert nothing["deleted"] == 0
+    assert run("gc", "--older-than", "soon", "--store", db).code == 2
+
+
+def test_installed_command_runs(db: str) -> None:
+    command = Path(sys.executable).parent / "results-flow"
+    done = subprocess.run(
+        [str(command), "ls", "sensors", "--json", "--store", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["sensors/humidity/h1", "sensors/temp/t1", "sensors/temp/t2"]
+    missing = subprocess.run(
+        [str(command), "show", "nope", "--store", db],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (missing.returncode, missing.stderr.count("\n")) == (1, 1)
+
+
+def test_importing_the_cli_does_not_import_prefect() -> None:
+    probe = "import sys, results_flow.cli; print('prefect' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"
