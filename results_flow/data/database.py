@@ -1,0 +1,356 @@
+"""DatabaseDataManager: datasets as real SQL tables plus a catalogue (SQLite, PostgreSQL).
+
+Every dataset table is its own SQL table with typed columns, so plain SQL can query
+it; the catalogue row and all data tables of a dataset are written, replaced or
+dropped in ONE transaction, so a failed write leaves nothing behind. Datasets are
+read on first access and kept in a bounded LRU cache. A catalogue table of an
+unknown shape raises ``CatalogueSchemaError``; it is never migrated silently.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from results_flow.backends.sql import sync_url
+from results_flow.backends.sql_schema import (
+    apply_sqlite_settings,
+    begin_sqlite,
+    is_busy,
+    mapped_error,
+    safe_url,
+)
+from results_flow.data.datasource import (
+    DataKind,
+    DataSource,
+    DataTable,
+    table_model,
+    validate_rows,
+)
+from results_flow.data.etl import ETLFactory
+from results_flow.data.manager import DataManager
+from results_flow.data.schemas import FileSchema, table_schemas
+from results_flow.data.sql_tables import (
+    CATALOGUE_COLUMNS,
+    DEFAULT_CATALOGUE,
+    DEFAULT_PREFIX,
+    STORAGE_FORMAT,
+    TABLE_ENTRIES,
+    TableEntry,
+    catalogue_table,
+    data_table,
+    sql_table_name,
+)
+from results_flow.errors import (
+    CatalogueSchemaError,
+    CorruptDatasetError,
+    StoreBusyError,
+)
+from results_flow.records import parse_time
+
+T = TypeVar("T")
+
+DEFAULT_URL = "sqlite:///results_flow_datasets.db"
+DEFAULT_CACHE_SIZE = 8
+DEFAULT_BUSY_TIMEOUT = 30.0
+
+
+class DatabaseDataManager(DataManager):
+    """Keeps datasets in a SQL database through a SQLAlchemy engine.
+
+    Args:
+        url: a database URL (``sqlite:///path.db``, ``postgresql://...``) or an engine.
+        schemas: the files and tables datasets are loaded from (and typed by).
+        etl_factory: builds the ETL pipelines; ``SimpleETLFactory(schemas)`` by default.
+        protect_master_data: the default of ``delete_data``'s ``protect_master``.
+        cache_size: datasets kept in memory after being read (0 keeps none).
+        catalogue: the catalogue table's name.
+        table_prefix: the first part of every data table's name.
+        db_schema: the database schema (namespace) of all tables, if not the default.
+        busy_timeout: seconds a SQLite write waits for other writers.
+    """
+
+    def __init__(
+        self,
+        url: str | Engine = DEFAULT_URL,
+        schemas: Iterable[FileSchema] = (),
+        *,
+        etl_factory: ETLFactory | None = None,
+        protect_master_data: bool = False,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        catalogue: str = DEFAULT_CATALOGUE,
+        table_prefix: str = DEFAULT_PREFIX,
+        db_schema: str | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+    ) -> None:
+        super().__init__(schemas, etl_factory=etl_factory, protect_master_data=protect_master_data)
+        self.busy_timeout = busy_timeout
+        self._owns_engine = not isinstance(url, Engine)
+        self.engine = url if isinstance(url, Engine) else _create_engine(url, busy_timeout)
+        self.location = safe_url(self.engine.url)
+        self.cache_size = cache_size
+        self.table_prefix = table_prefix
+        self.db_schema = db_schema
+        self.catalogue = catalogue_table(catalogue, db_schema)
+        self._cache: OrderedDict[str, DataSource] = OrderedDict()
+        self._ready = False
+
+    def startup(self) -> None:
+        """Create the catalogue table if missing, and check its shape if present.
+
+        Raises:
+            CatalogueSchemaError: the catalogue table has other columns than this version's.
+            StoreError: the database cannot be reached.
+        """
+        self._write(self._ensure_catalogue)
+        self._ready = True
+
+    def get_data_keys(self) -> list[str]:
+        c = self.catalogue.c
+        return self._read(
+            lambda conn: list(conn.execute(sa.select(c.name).order_by(c.name)).scalars())
+        )
+
+    def has_data(self, name: str) -> bool:
+        if name in self._cache:
+            return True
+        c = self.catalogue.c
+        query = sa.select(c.name).where(c.name == name)
+        return self._read(lambda conn: conn.execute(query).first() is not None)
+
+    def get_data(self, name: str) -> DataSource:
+        """The dataset ``name``, from the cache or read from its tables.
+
+        Raises:
+            DataSourceNotFoundError: no such dataset.
+            CatalogueSchemaError: its catalogue row is of an unknown storage format.
+            CorruptDatasetError: a table is gone or a row no longer validates.
+        """
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None:
+                self._cache.move_to_end(name)
+                return cached
+        found = self._read(lambda conn: self._load(conn, name))
+        if found is None:
+            raise self._not_found(name)
+        self._remember(found)
+        return found
+
+    def table_name(self, dataset: str, table: str) -> str:
+        """The SQL table holding ``table`` of ``dataset``, for plain SQL queries.
+
+        Raises:
+            DataSourceNotFoundError: no such dataset.
+            KeyError: the dataset has no such table.
+        """
+        row = self._read(lambda conn: self._catalogue_row(conn, dataset))
+        if row is None:
+            raise self._not_found(dataset)
+        for entry in self._entries(row):
+            if entry.name == table:
+                return entry.sql_table
+        raise KeyError(f"dataset {dataset!r} has no table {table!r}")
+
+    def clear_cache(self) -> None:
+        """Forget every cached dataset (the next ``get_data`` reads from the database)."""
+        with self._lock:
+            self._cache.clear()
+
+    def close(self) -> None:
+        """Release the engine's connections (only an engine this manager created)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    def _store(self, data_source: DataSource, *, replace: bool) -> None:
+        declared = table_schemas(self.schemas)
+        entries = [
+            TableEntry(
+                name=t.name,
+                sql_table=sql_table_name(self.table_prefix, data_source.name, t.name),
+                columns=t.columns,
+                primary_key=list(declared[t.name].primary_key) if t.name in declared else [],
+            )
+            for t in data_source.tables.values()
+        ]
+
+        def write(conn: Connection) -> None:
+            if replace:
+                self._drop(conn, data_source.name)
+            row = {
+                "name": data_source.name,
+                "kind": data_source.kind.value,
+                "created_at": data_source.created_at,
+                "derived_from": data_source.derived_from,
+                "format": STORAGE_FORMAT,
+                "tables": TABLE_ENTRIES.dump_json(entries).decode(),
+            }
+            try:  # the catalogue row first: a racing writer of the same name fails here
+                conn.execute(sa.insert(self.catalogue), row)
+            except sa.exc.IntegrityError as exc:
+                raise self._exists_error(data_source.name) from exc
+            metadata = sa.MetaData()
+            for entry in entries:
+                table = data_table(entry, metadata, self.db_schema)
+                table.create(conn)
+                rows = data_source.tables[entry.name].dump()
+                if rows:
+                    conn.execute(table.insert(), rows)
+
+        self._write(write)
+        with self._lock:
+            self._cache.pop(data_source.name, None)
+        self._remember(data_source)
+
+    def _remove(self, name: str) -> None:
+        self._write(lambda conn: self._drop(conn, name))
+        with self._lock:
+            self._cache.pop(name, None)
+
+    def _is_master(self, name: str) -> bool:
+        row = self._read(lambda conn: self._catalogue_row(conn, name))
+        return row is None or row.kind == DataKind.MASTER.value
+
+    def _drop(self, conn: Connection, name: str) -> None:
+        row = self._catalogue_row(conn, name)
+        if row is None:
+            return
+        metadata = sa.MetaData()
+        for entry in self._entries(row):
+            sa.Table(entry.sql_table, metadata, schema=self.db_schema).drop(conn, checkfirst=True)
+        conn.execute(sa.delete(self.catalogue).where(self.catalogue.c.name == name))
+
+    def _load(self, conn: Connection, name: str) -> DataSource | None:
+        row = self._catalogue_row(conn, name)
+        if row is None:
+            return None
+        declared = table_schemas(self.schemas)
+        tables = []
+        for entry in self._entries(row):
+            model = table_model(entry.name, entry.columns, declared)
+            table = data_table(entry, sa.MetaData(), self.db_schema)
+            query = sa.select(table)
+            if entry.primary_key:
+                query = query.order_by(*(table.c[k] for k in entry.primary_key))
+            try:
+                rows = [dict(r) for r in conn.execute(query).mappings()]
+            except sa.exc.SQLAlchemyError as exc:
+                if sa.inspect(conn).has_table(entry.sql_table, schema=self.db_schema):
+                    raise
+                raise CorruptDatasetError(
+                    f"dataset {name!r}: table {entry.name!r} is missing its SQL table "
+                    f"{entry.sql_table!r} in {self.location}"
+                ) from exc
+            tables.append(
+                DataTable(entry.name, model, validate_rows(name, entry.name, model, rows))
+            )
+        return DataSource(
+            name,
+            tables,
+            kind=DataKind(row.kind),
+            created_at=parse_time(row.created_at),
+            derived_from=row.derived_from,
+        )
+
+    def _catalogue_row(self, conn: Connection, name: str) -> Any:
+        self._check_ready(conn)
+        return conn.execute(sa.select(self.catalogue).where(self.catalogue.c.name == name)).first()
+
+    def _entries(self, row: Any) -> list[TableEntry]:
+        if row.format != STORAGE_FORMAT:
+            raise CatalogueSchemaError(
+                f"dataset {row.name!r} in {self.location} ({self.catalogue.name}) is stored as "
+                f"{row.format!r}; this version reads {STORAGE_FORMAT!r}"
+            )
+        try:
+            return TABLE_ENTRIES.validate_json(row.tables)
+        except ValidationError as exc:
+            raise CatalogueSchemaError(
+                f"dataset {row.name!r} in {self.location}: unreadable table list in the "
+                f"catalogue {self.catalogue.name}: {exc.error_count()} errors"
+            ) from exc
+
+    def _ensure_catalogue(self, conn: Connection) -> None:
+        inspector = sa.inspect(conn)
+        name, schema = self.catalogue.name, self.db_schema
+        if not inspector.has_table(name, schema=schema):
+            self.catalogue.create(conn)
+            return
+        found = {c["name"] for c in inspector.get_columns(name, schema=schema)}
+        if found != CATALOGUE_COLUMNS:
+            raise CatalogueSchemaError(
+                f"catalogue table {name!r} in {self.location} has columns "
+                f"{', '.join(sorted(found))}; this version of results_flow expects "
+                f"{', '.join(sorted(CATALOGUE_COLUMNS))}. It was written by another tool or "
+                "version: drop it (and its data tables) or use another catalogue= name"
+            )
+
+    def _check_ready(self, conn: Connection) -> None:
+        if not self._ready:
+            self._ensure_catalogue(conn)
+            self._ready = True
+
+    def _remember(self, data_source: DataSource) -> None:
+        if self.cache_size <= 0:
+            return
+        with self._lock:
+            self._cache[data_source.name] = data_source
+            self._cache.move_to_end(data_source.name)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def _read(self, work: Callable[[Connection], T]) -> T:
+        if not self._ready:
+            self.startup()
+        try:
+            with self.engine.connect() as conn:
+                return work(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise mapped_error(exc, self.location) from exc
+
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        """One transaction (``BEGIN IMMEDIATE`` on SQLite), retried while SQLite is busy."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                with self.engine.connect() as conn:
+                    conn = conn.execution_options(results_flow_write=True)
+                    with conn.begin():
+                        if work is not self._ensure_catalogue:
+                            self._check_ready(conn)
+                        return work(conn)
+            except sa.exc.SQLAlchemyError as exc:
+                if is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                    continue
+                error = mapped_error(exc, self.location)
+                if isinstance(error, StoreBusyError):
+                    error.add_note(f"gave up after {self.busy_timeout}s")
+                raise error from exc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.location!r})"
+
+
+def _create_engine(url: str, busy_timeout: float) -> Engine:
+    """An engine on ``url`` (psycopg 3 for PostgreSQL; WAL and BEGIN IMMEDIATE on SQLite)."""
+    url = sync_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
+        )
+        event.listen(engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, busy_timeout))
+        event.listen(engine, "begin", begin_sqlite)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)

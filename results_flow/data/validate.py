@@ -1,0 +1,408 @@
+"""Validation: raw tables to tables of validated rows, with a message for every problem.
+
+Validators run in two phases. Raw validators (required columns, missing values) look
+at the extracted rows; ``TypeValidator`` validates every row through its row model,
+in one call per table; typed validators (primary key, uniqueness, foreign keys) look
+at the validated rows. A row with an ERROR is left out of its table, so that a load
+configured to go on past errors loads only rows that passed every check.
+"""
+
+from __future__ import annotations
+
+import operator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from results_flow.data.columns import column_kind
+from results_flow.data.datasource import DataTable, rows_adapter
+from results_flow.data.extract import ExtractedData, RawTable
+from results_flow.data.messages import Severity, ValidationResult
+from results_flow.data.schemas import TableSchema
+
+#: Per table and code, messages beyond this are counted in one summary message.
+DEFAULT_MESSAGE_LIMIT = 1000
+
+
+@dataclass
+class ValidationContext:
+    """What validators share: the schemas, the raw and the validated tables, the findings."""
+
+    schemas: Mapping[str, TableSchema]
+    raw: dict[str, RawTable]
+    result: ValidationResult
+    tables: dict[str, DataTable] = field(default_factory=dict)
+    row_numbers: dict[str, list[int]] = field(default_factory=dict)
+    """For each validated table, the file row number of each of its rows."""
+    unusable: set[str] = field(default_factory=set)
+    """Tables whose rows cannot be validated (a required column is missing)."""
+    reported: set[tuple[str, int, str]] = field(default_factory=set)
+    """(table, row, column) already reported, so the type check does not repeat it."""
+    message_limit: int = DEFAULT_MESSAGE_LIMIT
+    _counts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def report(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        table: str,
+        *,
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        """Record a finding, counting it silently past the per-(table, code) limit."""
+        key = (table, code)
+        count = self._counts.get(key, 0) + 1
+        self._counts[key] = count
+        if count <= self.message_limit:
+            file = self.raw[table].file if table in self.raw else None
+            self.result.add(severity, code, message, file=file, table=table, column=column, row=row)
+
+    def summarize(self) -> None:
+        """Add one message per (table, code) whose findings passed the limit."""
+        for (table, code), count in self._counts.items():
+            if count > self.message_limit:
+                self.result.add(
+                    Severity.INFO,
+                    "messages_truncated",
+                    f"table {table!r}: {count - self.message_limit} more {code!r} findings "
+                    f"not listed (limit {self.message_limit})",
+                    table=table,
+                )
+
+    def keep(self, table: str, keep: list[bool]) -> None:
+        """Drop the rows of a validated table whose flag is False."""
+        if all(keep):
+            return
+        current = self.tables[table]
+        numbers = self.row_numbers[table]
+        current.rows = [r for r, k in zip(current.rows, keep, strict=True) if k]
+        self.row_numbers[table] = [n for n, k in zip(numbers, keep, strict=True) if k]
+
+
+class Validator(ABC):
+    """One check. ``typed`` validators run after the row models have validated the rows."""
+
+    typed: ClassVar[bool] = True
+
+    @abstractmethod
+    def validate(self, context: ValidationContext) -> None:
+        """Check and report into ``context``; never raise for bad data."""
+
+
+class RequiredColumnsValidator(Validator):
+    """Every column without a default in the row model must be in the file."""
+
+    typed = False
+
+    def __init__(self, unknown_columns: Severity | None = Severity.INFO) -> None:
+        self.unknown_columns = unknown_columns
+
+    def validate(self, context: ValidationContext) -> None:
+        for name, raw in context.raw.items():
+            schema = context.schemas[name]
+            present = set(raw.columns)
+            for column in schema.required_columns:
+                if column not in present:
+                    context.unusable.add(name)
+                    context.report(
+                        Severity.ERROR,
+                        "missing_column",
+                        f"file {raw.file}, table {name!r}: required column {column!r} is missing",
+                        name,
+                        column=column,
+                    )
+            known = set(schema.file_columns.values())
+            if self.unknown_columns is not None:
+                for column in raw.columns:
+                    if column not in known:
+                        context.report(
+                            self.unknown_columns,
+                            "unknown_column",
+                            f"file {raw.file}, table {name!r}: column {column!r} is not in "
+                            f"{schema.model.__name__}; ignored",
+                            name,
+                            column=column,
+                        )
+
+
+class MissingValuesValidator(Validator):
+    """Required, non-nullable columns must hold a value in every row.
+
+    Empty values in nullable columns are counted in one message per column at
+    ``optional_severity`` (None to stay silent).
+    """
+
+    typed = False
+
+    def __init__(self, optional_severity: Severity | None = Severity.INFO) -> None:
+        self.optional_severity = optional_severity
+
+    def validate(self, context: ValidationContext) -> None:
+        for name, raw in context.raw.items():
+            if name in context.unusable:
+                continue
+            schema = context.schemas[name]
+            present = set(raw.columns)
+            for field_name, info in schema.model.model_fields.items():
+                column = schema.file_columns[field_name]
+                if column not in present:
+                    continue
+                empty = [i for i, row in enumerate(raw.rows) if _is_empty(row.get(column))]
+                if not empty:
+                    continue
+                nullable = column_kind(info.annotation)[1]
+                if info.is_required() and not nullable:
+                    for i in empty:
+                        number = raw.row_number(i)
+                        context.reported.add((name, number, column))
+                        context.report(
+                            Severity.ERROR,
+                            "missing_value",
+                            f"file {raw.file}, table {name!r}, row {number}: "
+                            f"column {column!r} has no value",
+                            name,
+                            column=column,
+                            row=number,
+                        )
+                elif self.optional_severity is not None:
+                    context.report(
+                        self.optional_severity,
+                        "empty_values",
+                        f"file {raw.file}, table {name!r}: column {column!r} is empty in "
+                        f"{len(empty)} of {len(raw.rows)} rows",
+                        name,
+                        column=column,
+                    )
+
+
+class TypeValidator(Validator):
+    """Validates every row through the table's row model; invalid rows are left out."""
+
+    typed = False
+
+    def validate(self, context: ValidationContext) -> None:
+        for name, raw in context.raw.items():
+            if name in context.unusable:
+                continue
+            schema = context.schemas[name]
+            rows = _drop_empty_defaults(schema, raw.rows)
+            adapter = rows_adapter(schema.model)
+            numbers = list(range(1, len(rows) + 1)) if raw.row_numbers is None else raw.row_numbers
+            try:
+                validated: list[BaseModel] = adapter.validate_python(rows)
+            except ValidationError as exc:
+                bad = self._report(context, raw, schema, exc)
+                kept = [i for i in range(len(rows)) if i not in bad]
+                validated = adapter.validate_python([rows[i] for i in kept])
+                numbers = [numbers[i] for i in kept]
+            context.tables[name] = DataTable(name, schema.model, validated)
+            context.row_numbers[name] = numbers
+
+    @staticmethod
+    def _report(
+        context: ValidationContext, raw: RawTable, schema: TableSchema, exc: ValidationError
+    ) -> set[int]:
+        bad: set[int] = set()
+        for error in exc.errors(include_url=False):
+            loc = error["loc"]
+            if not loc or not isinstance(loc[0], int):
+                continue
+            index = loc[0]
+            bad.add(index)
+            number = raw.row_number(index)
+            column = ".".join(str(p) for p in loc[1:]) or None
+            if column is not None and (raw.name, number, column) in context.reported:
+                continue
+            missing = error["type"] == "missing" or error.get("input", "") is None
+            shown = "" if missing else f" {_short(error.get('input'))}:"
+            context.report(
+                Severity.ERROR,
+                "missing_value" if missing else "invalid_value",
+                f"file {raw.file}, table {raw.name!r}, row {number}, column {column!r}:"
+                f"{shown} {error['msg']} ({schema.model.__name__}); row skipped",
+                raw.name,
+                column=column,
+                row=number,
+            )
+        return bad
+
+
+class PrimaryKeyValidator(Validator):
+    """Primary key values must be present and must not repeat; offending rows are left out."""
+
+    def validate(self, context: ValidationContext) -> None:
+        for name, table in context.tables.items():
+            key = context.schemas[name].primary_key
+            if key:
+                _check_distinct(context, name, table, key, "primary key", allow_null=False)
+
+
+class UniqueValidator(Validator):
+    """Each declared unique column set must not repeat (empty values are not compared)."""
+
+    def validate(self, context: ValidationContext) -> None:
+        for name, table in context.tables.items():
+            for columns in context.schemas[name].unique:
+                _check_distinct(context, name, table, columns, "unique", allow_null=True)
+
+
+class ForeignKeyValidator(Validator):
+    """Values of a foreign key must exist in the referenced table (empty values pass)."""
+
+    def validate(self, context: ValidationContext) -> None:
+        for name, table in list(context.tables.items()):
+            for fk in context.schemas[name].foreign_keys:
+                target = context.tables.get(fk.ref_table)
+                if target is None:
+                    context.report(
+                        Severity.WARNING,
+                        "unchecked_foreign_key",
+                        f"table {name!r}: foreign key {_cols(fk.columns)} not checked; "
+                        f"table {fk.ref_table!r} was not loaded",
+                        name,
+                    )
+                    continue
+                ref_key = _getter(fk.ref_columns)
+                existing = {ref_key(r) for r in target.rows}
+                key = _getter(fk.columns)
+                numbers = context.row_numbers[name]
+                keep = []
+                for row, number in zip(table.rows, numbers, strict=True):
+                    value = key(row)
+                    ok = _has_null(value, len(fk.columns)) or value in existing
+                    keep.append(ok)
+                    if not ok:
+                        context.report(
+                            Severity.ERROR,
+                            "foreign_key_violation",
+                            f"table {name!r}, row {number}: {_cols(fk.columns)} = {value!r} "
+                            f"not found in {fk.ref_table!r}.{_cols(fk.ref_columns)}; row skipped",
+                            name,
+                            column=",".join(fk.columns),
+                            row=number,
+                        )
+                context.keep(name, keep)
+
+
+def default_validators() -> list[Validator]:
+    """Required columns, missing values, types, primary key, uniqueness, foreign keys."""
+    return [
+        RequiredColumnsValidator(),
+        MissingValuesValidator(),
+        TypeValidator(),
+        PrimaryKeyValidator(),
+        UniqueValidator(),
+        ForeignKeyValidator(),
+    ]
+
+
+def ordered(validators: Iterable[Validator]) -> list[Validator]:
+    """Raw validators, one ``TypeValidator`` (added when missing), then typed validators."""
+    given = list(validators)
+    raw = [v for v in given if not v.typed and not isinstance(v, TypeValidator)]
+    types = [v for v in given if isinstance(v, TypeValidator)][:1] or [TypeValidator()]
+    return raw + types + [v for v in given if v.typed]
+
+
+def run_validators(
+    extracted: ExtractedData,
+    schemas: Mapping[str, TableSchema],
+    validators: Iterable[Validator],
+    message_limit: int = DEFAULT_MESSAGE_LIMIT,
+) -> tuple[dict[str, DataTable], ValidationResult]:
+    """Run ``validators`` on extracted tables; the validated tables and every finding."""
+    result = ValidationResult(messages=list(extracted.validation.messages))
+    context = ValidationContext(
+        schemas=schemas, raw=dict(extracted.tables), result=result, message_limit=message_limit
+    )
+    for validator in ordered(validators):
+        validator.validate(context)
+    context.summarize()
+    return context.tables, result
+
+
+def _check_distinct(
+    context: ValidationContext,
+    name: str,
+    table: DataTable,
+    columns: tuple[str, ...],
+    what: str,
+    *,
+    allow_null: bool,
+) -> None:
+    key = _getter(columns)
+    first: dict[Any, int] = {}
+    keep = []
+    code = "duplicate_primary_key" if what == "primary key" else "duplicate_value"
+    for row, number in zip(table.rows, context.row_numbers[name], strict=True):
+        value = key(row)
+        if _has_null(value, len(columns)):
+            keep.append(allow_null)
+            if not allow_null:
+                context.report(
+                    Severity.ERROR,
+                    "null_primary_key",
+                    f"table {name!r}, row {number}: primary key {_cols(columns)} has no value; "
+                    "row skipped",
+                    name,
+                    column=",".join(columns),
+                    row=number,
+                )
+            continue
+        seen = first.setdefault(value, number)
+        keep.append(seen == number)
+        if seen != number:
+            context.report(
+                Severity.ERROR,
+                code,
+                f"table {name!r}, row {number}: {what} {_cols(columns)} = {value!r} "
+                f"repeats row {seen}; row skipped",
+                name,
+                column=",".join(columns),
+                row=number,
+            )
+    context.keep(name, keep)
+
+
+def _getter(columns: tuple[str, ...]) -> Callable[[Any], Any]:
+    return operator.attrgetter(*columns)
+
+
+def _has_null(value: Any, width: int) -> bool:
+    return value is None if width == 1 else any(v is None for v in value)
+
+
+def _cols(columns: tuple[str, ...]) -> str:
+    return repr(columns[0]) if len(columns) == 1 else "(" + ", ".join(columns) + ")"
+
+
+def _is_empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _drop_empty_defaults(schema: TableSchema, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without the empty cells of non-nullable fields that have defaults (so the
+    default applies, as if the column were absent)."""
+    columns = [
+        schema.file_columns[n]
+        for n, info in schema.model.model_fields.items()
+        if not info.is_required() and not column_kind(info.annotation)[1]
+    ]
+    if not columns:
+        return rows
+    cleaned = []
+    for row in rows:
+        if any(row.get(c, 0) is None for c in columns):
+            row = {k: v for k, v in row.items() if not (v is None and k in columns)}
+        cleaned.append(row)
+    return cleaned
