@@ -38,9 +38,39 @@ class Sample(BaseModel):
     score: float
 
 
-@pytest.fixture(params=["memory", "file", "sqlite"])
+class MinimalBackend(ResultsBackend):
+    """A custom backend with only the abstract methods: maintenance needs nothing more."""
+
+    def __init__(self) -> None:
+        self.location = "minimal://"
+        self.records: dict[str, Record] = {}
+
+    def read(self, result_id: str) -> Record | None:
+        return self.records.get(result_id)
+
+    def insert(self, result_id: str, record: Record) -> Record | None:
+        existing = self.records.get(result_id)
+        if existing is None:
+            self.records[result_id] = record
+        return existing
+
+    def upsert(self, result_id: str, record: Record) -> None:
+        previous = self.records.get(result_id)
+        self.records[result_id] = record if previous is None else record.replacing(previous)
+
+    def delete(self, result_id: str) -> bool:
+        return self.records.pop(result_id, None) is not None
+
+    def list_ids(self, prefix: str | None = None) -> list[str]:
+        return sorted(
+            i for i in self.records if prefix is None or i == prefix or i.startswith(prefix + "/")
+        )
+
+
+@pytest.fixture(params=["memory", "file", "sqlite", "custom"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ResultsManager]:
     backends: dict[str, ResultsBackend] = {
+        "custom": MinimalBackend(),
         "memory": MemoryBackend("maintenance"),
         "file": FileBackend(tmp_path / "files"),
         "sqlite": SqliteBackend(tmp_path / "results.db"),
