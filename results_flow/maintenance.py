@@ -539,6 +539,7 @@ def export_jsonl(
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             count = _write_lines(backend, handle, prefix, batch_size, progress)
+        os.chmod(temp_name, _new_file_mode())  # mkstemp makes it private (0600)
         os.replace(temp_name, path)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
@@ -547,6 +548,13 @@ def export_jsonl(
             raise StoreUnavailableError(f"cannot write the export file {path}: {exc}") from exc
         raise
     return _transfer(backend.location, str(path), count, count, 0)
+
+
+def _new_file_mode() -> int:
+    """The mode ``open()`` would give a new file under the current umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _write_lines(

@@ -184,6 +184,7 @@ def test_export_import_round_trip_keeps_envelopes(store: ResultsManager, tmp_pat
     exported = mt.export_jsonl(store, path)
     assert exported.written == 5
     assert len(path.read_text().splitlines()) == 5
+    assert path.stat().st_mode & 0o044  # readable like any new file, not mkstemp's 0600
     target = FileBackend(tmp_path / "restored")
     imported = mt.import_jsonl(target, path)
     assert (imported.read, imported.written, imported.skipped) == (5, 5, 0)
