@@ -28,6 +28,12 @@ class Reading(BaseModel):
     value: float
 
 
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    """Keep the test model registered even if another test cleared the registry."""
+    register_model(Reading, namespace=NAMESPACE)
+
+
 @dataclass
 class Outcome:
     code: int

@@ -38,6 +38,12 @@ class Sample(BaseModel):
     score: float
 
 
+@pytest.fixture(autouse=True)
+def _registered() -> None:
+    """Keep the test model registered even if another test cleared the registry."""
+    register_model(Sample, namespace=NAMESPACE)
+
+
 class MinimalBackend(ResultsBackend):
     """A custom backend with only the abstract methods: maintenance needs nothing more."""
 
