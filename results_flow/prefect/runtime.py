@@ -70,6 +70,12 @@ class TaskRuntime:
         bound.apply_defaults()
         return dict(bound.arguments)
 
+    def bind_names(self) -> list[str]:
+        """The function's parameter names, in order."""
+        if self._signature is None:
+            self._signature = inspect.signature(self.fn)
+        return list(self._signature.parameters)
+
     def call(
         self, task_name: str, arguments: Mapping[str, Any], flow_name: str | None = None
     ) -> Call:

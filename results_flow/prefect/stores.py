@@ -11,10 +11,14 @@ import os
 import threading
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from results_flow.backends.file import FileBackend
 from results_flow.backends.sql import SqlBackend
 from results_flow.backends.sql_schema import DEFAULT_TABLE
-from results_flow.errors import ResultsTaskError
+from results_flow.backends.urls import SCHEMES
+from results_flow.errors import ResultsTaskError, UnsupportedStoreUrlError
 from results_flow.manager import ResultsManager
 from results_flow.settings import default_store_url
 
@@ -93,3 +97,53 @@ class StoreRef:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._manager = None
         self._url = state["url"]
+
+
+def check_store_url(url: str) -> str:
+    """``url`` if it names a store that can keep results across processes, without
+    opening it.
+
+    Raises:
+        UnsupportedStoreUrlError: empty, malformed, an unknown scheme, or ``memory://``.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise UnsupportedStoreUrlError(f"store URL must be a non-empty string, got {url!r}")
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url  # a bare path: a FileBackend folder
+    base = scheme.split("+", 1)[0].lower()
+    if base not in SCHEMES:
+        raise UnsupportedStoreUrlError(
+            f"unknown store URL scheme {scheme!r} in {safe_text(url)!r}; use one of "
+            "file://, sqlite:///, postgresql://"
+        )
+    if base == "memory":
+        raise UnsupportedStoreUrlError(
+            f"{url!r}: a memory:// store lives in one process and cannot keep Prefect results"
+        )
+    if base == "file" and not rest.strip("/"):
+        raise UnsupportedStoreUrlError(f"{url!r}: give file:// a folder (file:///path/to/store)")
+    if base in ("sqlite", "postgresql", "postgres"):
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise UnsupportedStoreUrlError(
+                f"malformed database URL {safe_text(url)!r}: {exc}"
+            ) from exc
+        if base == "sqlite" and parsed.database in (None, "", ":memory:"):
+            raise UnsupportedStoreUrlError(
+                f"{url!r}: give SQLite a file (sqlite:///path/results.db)"
+            )
+        if base != "sqlite" and not parsed.database:
+            raise UnsupportedStoreUrlError(
+                f"{safe_text(url)!r}: name the database (postgresql://host/db)"
+            )
+    return url
+
+
+def safe_text(url: str) -> str:
+    """A store URL fit for messages: a database password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
