@@ -1,6 +1,7 @@
 """DatabaseDataManager: datasets as real SQL tables plus a catalogue (SQLite, PostgreSQL).
 
-Every dataset table is its own SQL table with typed columns, so plain SQL can query
+Every dataset table is its own SQL table with typed columns (``sql_tables``), so plain
+SQL can query
 it; the catalogue row and all data tables of a dataset are written, replaced or
 dropped in ONE transaction, so a failed write leaves nothing behind. Datasets are
 read on first access and kept in a bounded LRU cache. A catalogue table of an
@@ -38,6 +39,7 @@ from results_flow.data.datasource import (
 from results_flow.data.etl import ETLFactory
 from results_flow.data.manager import DataManager
 from results_flow.data.schemas import FileSchema, table_schemas
+from results_flow.data.sql_rows import insert_rows, select_rows
 from results_flow.data.sql_tables import (
     CATALOGUE_COLUMNS,
     DEFAULT_CATALOGUE,
@@ -201,9 +203,7 @@ class DatabaseDataManager(DataManager):
             for entry in entries:
                 table = data_table(entry, metadata, self.db_schema)
                 table.create(conn)
-                rows = data_source.tables[entry.name].dump()
-                if rows:
-                    conn.execute(table.insert(), rows)
+                insert_rows(conn, table, data_source.tables[entry.name], entry.columns)
 
         self._write(write)
         with self._lock:
@@ -237,11 +237,8 @@ class DatabaseDataManager(DataManager):
         for entry in self._entries(row):
             model = table_model(entry.name, entry.columns, declared)
             table = data_table(entry, sa.MetaData(), self.db_schema)
-            query = sa.select(table)
-            if entry.primary_key:
-                query = query.order_by(*(table.c[k] for k in entry.primary_key))
             try:
-                rows = [dict(r) for r in conn.execute(query).mappings()]
+                rows = select_rows(conn, table, entry.primary_key)
             except sa.exc.SQLAlchemyError as exc:
                 if sa.inspect(conn).has_table(entry.sql_table, schema=self.db_schema):
                     raise

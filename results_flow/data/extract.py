@@ -130,9 +130,10 @@ class CsvExtractor(Extractor):
                     )
                     continue
                 numbers.append(number)
-                rows.append(
-                    {h: (v if v != "" else None) for h, v in zip(header, values, strict=True)}
-                )
+                if "" in values:  # a second pass only for rows with empty cells
+                    rows.append({h: (v or None) for h, v in zip(header, values, strict=True)})
+                else:
+                    rows.append(dict(zip(header, values, strict=True)))
         except csv.Error as exc:
             result.add(
                 Severity.CRITICAL,

@@ -152,9 +152,10 @@ class MissingValuesValidator(Validator):
                 column = schema.file_columns[field_name]
                 if column not in present:
                     continue
-                empty = [i for i, row in enumerate(raw.rows) if _is_empty(row.get(column))]
-                if not empty:
+                values = _column(raw.rows, column)
+                if None not in values and "" not in values:
                     continue
+                empty = [i for i, v in enumerate(values) if v is None or v == ""]
                 nullable = column_kind(info.annotation)[1]
                 if info.is_required() and not nullable:
                     for i in empty:
@@ -381,8 +382,12 @@ def _cols(columns: tuple[str, ...]) -> str:
     return repr(columns[0]) if len(columns) == 1 else "(" + ", ".join(columns) + ")"
 
 
-def _is_empty(value: Any) -> bool:
-    return value is None or (isinstance(value, str) and not value.strip())
+def _column(rows: list[dict[str, Any]], column: str) -> list[Any]:
+    """The values of ``column`` in every row (None where a row lacks it)."""
+    try:
+        return list(map(operator.itemgetter(column), rows))
+    except KeyError:  # a JSON row without the key
+        return [row.get(column) for row in rows]
 
 
 def _short(value: Any, limit: int = 40) -> str:
