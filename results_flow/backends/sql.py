@@ -96,7 +96,9 @@ class SqlBackend(ResultsBackend):
         return self._run_read(query)
 
     def exists(self, result_id: str) -> bool:
-        return bool(self.exists_many([result_id]))
+        # Not exists_many([id]): an expanding IN is re-rendered on every call.
+        row = self._run_read(lambda c: c.execute(self._sql.exists, {"id": result_id}).first())
+        return row is not None
 
     def exists_many(self, result_ids: Sequence[str]) -> set[str]:
         def query(conn: Connection) -> set[str]:
@@ -182,8 +184,10 @@ class SqlBackend(ResultsBackend):
                 conn.execute(_ADVISORY_UNLOCK, key)
 
     def _create_engine(self) -> Engine:
-        options: dict[str, Any] = {"pool_pre_ping": True, **self._engine_options}
-        if make_url(self.url).get_backend_name() == "sqlite":
+        sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        # A local SQLite file never drops a connection: a ping would only add a query per call.
+        options: dict[str, Any] = {"pool_pre_ping": not sqlite, **self._engine_options}
+        if sqlite:
             options.setdefault(
                 "connect_args", {"timeout": self.busy_timeout, "check_same_thread": False}
             )

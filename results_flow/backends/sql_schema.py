@@ -71,6 +71,7 @@ class Statements:
             c.updated_at,
         )
         self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
+        self.exists = sa.select(c.id).where(c.id == sa.bindparam("id"))
         self.read_many = sa.select(*self.columns).where(
             c.id.in_(sa.bindparam("ids", expanding=True))
         )
@@ -138,9 +139,22 @@ def apply_sqlite_settings(dbapi_connection: Any, busy_timeout: float) -> None:
 
 
 def begin_sqlite(conn: Connection) -> None:
-    """The ``begin`` hook: writes take the write lock up front (no upgrade deadlocks)."""
+    """The ``begin`` hook: writes take the write lock up front (no upgrade deadlocks).
+
+    BEGIN goes straight to a DBAPI cursor: through ``exec_driver_sql`` it cost about as
+    much as the query it opens. A driver error is wrapped as SQLAlchemy wraps it, so the
+    busy retry and ``mapped_error`` see the same ``OperationalError``.
+    """
     write = conn.get_execution_options().get("results_flow_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    statement = "BEGIN IMMEDIATE" if write else "BEGIN"
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(statement)
+    except dbapi_error as exc:
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
 
 
 def is_busy(exc: BaseException) -> bool:
