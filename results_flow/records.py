@@ -81,7 +81,7 @@ class Record:
             return cls(
                 model_type=str(doc["model_type"]),
                 namespace=str(doc["namespace"]),
-                data=json.dumps(doc["data"], ensure_ascii=False),
+                data=json.dumps(doc["data"], ensure_ascii=False, separators=(",", ":")),
                 created_at=parse_time(doc["created_at"]),
                 updated_at=parse_time(doc["updated_at"]),
                 metadata=dict(doc.get("metadata") or {}),
