@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from results_flow.data.datasource import DataKind, DataSource, DataTable, check_dataset_name
+from results_flow.data.datasource import DataKind, DataSource, check_dataset_name
 from results_flow.data.extract import ExtractedData, Extractor, extractor_for
 from results_flow.data.files import File
 from results_flow.data.messages import Severity, ValidationResult
@@ -206,7 +206,7 @@ class ETLFactory(ABC):
             InvalidDatasetNameError: ``dataset_name`` is unfit for files and tables.
         """
         check_dataset_name(dataset_name)
-        given = _by_name(files)
+        given = files_by_name(files)
         unknown = sorted(set(given) - set(self.schemas))
         if unknown:
             raise ETLConstructionError(
@@ -282,7 +282,12 @@ class SimpleETLFactory(ETLFactory):
         return DataSourceLoader()
 
 
-def _by_name(files: Files) -> dict[str, File]:
+def files_by_name(files: Files) -> dict[str, File]:
+    """The files by schema file name (a list of files is keyed by each file's name).
+
+    Raises:
+        ETLConstructionError: two files of a list have the same name.
+    """
     if isinstance(files, Mapping):
         return dict(files)
     named: dict[str, File] = {}
@@ -291,8 +296,3 @@ def _by_name(files: Files) -> dict[str, File]:
             raise ETLConstructionError(f"two files are named {file.name!r}")
         named[file.name] = file
     return named
-
-
-def tables_of(data_source: DataSource) -> dict[str, DataTable]:
-    """A dataset's tables (a copy of the mapping), as stage functions pass them on."""
-    return dict(data_source.tables)

@@ -1,0 +1,208 @@
+"""``etl_flow``: a DataManager's ETL as a Prefect flow whose stages are stored steps.
+
+Extract, validate, transform and load each run as a ``results_task``: a stage's
+output is a Pydantic model (``ExtractedData``, ``StagedTables``, ``LoadReport``)
+stored as validated JSON under ``etl/<dataset>/<run key>/<stage>``, where the run
+key hashes the dataset name, the files' content and the schemas. A rerun with the
+same inputs takes finished stages from the store, so a failure in transform or
+load does not redo extraction and validation; changed files make a new run key.
+Load always runs (it writes to the manager) unless this run key already loaded a
+dataset the manager still holds.
+
+This module imports Prefect; the rest of ``results_flow.data`` does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from prefect import flow
+from prefect.utilities.annotations import quote
+from pydantic import BaseModel, Field
+
+from results_flow.data.datasource import DataTable, StoredTable, table_model, validate_rows
+from results_flow.data.etl import ETLPipeline, ETLResult, Files, files_by_name
+from results_flow.data.extract import ExtractedData
+from results_flow.data.manager import DataManager
+from results_flow.data.messages import ValidationResult
+from results_flow.data.transform import Tables
+from results_flow.errors import DataSourceExistsError
+from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.prefect import results_task
+from results_flow.records import utc_now
+
+STAGE_PREFIX = "etl"
+
+
+class StagedTables(BaseModel):
+    """The output of validate or transform: tables of valid rows and every finding so far."""
+
+    tables: list[StoredTable] = Field(default_factory=list)
+    validation: ValidationResult = Field(default_factory=ValidationResult)
+    failed: bool = False
+
+    @classmethod
+    def of(cls, tables: Tables, result: ValidationResult, failed: bool) -> StagedTables:
+        """Stage ``tables`` (rows in JSON mode) with their findings."""
+        return cls(
+            tables=[
+                StoredTable(name=t.name, columns=t.columns, rows=t.dump("json"))
+                for t in tables.values()
+            ],
+            validation=result.model_copy(deep=True),
+            failed=failed,
+        )
+
+    def to_tables(self, pipeline: ETLPipeline, dataset: str) -> Tables:
+        """The staged tables with validated rows (each table's declared model when it has one)."""
+        tables = {}
+        for stored in self.tables:
+            model = table_model(stored.name, stored.columns, pipeline.schemas)
+            rows = validate_rows(dataset, stored.name, model, stored.rows)
+            tables[stored.name] = DataTable(stored.name, model, rows)
+        return tables
+
+
+class LoadReport(BaseModel):
+    """The output of load: what was stored, and when."""
+
+    dataset_name: str
+    tables: dict[str, int] = Field(description="Rows stored per table.")
+    loaded_at: datetime = Field(default_factory=utc_now)
+
+
+def run_key(files: Files, pipeline: ETLPipeline) -> str:
+    """A stable key for one ETL input: dataset name, file contents and table schemas."""
+    sha = hashlib.sha256(pipeline.dataset_name.encode())
+    for name, file in sorted(files_by_name(files).items()):
+        sha.update(f"\0file:{name}:{file.digest()}".encode())
+    for table in pipeline.schemas.values():
+        model = table.model
+        sha.update(
+            f"\0table:{table.name}:{model.__module__}.{model.__qualname__}:"
+            f"{sorted(model.model_fields)}:{table.primary_key}:{table.unique}:"
+            f"{[(fk.columns, fk.ref_table, fk.ref_columns) for fk in table.foreign_keys]}".encode()
+        )
+    sha.update(f"\0fail_on:{pipeline.fail_on.value}".encode())
+    return sha.hexdigest()[:16]
+
+
+def _extract(pipeline: ETLPipeline, dataset_name: str, key: str) -> ExtractedData:
+    return pipeline.extract()
+
+
+def _validate(
+    pipeline: ETLPipeline, extracted: ExtractedData, dataset_name: str, key: str
+) -> StagedTables:
+    tables, result = pipeline.validate(extracted)
+    return StagedTables.of(tables, result, pipeline.fails(result))
+
+
+def _transform(
+    pipeline: ETLPipeline, validated: StagedTables, dataset_name: str, key: str
+) -> StagedTables:
+    result = validated.validation.model_copy(deep=True)
+    tables = pipeline.transform(validated.to_tables(pipeline, dataset_name), result)
+    return StagedTables.of(tables, result, pipeline.fails(result))
+
+
+def _load(
+    manager: DataManager,
+    pipeline: ETLPipeline,
+    transformed: StagedTables,
+    overwrite: bool,
+    dataset_name: str,
+    key: str,
+) -> LoadReport:
+    result = transformed.validation.model_copy(deep=True)
+    data_source = pipeline.load(transformed.to_tables(pipeline, dataset_name), result)
+    manager.add_data_source(data_source, overwrite=overwrite)
+    return LoadReport(
+        dataset_name=dataset_name,
+        tables={name: len(t) for name, t in data_source.tables.items()},
+    )
+
+
+def _stage_id(stage: str) -> str:
+    return f"{STAGE_PREFIX}/{{dataset_name}}/{{key}}/{stage}"
+
+
+@flow(name="results-flow-etl", validate_parameters=False)
+def etl_flow(
+    manager: DataManager,
+    files: Files,
+    dataset_name: str,
+    *,
+    store: ResultsManager | str | None = None,
+    overwrite: bool = False,
+) -> ETLResult:
+    """Run ``manager``'s ETL on ``files`` into ``dataset_name``, one stored task per stage.
+
+    Args:
+        manager: the DataManager whose ETL factory builds the pipeline and which keeps
+            the dataset.
+        files: the files, as for ``DataManager.etl_data``.
+        dataset_name: the dataset to create.
+        store: where stage outputs are kept (a ResultsManager or a store URL); the
+            default results_flow store when None.
+        overwrite: replace a dataset of that name.
+
+    Returns:
+        The ``ETLResult``; bad data fails it with messages, it never raises.
+
+    Raises:
+        ETLConstructionError: the pipeline cannot be built.
+        DataSourceExistsError: the name is taken by another load and ``overwrite`` is False.
+    """
+    pipeline = manager.etl_factory.build_pipeline(files, dataset_name)
+    key = run_key(files, pipeline)
+    results = store if isinstance(store, ResultsManager) else ResultsManager(store)
+    done = f"{STAGE_PREFIX}/{dataset_name}/{key}/load"
+    if results.exists(done) and manager.has_data(dataset_name):
+        return _finished(manager, pipeline, results, key)
+    if manager.has_data(dataset_name) and not overwrite:
+        raise DataSourceExistsError(
+            f"dataset {dataset_name!r} already exists in {manager!r}; delete it or pass "
+            "overwrite=True"
+        )
+
+    stage: dict[str, Any] = {"manager": results}
+    extract = results_task(name="extract", id=_stage_id("extract"), ignore=["pipeline"], **stage)(
+        _extract
+    )
+    validate = results_task(
+        name="validate", id=_stage_id("validate"), ignore=["pipeline", "extracted"], **stage
+    )(_validate)
+    transform = results_task(
+        name="transform", id=_stage_id("transform"), ignore=["pipeline", "validated"], **stage
+    )(_transform)
+    load = results_task(
+        name="load",
+        id=_stage_id("load"),
+        ignore=["manager", "pipeline", "transformed", "overwrite"],
+        behavior=SetBehavior.OVERWRITE,
+        **stage,
+    )(_load)
+
+    # quote(): Prefect would otherwise walk every row looking for upstream futures.
+    extracted = extract(quote(pipeline), dataset_name, key)
+    validated = validate(quote(pipeline), quote(extracted), dataset_name, key)
+    if validated.failed:
+        return pipeline.outcome(None, validated.validation)
+    transformed = transform(quote(pipeline), quote(validated), dataset_name, key)
+    if transformed.failed:
+        return pipeline.outcome(None, transformed.validation)
+    load(quote(manager), quote(pipeline), quote(transformed), overwrite, dataset_name, key)
+    return pipeline.outcome(manager.get_data(dataset_name), transformed.validation)
+
+
+def _finished(
+    manager: DataManager, pipeline: ETLPipeline, results: ResultsManager, key: str
+) -> ETLResult:
+    """The result of a run whose load already finished: nothing is recomputed."""
+    transformed = results.get(
+        f"{STAGE_PREFIX}/{pipeline.dataset_name}/{key}/transform", StagedTables
+    )
+    return pipeline.outcome(manager.get_data(pipeline.dataset_name), transformed.validation)
