@@ -1,0 +1,136 @@
+"""Result IDs of results_task calls: canonical JSON, stability across interpreters,
+templates, versions and loud failures for unhashable arguments."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path, PurePosixPath
+from uuid import UUID
+
+import pytest
+from prefect import flow
+
+from results_flow.errors import InvalidResultIdError, ResultsTaskError, UnhashableParameterError
+from results_flow.ids import canonical_json, stable_key
+from results_flow.prefect import NO_FLOW, result_id_for, results_task
+from tests.prefect.conftest import ROOT
+from tests.prefect.tasks import Color, Item, Score, Window, score, weigh
+
+
+def test_canonical_json_covers_common_argument_types() -> None:
+    value = {
+        "model": Item(id="a", weight=0.5),
+        "dataclass": Window(1, 2),
+        "enum": Color.BLUE,
+        "when": datetime(2024, 1, 2, 3, 4, tzinfo=UTC),
+        "day": date(2024, 1, 2),
+        "path": Path("data/in.csv"),
+        "set": {3, 1, 2},
+        "nested": [(1, 2), {"b": Decimal("1.10"), "a": UUID(int=1)}],
+        "nan": float("nan"),
+        2: "int key",
+    }
+    text = canonical_json(value)
+    assert json.loads(text)  # plain JSON
+    assert '"$set":[1,2,3]' in text
+    assert '{"$path":"data/in.csv"}' in text
+    assert canonical_json(PurePosixPath("data/in.csv")) == canonical_json(Path("data/in.csv"))
+
+
+def test_keys_tell_kinds_apart_but_not_container_order() -> None:
+    assert stable_key("2024-01-02") != stable_key(date(2024, 1, 2))
+    assert stable_key(1) != stable_key(1.0) != stable_key(True)
+    assert stable_key({"a": 1, "b": 2}) == stable_key({"b": 2, "a": 1})
+    assert stable_key({1, 2, 3}) == stable_key({3, 2, 1})
+    assert stable_key({"$set": [1]}) != stable_key({1})
+
+
+def test_same_call_same_id_in_two_interpreters_with_different_hash_seeds() -> None:
+    outputs = []
+    for seed in ("1", "4242"):
+        done = subprocess.run(
+            [sys.executable, "-m", "tests.prefect.workers", "ids"],
+            cwd=ROOT,
+            env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin", "PREFECT_HOME": "/tmp/rf-ids"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        outputs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert outputs[0] == outputs[1]
+    here = [
+        result_id_for(score, 7),
+        result_id_for(score, 7, factor=3.5),
+        result_id_for(weigh, Item(id="a", weight=2.0), Color.BLUE),
+        stable_key({"w": Window(1, 2), "s": {3, 1, 2}, "p": Path("a/b")}),
+    ]
+    assert outputs[0] == here
+
+
+def test_default_id_is_flow_task_key_and_defaults_count() -> None:
+    rid = result_id_for(score, 7)
+    flow_segment, task_segment, key = rid.split("/")
+    assert (flow_segment, task_segment, len(key)) == (NO_FLOW, "score", 32)
+    assert result_id_for(score, 7, factor=2.0) == rid  # the default, applied
+    assert result_id_for(score, item=7) == rid
+    assert result_id_for(score, 8) != rid
+    assert result_id_for(score, 7, factor=2.5) != rid
+
+
+def test_flow_segment_is_the_running_flow() -> None:
+    @flow(name="ids-flow")
+    def ids_flow() -> str:
+        return result_id_for(score, 7)
+
+    assert ids_flow().startswith("ids-flow/score/")
+
+
+def test_template_version_and_source_hash_refine_the_id() -> None:
+    assert result_id_for(weigh, Item(id="a")) == "items/a@2"
+    assert result_id_for(weigh, Item(id="b")) == "items/b@2"
+
+    def body(x: int) -> Score:
+        return Score(item=x, value=0.0, pid=0)
+
+    v1 = results_task(body, manager="memory://ids")
+    v2 = results_task(manager="memory://ids", version="2")(body)
+    hashed = results_task(manager="memory://ids", hash_source=True)(body)
+    ids = {result_id_for(t, 1) for t in (v1, v2, hashed)}
+    assert len(ids) == 3
+
+
+def test_unhashable_argument_names_the_parameter_and_ignore_helps() -> None:
+    def body(x: int, guard: object) -> Score:
+        return Score(item=x, value=0.0, pid=0)
+
+    strict = results_task(body, manager="memory://ids")
+    with pytest.raises(UnhashableParameterError, match=r"parameter 'guard'.*ignore=\['guard'\]"):
+        result_id_for(strict, 1, threading.Lock())
+    relaxed = results_task(manager="memory://ids", ignore=["guard"])(body)
+    assert result_id_for(relaxed, 1, threading.Lock()) == result_id_for(relaxed, 1, object())
+
+
+def test_bad_templates_and_models_fail_at_the_right_time() -> None:
+    def body(x: int) -> Score:
+        return Score(item=x, value=0.0, pid=0)
+
+    bad = results_task(manager="memory://ids", id="x/{missing}")(body)
+    with pytest.raises(InvalidResultIdError, match="cannot be filled"):
+        result_id_for(bad, 1)
+    dotted = results_task(manager="memory://ids", id="x/{x}/..")(body)
+    with pytest.raises(InvalidResultIdError, match="task 'body'"):
+        result_id_for(dotted, 1)
+
+    def untyped(x: int) -> int:
+        return x
+
+    with pytest.raises(ResultsTaskError, match="untyped.*not a pydantic"):
+        results_task(untyped)
+    with pytest.raises(ResultsTaskError, match="names no parameter"):
+        results_task(ignore=["nope"])(body)
