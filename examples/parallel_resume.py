@@ -1,0 +1,208 @@
+"""The main job: a parallel Prefect pipeline that resumes where it stopped.
+
+Each of ``--items`` inputs (default 1,000) does a few milliseconds of real work: it
+searches for a nonce whose SHA-256 starts with ``--difficulty`` zero bits, and returns
+a Pydantic model. ``results_task`` stores each result under a readable ID
+(``proofs/d12/item-00042``); ``results_map`` asks the store in one round trip which
+inputs are done and submits only the others to the flow's task runner (a thread pool).
+
+Stop it with Ctrl-C (or kill it) and run it again: only the missing items run::
+
+    python examples/parallel_resume.py                   # the default store
+    python examples/parallel_resume.py --items 5000 --store sqlite:///elsewhere.db
+
+The store is ``--store URL``, else ``RESULTS_FLOW_STORE``, else the embedded SQLite
+store ``./results_store/results.db``. Without ``PREFECT_API_URL`` Prefect starts a
+temporary server for the run (about ten seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import logging
+import os
+import sys
+import threading
+
+from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import unmapped
+from pydantic import BaseModel
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from results_flow import ResultsManager, register_model
+from results_flow.prefect.batch import results_map
+from results_flow.prefect.decorator import ResultsTask, results_task
+from results_flow.settings import default_store_url
+
+# A thousand "Finished in state Completed" lines help nobody: task runs log warnings
+# only (the Prefect UI still shows every task run and its state).
+logging.getLogger("prefect.task_runs").setLevel(logging.WARNING)
+
+
+@register_model
+class Proof(BaseModel):
+    """A nonce whose SHA-256 with the item starts with ``difficulty`` zero bits."""
+
+    item: int
+    difficulty: int
+    nonce: int
+    sha256: str
+
+
+class RunSummary(BaseModel):
+    """What one run of the pipeline did, and where its results are."""
+
+    items: int
+    computed: int
+    reused: int
+    store: str
+    prefix: str
+    seconds: float
+
+
+def find_proof(item: int, difficulty: int) -> Proof:
+    """Try nonces until ``sha256(f"{item}:{nonce}")`` starts with ``difficulty`` zero bits."""
+    for nonce in itertools.count():
+        digest = hashlib.sha256(f"{item}:{nonce}".encode()).digest()
+        if int.from_bytes(digest, "big") >> (256 - difficulty) == 0:
+            return Proof(item=item, difficulty=difficulty, nonce=nonce, sha256=digest.hex())
+    raise AssertionError("unreachable: itertools.count() never ends")
+
+
+def proof_task(store: str) -> ResultsTask[[int, int], Proof]:
+    """``find_proof`` as a Prefect task whose results live in ``store``, one ID per input."""
+    return results_task(
+        manager=store,
+        id="proofs/d{difficulty}/item-{item:05d}",
+        name="find-proof",
+        retries=1,
+    )(find_proof)
+
+
+def run_pipeline(items: int, difficulty: int, store: str, progress: bool = True) -> RunSummary:
+    """Compute the proofs of ``range(items)`` that ``store`` lacks and reuse the others.
+
+    Call it inside a flow: the proofs run on that flow's task runner.
+    """
+    task = proof_task(store)
+    inputs = list(range(items))
+    with StoredProgress(store, [task.result_id(i, difficulty) for i in inputs], progress):
+        done = results_map(task, inputs, difficulty=unmapped(difficulty))
+    return RunSummary(
+        items=items,
+        computed=done.computed,
+        reused=done.reused,
+        store=store,
+        prefix=f"proofs/d{difficulty}",
+        seconds=round(done.seconds, 2),
+    )
+
+
+@flow(name="parallel-resume", task_runner=ThreadPoolTaskRunner(max_workers=8))
+def parallel_resume(
+    items: int = 1000, difficulty: int = 12, store: str | None = None, progress: bool = True
+) -> RunSummary:
+    """Find a proof for each of ``items`` inputs on a pool of threads, resuming."""
+    return run_pipeline(items, difficulty, store or default_store_url(), progress)
+
+
+class StoredProgress:
+    """A progress bar of how many of ``ids`` are in the store, polled from a thread.
+
+    It counts what is stored, not what this process did, so it works the same on any
+    task runner (threads, processes, Dask workers on other machines), and a resumed
+    run starts where the last one stopped.
+    """
+
+    def __init__(self, store: str, ids: list[str], visible: bool = True) -> None:
+        self.manager = ResultsManager.from_url(store)
+        self.ids = ids
+        self.bar = Progress(
+            TextColumn("[bold]proofs stored"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            disable=not visible,
+        )
+        self.job = self.bar.add_task("stored", total=len(ids))
+        self.done = threading.Event()
+        self.poller = threading.Thread(target=self._poll, name="progress", daemon=True)
+
+    def _refresh(self) -> None:
+        self.bar.update(self.job, completed=len(self.manager.exists_many(self.ids)))
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.25):
+            self._refresh()
+
+    def __enter__(self) -> StoredProgress:
+        self._refresh()
+        self.bar.start()
+        self.poller.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.done.set()
+        self.poller.join()
+        self._refresh()
+        self.bar.stop()
+        self.manager.close()
+
+
+def report(summary: RunSummary) -> str:
+    """A few readable lines about a finished run."""
+    return (
+        f"{summary.items} results: {summary.computed} computed, {summary.reused} reused "
+        f"from the store ({summary.seconds:.1f} s)\n"
+        f"store: {where(summary.store)}\n"
+        f"look:  results-flow ls {summary.prefix} --store {summary.store}"
+    )
+
+
+def where(store: str) -> str:
+    """The store URL, with the file it resolves to for a relative SQLite URL."""
+    with ResultsManager.from_url(store) as manager:
+        location = manager.backend.location
+    path = location.removeprefix("sqlite:///")
+    return f"{store} = {path}" if path != location and store != location else store
+
+
+def stored_count(store: str, items: int, difficulty: int) -> int:
+    """How many of the proofs of ``range(items)`` are in ``store``."""
+    task = proof_task(store)
+    with ResultsManager.from_url(store) as manager:
+        return len(manager.exists_many([task.result_id(i, difficulty) for i in range(items)]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--items", type=int, default=1000, help="how many inputs (1000)")
+    parser.add_argument("--difficulty", type=int, default=12, help="zero bits per proof (12)")
+    parser.add_argument("--store", help=f"store URL (default: {default_store_url()})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    store = args.store or default_store_url()
+    # Prefect's temporary server (used when PREFECT_API_URL is unset) is stopped the
+    # moment the flow ends, often while it is still recording task-run events; the
+    # tracebacks it prints then are noise, not failures of this run.
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    try:
+        summary = parallel_resume(
+            items=args.items, difficulty=args.difficulty, store=store, progress=not args.no_progress
+        )
+    except KeyboardInterrupt:
+        done = stored_count(store, args.items, args.difficulty)
+        print(f"\ninterrupted: {done} of {args.items} results are stored in {where(store)}")
+        print("run the same command again to compute only the missing ones")
+        return 130
+    print(report(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
