@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import os
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -48,9 +49,9 @@ N_WRITES = 2_000
 #: Writes done before the timed ones, to open connections and fill caches.
 WARMUP = 50
 #: Each read measurement reads every stored ID this many times...
-READ_PASSES = 5
+READ_PASSES = 2
 #: ...and the best of this many measurements is kept.
-REPEATS = 3
+REPEATS = 7
 #: IDs per ``get_many`` call.
 BATCH = 100
 #: ``list_ids`` calls per measurement.
@@ -255,26 +256,28 @@ def no_gc() -> Iterator[None]:
         gc.enable()
 
 
-def best_seconds(run: Callable[[], None], repeats: int = REPEATS) -> float:
-    """The fastest of ``repeats`` runs, in seconds."""
-    best = float("inf")
-    for _ in range(repeats):
-        with no_gc():
-            start = time.perf_counter()
-            run()
-            best = min(best, time.perf_counter() - start)
-    return best
-
-
-def measure(subject: Subject, models: list[Sample], ids: list[str]) -> dict[str, float]:
-    """Seconds per operation: set, get, exists, list_ids (per call), get_many (per ID)."""
+def timed_writes(
+    subjects: list[Subject], models: list[Sample], ids: list[str]
+) -> list[list[float]]:
+    """Seconds of every timed ``set``, per subject. The stores take turns, one write
+    each, so every store's fsyncs meet the same disk (other work on a shared machine
+    hits all of them alike)."""
     for rid, model in zip(ids[:WARMUP], models[:WARMUP], strict=True):
-        subject.set(rid, model)
-    timed_pairs = list(zip(ids[WARMUP:], models[WARMUP:], strict=True))
-
-    def sets() -> None:
-        for rid, model in timed_pairs:
+        for subject in subjects:
             subject.set(rid, model)
+    samples: list[list[float]] = [[] for _ in subjects]
+    with no_gc():
+        for rid, model in zip(ids[WARMUP:], models[WARMUP:], strict=True):
+            for subject, times in zip(subjects, samples, strict=True):
+                start = time.perf_counter()
+                subject.set(rid, model)
+                times.append(time.perf_counter() - start)
+    return samples
+
+
+def read_runs(subject: Subject, ids: list[str]) -> dict[str, Callable[[], None]]:
+    """One timed run per read operation."""
+    batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
 
     def gets() -> None:
         for _ in range(READ_PASSES):
@@ -290,21 +293,29 @@ def measure(subject: Subject, models: list[Sample], ids: list[str]) -> dict[str,
         for _ in range(LIST_CALLS):
             subject.list_ids()
 
-    batches = [ids[i : i + BATCH] for i in range(0, len(ids), BATCH)]
-
     def batch_gets() -> None:
         for _ in range(READ_PASSES):
             for batch in batches:
                 subject.get_many(batch)
 
-    reads = READ_PASSES * len(ids)
-    seconds = {"set": best_seconds(sets, repeats=1) / len(timed_pairs)}
-    check(subject, models, ids)
-    seconds["get"] = best_seconds(gets) / reads
-    seconds["exists"] = best_seconds(existing) / reads
-    seconds["list_ids"] = best_seconds(lists) / LIST_CALLS
-    seconds["get_many"] = best_seconds(batch_gets) / reads
-    return seconds
+    return {"get": gets, "exists": existing, "list_ids": lists, "get_many": batch_gets}
+
+
+def timed_reads(subjects: list[Subject], ids: list[str]) -> list[dict[str, float]]:
+    """Seconds per read operation for each subject: the best of ``REPEATS`` rounds, each
+    round visiting every subject in turn."""
+    per_run = {"get": READ_PASSES * len(ids), "exists": READ_PASSES * len(ids)}
+    per_run |= {"list_ids": LIST_CALLS, "get_many": READ_PASSES * len(ids)}
+    best = [dict.fromkeys(per_run, float("inf")) for _ in subjects]
+    for _ in range(REPEATS):
+        for k, subject in enumerate(subjects):
+            for op, run in read_runs(subject, ids).items():
+                with no_gc():
+                    start = time.perf_counter()
+                    run()
+                    elapsed = time.perf_counter() - start
+                best[k][op] = min(best[k][op], elapsed / per_run[op])
+    return best
 
 
 def check(subject: Subject, models: list[Sample], ids: list[str]) -> None:
@@ -347,20 +358,30 @@ def cell(seconds: float) -> str:
     return f"{time_text} µs ({rate_text}/s)"
 
 
-def aim_row(what: str, ours: float, raw: float, limit: float, rate: bool) -> list[object]:
-    """One line of the aims table; ``rate`` compares ops/s (ours/raw) instead of time."""
-    if rate:
-        ratio = raw / ours  # our ops/s over raw ops/s
-        met = ratio >= limit
-        return [what, f"{ratio:.2f}x the raw rate", f">= {limit}x", "met" if met else "NOT met"]
+def time_aim(what: str, ours: float, raw: float, limit: float) -> list[object]:
+    """An aims-table line: our time per operation at most ``limit`` times the raw time."""
     ratio = ours / raw
-    met = ratio <= limit
-    return [what, f"{ratio:.2f}x the raw time", f"<= {limit}x", "met" if met else "NOT met"]
+    verdict = "met" if ratio <= limit else "NOT met"
+    return [what, f"{ratio:.2f}x the raw time", f"<= {limit}x", verdict]
+
+
+def rate_aim(what: str, ours: list[float], raw: list[float], limit: float) -> list[object]:
+    """An aims-table line: our rate at least ``limit`` times the raw rate. Judged on the
+    mean (throughput) and on the median (no fsync stalls); met only if both agree."""
+    by_mean = statistics.mean(raw) / statistics.mean(ours)
+    by_median = statistics.median(raw) / statistics.median(ours)
+    met = [by_mean >= limit, by_median >= limit]
+    verdict = "met" if all(met) else "NOT met" if not any(met) else "borderline: met by mean only"
+    if met == [False, True]:
+        verdict = "borderline: met by median only"
+    measured = f"{by_mean:.2f}x the raw rate (mean), {by_median:.2f}x (median)"
+    return [what, measured, f">= {limit}x", verdict]
 
 
 def main() -> None:
     models, ids = samples(N_WRITES), result_ids(N_WRITES)
     results: dict[str, dict[str, float]] = {}
+    write_times: dict[str, list[float]] = {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="rf-bench-") as tmp, postgres_database() as pg_url:
         root = Path(tmp)
@@ -375,27 +396,45 @@ def main() -> None:
         ]
         if pg_url is not None:
             makers.append(lambda: ManagerSubject("results_flow PostgreSQL", pg_url))
-        for make in makers:
-            subject = make()
-            try:
-                results[subject.name] = measure(subject, models, ids)
-            finally:
+        subjects: list[Subject] = []
+        try:
+            for make in makers:
+                subjects.append(make())
+            writes = timed_writes(subjects, models, ids)
+            print(f"writes done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+            for subject in subjects:
+                check(subject, models, ids)
+            reads = timed_reads(subjects, ids)
+            print(f"reads done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        finally:
+            for subject in subjects:
                 subject.close()
-            print(f"{subject.name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr)
+        for subject, times, read in zip(subjects, writes, reads, strict=True):
+            results[subject.name] = {"set": statistics.mean(times), **read}
+            write_times[subject.name] = times
 
     rows = [[name] + [cell(result[op]) for op in OPS] for name, result in results.items()]
     sqlite, raw_sqlite = results["results_flow SQLite"], results["raw sqlite3"]
     files, raw_files = results["results_flow file"], results["raw files"]
     aims = [
-        aim_row(
-            "SQLite `get` vs raw sqlite3 + validate", sqlite["get"], raw_sqlite["get"], 2, False
+        time_aim("SQLite `get` vs raw sqlite3 + validate", sqlite["get"], raw_sqlite["get"], 2),
+        rate_aim(
+            "durable SQLite `set` vs raw sqlite3",
+            write_times["results_flow SQLite"],
+            write_times["raw sqlite3"],
+            0.5,
         ),
-        aim_row("durable SQLite `set` vs raw sqlite3", sqlite["set"], raw_sqlite["set"], 0.5, True),
-        aim_row(
-            "file `get` vs raw open + read + validate", files["get"], raw_files["get"], 2, False
-        ),
+        time_aim("file `get` vs raw open + read + validate", files["get"], raw_files["get"], 2),
     ]
+    extra = (sqlite["set"] - raw_sqlite["set"]) * 1e6
+    extra_median = statistics.median(write_times["results_flow SQLite"]) - statistics.median(
+        write_times["raw sqlite3"]
+    )
     others = [
+        [
+            "SQLite `set` time above raw (mean / median)",
+            f"{extra:,.0f} / {extra_median * 1e6:,.0f} µs",
+        ],
         ["SQLite `exists` / raw", f"{sqlite['exists'] / raw_sqlite['exists']:.2f}x"],
         ["SQLite `list_ids` / raw", f"{sqlite['list_ids'] / raw_sqlite['list_ids']:.2f}x"],
         ["SQLite `get_many` / raw", f"{sqlite['get_many'] / raw_sqlite['get_many']:.2f}x"],
@@ -406,20 +445,30 @@ def main() -> None:
     body = "\n\n".join(
         [
             "## Store: set / get / exists / list_ids / get_many",
-            f"{machine()}, {os.cpu_count()} CPUs, SQLite {sqlite3.sqlite_version}. "
-            f"Command: `{COMMAND}`.",
+            f"{machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the "
+            f"end, SQLite {sqlite3.sqlite_version}. Command: `{COMMAND}`.",
             "A small model (str, float, int, list[str], datetime; "
-            f"{len(models[0].model_dump_json())} bytes of JSON) "
-            f"under {N_WRITES:,} hierarchical IDs. `set`: {N_WRITES - WARMUP:,} "
-            f"durable writes, each its own commit/fsync, after {WARMUP} warm-up writes. Reads: "
-            f"every ID {READ_PASSES}x per run, best of {REPEATS} runs. `list_ids`: one call "
-            f"listing all {N_WRITES:,} IDs (per call). `get_many`: batches of {BATCH} IDs "
-            "(per ID). Time per operation (operations per second).",
+            f"{len(models[0].model_dump_json())} bytes of JSON) under {N_WRITES:,} hierarchical "
+            f"IDs. `set`: {N_WRITES - WARMUP:,} durable writes per store (each its own "
+            f"commit/fsync) after {WARMUP} warm-up writes, the stores taking turns write by "
+            f"write so all meet the same disk. Reads: every ID {READ_PASSES}x per run, best of "
+            f"{REPEATS} rounds over all stores. `list_ids`: one call listing all {N_WRITES:,} "
+            f"IDs (time per call). `get_many`: batches of {BATCH} IDs (time per ID). Each cell: "
+            "time per operation (operations per second).",
             table(["store", *OPS], rows),
             "Aims (issue 2):",
             table(["aim", "measured", "target", "verdict"], aims),
-            "Other ratios (results_flow / raw; lower is better):",
-            table(["ratio", "value"], others),
+            "Other comparisons (results_flow / raw; lower is better unless a rate):",
+            table(["comparison", "value"], others),
+            "Where the read time goes (cProfile): a SQLite `get` is one pooled-connection "
+            "checkout, BEGIN, one SQLAlchemy Core SELECT, ROLLBACK and check-in; SQLAlchemy's "
+            "per-call machinery alone costs several times a raw sqlite3 SELECT, so the 2x aim "
+            "is out of reach without bypassing Core. A file `get` checks the ID, resolves the "
+            "path (one lstat per folder level, to refuse symlink escapes) and parses the "
+            "envelope before validating; the raw baseline does none of that.",
+            "The `set` ratio moves with fsync latency: results_flow adds CPU time to the same "
+            "one-fsync commit, so a slower or busier disk raises the ratio and a quiet fast one "
+            "lowers it. The time above raw is the steadier figure.",
             "Raw baselines do less than results_flow by design: no ID check, no envelope "
             "(type tag, namespace, times, metadata), no validate-back on `set`, no per-ID lock "
             "or folder fsync on file writes. diskcache's default `synchronous=NORMAL` does not "
