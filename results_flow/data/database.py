@@ -162,6 +162,12 @@ class DatabaseDataManager(DataManager):
                 return entry.sql_table
         raise KeyError(f"dataset {dataset!r} has no table {table!r}")
 
+    @property
+    def cached_names(self) -> list[str]:
+        """The datasets held in memory, least recently used first."""
+        with self._lock:
+            return list(self._cache)
+
     def clear_cache(self) -> None:
         """Forget every cached dataset (the next ``get_data`` reads from the database)."""
         with self._lock:
@@ -240,6 +246,7 @@ class DatabaseDataManager(DataManager):
             try:
                 rows = select_rows(conn, table, entry.primary_key)
             except sa.exc.SQLAlchemyError as exc:
+                conn.rollback()  # PostgreSQL refuses further queries in a failed transaction
                 if sa.inspect(conn).has_table(entry.sql_table, schema=self.db_schema):
                     raise
                 raise CorruptDatasetError(
