@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _harness(prefect_harness: None) -> Iterator[None]:
-    yield
+def _harness(prefect_harness: None) -> None:
+    """Every Prefect test runs against the one session-wide test server."""
 
 
 class CallLog:

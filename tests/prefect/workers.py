@@ -16,10 +16,9 @@ from pathlib import Path
 def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "ids":
-        from tests.prefect.tasks import Color, Item, Window, score, weigh
-
         from results_flow.ids import stable_key
         from results_flow.prefect import result_id_for
+        from tests.prefect.tasks import Color, Item, Window, score, weigh
 
         print(
             json.dumps(
@@ -38,17 +37,21 @@ def main(argv: list[str]) -> None:
     elif command == "race":
         from tests.prefect.tasks import racer
 
-        go = Path(args[0])
+        go, rounds = Path(args[0]), json.loads(args[1])
         while not go.exists():
             time.sleep(0.01)
-        for item in json.loads(args[1]):
-            racer.fn(item)
+        for store_url, calls_path, items in rounds:  # one race per store
+            os.environ["RESULTS_FLOW_STORE"] = store_url
+            os.environ["RF_TEST_CALLS"] = calls_path
+            for item in items:
+                racer.fn(item)
     elif command == "hold":
         from tests.prefect.tasks import racer
 
         racer.fn(int(args[0]))  # RF_TEST_SLEEP keeps it inside the lock until killed
     elif command == "plain":
         from prefect.blocks.core import Block
+
         from tests.prefect.tasks import plain_flow
 
         block = Block.load(args[0])
