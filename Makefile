@@ -13,8 +13,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,dev]"
 	touch $(STAMP)
 
+# The main job on the embedded default store, with Prefect's temporary server in a
+# throwaway PREFECT_HOME. Run it twice: the first run computes, the second reuses.
 demo: $(STAMP)
-	$(BIN)/python examples/basic_usage.py
+	@home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && \
+	echo "python examples/parallel_resume.py" && \
+	env -u PREFECT_API_URL PREFECT_HOME="$$home" $(BIN)/python examples/parallel_resume.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

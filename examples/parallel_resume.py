@@ -158,7 +158,7 @@ def report(summary: RunSummary) -> str:
     """A few readable lines about a finished run."""
     return (
         f"{summary.items} results: {summary.computed} computed, {summary.reused} reused "
-        f"from the store ({summary.seconds:.1f} s)\n"
+        f"from the store ({summary.seconds:.2f} s)\n"
         f"store: {where(summary.store)}\n"
         f"look:  results-flow ls {summary.prefix} --store {summary.store}"
     )
