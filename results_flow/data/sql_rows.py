@@ -32,8 +32,14 @@ def insert_rows(
     prepared = _column_values(data.rows, columns)
     dialect = conn.dialect
     if dialect.name == "sqlite" and dialect.paramstyle == "qmark":
-        for i, name in enumerate(names):
-            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for i, column in enumerate(columns):
+            if column.kind == "boolean":
+                continue  # sqlite3 stores a bool as the integer 0 or 1 by itself
+            if column.kind == "date":  # SQLAlchemy's SQLite format, made in C
+                prepared[i] = [None if v is None else v.isoformat() for v in prepared[i]]
+                continue
+            impl = table.c[column.name].type.dialect_impl(dialect)
+            processor = impl.bind_processor(dialect)
             if processor is not None:
                 prepared[i] = list(map(processor, prepared[i]))
         prep = dialect.identifier_preparer

@@ -337,11 +337,14 @@ def _check_distinct(
     allow_null: bool,
 ) -> None:
     key = _getter(columns)
+    values = list(map(key, table.rows))
+    nulls = None in values if len(columns) == 1 else any(None in v for v in values)
+    if not nulls and len(set(values)) == len(values):
+        return  # the common case, settled without a Python loop per row
     first: dict[Any, int] = {}
     keep = []
     code = "duplicate_primary_key" if what == "primary key" else "duplicate_value"
-    for row, number in zip(table.rows, context.row_numbers[name], strict=True):
-        value = key(row)
+    for value, number in zip(values, context.row_numbers[name], strict=True):
         if _has_null(value, len(columns)):
             keep.append(allow_null)
             if not allow_null:

@@ -170,3 +170,20 @@ def test_a_dropped_data_table_is_reported(manager: DatabaseDataManager) -> None:
         conn.execute(sa.text("DROP TABLE ds__shop__products"))
     with pytest.raises(CorruptDatasetError, match="'products' is missing its SQL table"):
         manager.get_data("shop")
+
+
+def test_every_column_kind_round_trips(manager: DatabaseDataManager) -> None:
+    from tests.data.test_datasource import Everything, everything
+
+    row = everything()
+    empty = everything().model_copy(update={"note": "n", "tags": []})
+    manager.add_data_source(DataSource("kinds", [DataTable("things", Everything, [row, empty])]))
+    manager.clear_cache()
+    back = manager.get_data("kinds").rows("things")
+    # No schema declares "things": the model is rebuilt from the stored column specs.
+    assert [r.model_dump(mode="json") for r in back] == [
+        {**r.model_dump(mode="json"), "shade": 2} for r in (row, empty)
+    ]
+    with manager.engine.connect() as conn:
+        flag, shade = conn.execute(sa.text("SELECT flag, shade FROM ds__kinds__things")).first()
+    assert bool(flag) is True and shade == 2
