@@ -1,0 +1,141 @@
+"""examples/parallel_resume.py, run as a user runs it: compute, reuse, and resume after
+an interrupt (Ctrl-C) or a SIGKILL, counted through the store and the printed summary.
+
+The runs talk to the session's Prefect harness server (``PREFECT_API_URL``) instead of
+starting a temporary server of their own (about ten seconds each).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from examples.parallel_resume import Proof, proof_task
+from results_flow import ResultsManager
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "examples" / "parallel_resume.py"
+SUMMARY = re.compile(r"(\d+) results: (\d+) computed, (\d+) reused from the store")
+
+
+def example_env() -> dict[str, str]:
+    """The test process's environment, pointed at the session's Prefect server."""
+    from prefect.settings import PREFECT_API_URL
+
+    api_url = PREFECT_API_URL.value()
+    if not api_url:
+        raise RuntimeError("use the prefect_harness fixture: no PREFECT_API_URL is set")
+    env = {k: v for k, v in os.environ.items() if k != "RESULTS_FLOW_STORE"}
+    env.update(PREFECT_API_URL=api_url, PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    return env
+
+
+def start(script: Path, *args: str, cwd: Path) -> subprocess.Popen[str]:
+    """Start an example in a session of its own (so a kill reaches its whole group)."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=cwd,
+        env=example_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # Python ignores SIGINT in children of a shell that does; a user's Ctrl-C does not.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+        pytest.fail(f"{process.args} did not finish in {timeout} s\n{out}\n{err}")
+    return process.returncode, out, err
+
+
+def run_to_end(script: Path, *args: str, cwd: Path) -> tuple[int, int, int]:
+    """Run an example to completion; (items, computed, reused) from its summary."""
+    code, out, err = finish(start(script, *args, cwd=cwd))
+    match = SUMMARY.search(out)
+    if code != 0 or match is None:
+        pytest.fail(f"exit {code}, no summary\nstdout:\n{out}\nstderr:\n{err[-4000:]}")
+    items, computed, reused = (int(g) for g in match.groups())
+    return items, computed, reused
+
+
+def stored(url: str, items: int, difficulty: int) -> int:
+    task = proof_task(url)
+    with ResultsManager.from_url(url) as rm:
+        return len(rm.exists_many([task.result_id(i, difficulty) for i in range(items)]))
+
+
+def wait_until_stored(url: str, items: int, difficulty: int, at_least: int) -> None:
+    deadline = time.monotonic() + 90
+    while stored(url, items, difficulty) < at_least:
+        if time.monotonic() > deadline:
+            pytest.fail(f"fewer than {at_least} results stored after 90 s")
+        time.sleep(0.1)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_first_run_computes_every_item_and_a_second_reuses_them(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'proofs.db'}"
+    args = ("--items", "60", "--difficulty", "8", "--store", url, "--no-progress")
+    assert run_to_end(SCRIPT, *args, cwd=tmp_path) == (60, 60, 0)
+    assert run_to_end(SCRIPT, *args, cwd=tmp_path) == (60, 0, 60)
+    with ResultsManager.from_url(url) as rm:
+        ids = rm.list_ids("proofs/d8")
+        assert ids == [f"proofs/d8/item-{i:05d}" for i in range(60)]
+        proof = rm.get("proofs/d8/item-00042", Proof)
+        record = rm.record("proofs/d8/item-00042")
+    assert proof.item == 42
+    assert proof.sha256.startswith("00")  # 8 zero bits
+    assert record.metadata["task_name"] == "find-proof"
+    assert record.metadata["flow_name"] == "parallel-resume"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_default_store_is_results_store_in_the_working_directory(tmp_path: Path) -> None:
+    args = ("--items", "5", "--difficulty", "4", "--no-progress")
+    assert run_to_end(SCRIPT, *args, cwd=tmp_path) == (5, 5, 0)
+    with ResultsManager.from_url(f"sqlite:///{tmp_path / 'results_store' / 'results.db'}") as rm:
+        assert len(rm.list_ids("proofs/d4")) == 5
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_interrupted_and_killed_runs_resume_computing_only_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'proofs.db'}"
+    items, difficulty = 400, 12
+    args = ("--items", str(items), "--difficulty", str(difficulty), "--store", url)
+
+    # Ctrl-C: the run stops, says how much is stored, and exits 130.
+    first = start(SCRIPT, *args, cwd=tmp_path)
+    wait_until_stored(url, items, difficulty, at_least=30)
+    first.send_signal(signal.SIGINT)
+    code, out, err = finish(first, timeout=60)
+    after_interrupt = stored(url, items, difficulty)
+    assert code == 130, err[-4000:]
+    assert f"interrupted: {after_interrupt} of {items} results are stored" in out
+    assert after_interrupt < items
+
+    # SIGKILL: no chance to clean up; what it stored is kept, nothing half-written.
+    second = start(SCRIPT, *args, cwd=tmp_path)
+    wait_until_stored(url, items, difficulty, at_least=after_interrupt + 30)
+    os.killpg(second.pid, signal.SIGKILL)
+    finish(second)
+    after_kill = stored(url, items, difficulty)
+    assert after_interrupt + 30 <= after_kill < items
+
+    assert run_to_end(SCRIPT, *args, cwd=tmp_path) == (items, items - after_kill, after_kill)
+    assert stored(url, items, difficulty) == items
