@@ -69,6 +69,7 @@ class LoadReport(BaseModel):
     """The output of load: what was stored, and when."""
 
     dataset_name: str
+    dataset_created_at: datetime = Field(description="Tells this load from a later one.")
     tables: dict[str, int] = Field(description="Rows stored per table.")
     loaded_at: datetime = Field(default_factory=utc_now)
 
@@ -121,6 +122,7 @@ def _load(
     manager.add_data_source(data_source, overwrite=overwrite)
     return LoadReport(
         dataset_name=dataset_name,
+        dataset_created_at=data_source.created_at,
         tables={name: len(t) for name, t in data_source.tables.items()},
     )
 
@@ -159,15 +161,28 @@ def etl_flow(
     pipeline = manager.etl_factory.build_pipeline(files, dataset_name)
     key = run_key(files, pipeline)
     results = store if isinstance(store, ResultsManager) else ResultsManager(store)
-    done = f"{STAGE_PREFIX}/{dataset_name}/{key}/load"
-    if results.exists(done) and manager.has_data(dataset_name):
-        return _finished(manager, pipeline, results, key)
-    if manager.has_data(dataset_name) and not overwrite:
-        raise DataSourceExistsError(
-            f"dataset {dataset_name!r} already exists in {manager!r}; delete it or pass "
-            "overwrite=True"
-        )
+    try:
+        finished = _finished(manager, pipeline, results, key)
+        if finished is not None:
+            return finished
+        if manager.has_data(dataset_name) and not overwrite:
+            raise DataSourceExistsError(
+                f"dataset {dataset_name!r} already exists in {manager!r}; delete it or pass "
+                "overwrite=True"
+            )
+        return _run_stages(manager, pipeline, results, key, overwrite)
+    finally:
+        if results is not store:
+            results.close()
 
+
+def _run_stages(
+    manager: DataManager,
+    pipeline: ETLPipeline,
+    results: ResultsManager,
+    key: str,
+    overwrite: bool,
+) -> ETLResult:
     stage: dict[str, Any] = {"manager": results}
     extract = results_task(name="extract", id=_stage_id("extract"), ignore=["pipeline"], **stage)(
         _extract
@@ -178,7 +193,7 @@ def etl_flow(
     transform = results_task(
         name="transform", id=_stage_id("transform"), ignore=["pipeline", "validated"], **stage
     )(_transform)
-    load = results_task(
+    load = results_task(  # always runs: it writes to the manager, and loads are replaceable
         name="load",
         id=_stage_id("load"),
         ignore=["manager", "pipeline", "transformed", "overwrite"],
@@ -186,23 +201,31 @@ def etl_flow(
         **stage,
     )(_load)
 
+    name = pipeline.dataset_name
     # quote(): Prefect would otherwise walk every row looking for upstream futures.
-    extracted = extract(quote(pipeline), dataset_name, key)
-    validated = validate(quote(pipeline), quote(extracted), dataset_name, key)
+    extracted = extract(quote(pipeline), name, key)
+    validated = validate(quote(pipeline), quote(extracted), name, key)
     if validated.failed:
         return pipeline.outcome(None, validated.validation)
-    transformed = transform(quote(pipeline), quote(validated), dataset_name, key)
+    transformed = transform(quote(pipeline), quote(validated), name, key)
     if transformed.failed:
         return pipeline.outcome(None, transformed.validation)
-    load(quote(manager), quote(pipeline), quote(transformed), overwrite, dataset_name, key)
-    return pipeline.outcome(manager.get_data(dataset_name), transformed.validation)
+    load(quote(manager), quote(pipeline), quote(transformed), overwrite, name, key)
+    return pipeline.outcome(manager.get_data(name), transformed.validation)
 
 
 def _finished(
     manager: DataManager, pipeline: ETLPipeline, results: ResultsManager, key: str
-) -> ETLResult:
-    """The result of a run whose load already finished: nothing is recomputed."""
-    transformed = results.get(
-        f"{STAGE_PREFIX}/{pipeline.dataset_name}/{key}/transform", StagedTables
-    )
-    return pipeline.outcome(manager.get_data(pipeline.dataset_name), transformed.validation)
+) -> ETLResult | None:
+    """The result of a run of this key whose load finished and whose dataset is still
+    the one it loaded; None when there is work to do."""
+    name = pipeline.dataset_name
+    prefix = f"{STAGE_PREFIX}/{name}/{key}"
+    if not (results.exists(f"{prefix}/load") and manager.has_data(name)):
+        return None
+    report = results.get(f"{prefix}/load", LoadReport)
+    current = manager.get_data(name)
+    if current.created_at != report.dataset_created_at:
+        return None  # replaced by another load since
+    transformed = results.get(f"{prefix}/transform", StagedTables)
+    return pipeline.outcome(current, transformed.validation)

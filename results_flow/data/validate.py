@@ -199,10 +199,41 @@ class TypeValidator(Validator):
             except ValidationError as exc:
                 bad = self._report(context, raw, schema, exc)
                 kept = [i for i in range(len(rows)) if i not in bad]
-                validated = adapter.validate_python([rows[i] for i in kept])
+                try:
+                    validated = adapter.validate_python([rows[i] for i in kept])
+                except ValidationError:  # an error without a row index: check row by row
+                    validated, kept = self._one_by_one(context, raw, schema, rows, kept)
                 numbers = [numbers[i] for i in kept]
             context.tables[name] = DataTable(name, schema.model, validated)
             context.row_numbers[name] = numbers
+
+    @staticmethod
+    def _one_by_one(
+        context: ValidationContext,
+        raw: RawTable,
+        schema: TableSchema,
+        rows: list[dict[str, Any]],
+        indexes: list[int],
+    ) -> tuple[list[BaseModel], list[int]]:
+        validated: list[BaseModel] = []
+        kept: list[int] = []
+        for i in indexes:
+            try:
+                validated.append(schema.model.model_validate(rows[i]))
+            except ValidationError as exc:
+                number = raw.row_number(i)
+                context.report(
+                    Severity.ERROR,
+                    "invalid_value",
+                    f"file {raw.file}, table {raw.name!r}, row {number}: "
+                    f"{exc.errors(include_url=False)[0]['msg']} ({schema.model.__name__}); "
+                    "row skipped",
+                    raw.name,
+                    row=number,
+                )
+            else:
+                kept.append(i)
+        return validated, kept
 
     @staticmethod
     def _report(

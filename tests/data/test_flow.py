@@ -12,7 +12,6 @@ from results_flow import ResultsManager
 from results_flow.data import (
     DatabaseDataManager,
     Extractor,
-    File,
     JoinTransformer,
     SimpleETLFactory,
     Transformer,
@@ -115,6 +114,12 @@ def test_rerun_after_transform_failure_skips_extract_and_validate(tmp_path: Path
     assert again.succeeded
     assert calls == Counter(extract=3, validate=1, transform=2)
 
+    # The dataset deleted since: only load runs, from the stored transform output.
+    manager.delete_data("shop")
+    restored = etl_flow(manager, shop_files(), "shop", store=store)
+    assert restored.succeeded and manager.has_data("shop")
+    assert calls == Counter(extract=3, validate=1, transform=2)
+
 
 def test_changed_file_is_a_new_run_and_name_clash_is_refused(tmp_path: Path) -> None:
     calls: Counter[str] = Counter(transform=1)  # FailingOnce already "failed"
@@ -149,4 +154,3 @@ def test_bad_data_fails_the_flow_result_without_raising(tmp_path: Path) -> None:
     assert "invalid_value" in result.validation_result.codes()
     assert calls["transform"] == 1  # the failed validation stopped the flow before transform
     assert not manager.has_data("shop")
-    assert isinstance(shop_files(folder)[0], File)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
 from results_flow.data import (
     FileSchema,
@@ -210,3 +210,20 @@ def test_multi_table_json_with_foreign_key_inside_the_file(run_etl: RunEtl) -> N
 @pytest.mark.parametrize("severity", list(Severity))
 def test_severity_order(severity: Severity) -> None:
     assert Severity.INFO <= severity <= Severity.CRITICAL
+
+
+def test_model_level_check_fails_the_row_without_a_column(run_etl: RunEtl) -> None:
+    class Span(BaseModel):
+        start: int
+        end: int
+
+        @model_validator(mode="after")
+        def ordered(self) -> Span:
+            if self.end < self.start:
+                raise ValueError("end before start")
+            return self
+
+    result = run_etl([schema("spans", Span)], {"spans.csv": "start,end\n1,2\n5,3\n"})
+    message = only(result.validation_result.messages, "invalid_value")
+    assert (message.row, message.column) == (2, None)
+    assert "end before start" in message.message
