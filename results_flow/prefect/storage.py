@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from results_flow.errors import InvalidResultIdError, ResultNotFoundError
 from results_flow.ids import normalize_id
@@ -63,6 +63,9 @@ ResultsStorage(store_url="sqlite:///results_store/results.db").save("results")
 @task(result_storage="results-storage/results", cache_policy=INPUTS)
 def work(x: int) -> int: ...
 ```"""
+
+    # A URL edited after construction is checked too, so a bad one is never saved.
+    model_config = ConfigDict(validate_assignment=True)
 
     store_url: SecretStr = Field(
         default=...,

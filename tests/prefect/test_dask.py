@@ -1,0 +1,43 @@
+"""results_task on prefect-dask's DaskTaskRunner: a local cluster of two worker
+processes computing into a PostgreSQL store, then reusing it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from prefect import flow
+
+from results_flow import ResultsManager
+from tests.prefect.conftest import CallLog
+from tests.prefect.tasks import Score, score
+
+prefect_dask = pytest.importorskip("prefect_dask")
+
+
+def test_dask_cluster_of_two_processes_over_postgres(
+    postgres_url: str, calls: CallLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RESULTS_FLOW_STORE", postgres_url)  # the workers inherit it
+    runner = prefect_dask.DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": 2,
+            "threads_per_worker": 2,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
+
+    @flow(name="dask-flow", task_runner=runner)
+    def run(items: list[int]) -> tuple[list[Score], list[str], list[Score]]:
+        first = score.map(items).result()
+        ran = calls.lines()
+        again = [f.result() for f in [score.submit(i) for i in items]]
+        return first, ran, again
+
+    first, ran, again = run(list(range(8)))
+    assert [r.item for r in first] == list(range(8))
+    assert len({r.pid for r in first} - {os.getpid()}) >= 1, "computed on dask workers"
+    assert sorted(ran) == sorted(f"score:{i}" for i in range(8))
+    assert again == first and calls.lines() == ran  # the second pass reused every result
+    assert len(ResultsManager.from_url(postgres_url).list_ids("dask-flow/score")) == 8

@@ -1,0 +1,158 @@
+"""ResultsStorage, PydanticSerializer and RESULT_ID: Prefect's own result persistence
+and caching in a results_flow store, across processes, sync and async."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+from prefect import flow, task
+from prefect.serializers import Serializer
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from results_flow import ResultsManager
+from results_flow.errors import (
+    ResultValidationError,
+    StoreUnavailableError,
+    UnknownModelError,
+)
+from results_flow.prefect import (
+    RESULT_ID,
+    SERIALIZER_TYPE,
+    PydanticSerializer,
+    ResultIdPolicy,
+    ResultsStorage,
+)
+from tests.prefect.conftest import CallLog, start_worker
+from tests.prefect.tasks import Item, Score, plain_flow
+
+
+def test_saved_block_is_loaded_in_a_new_process_and_hits_there(
+    store_url: str, calls: CallLog, worker_env: dict[str, str]
+) -> None:
+    ResultsStorage(store_url=store_url).save("rf-tests", overwrite=True)
+    assert plain_flow([1, 2]) == [10, 20]
+    assert sorted(calls.lines()) == ["plain:1", "plain:2"]
+
+    worker = start_worker(worker_env, "plain", "results-storage/rf-tests")
+    out, err = worker.communicate(timeout=120)
+    assert worker.returncode == 0, err
+    assert json.loads(out.strip().splitlines()[-1]) == {
+        "block": "ResultsStorage",
+        "results": [10, 20, 30],
+    }
+    assert sorted(calls.lines()) == ["plain:1", "plain:2", "plain:3"]  # 1 and 2 were hits
+    assert len(ResultsManager.from_url(store_url).list_ids("prefect")) == 3
+
+
+def test_wrong_store_urls_fail_clearly_at_save_and_load_time(
+    store_url: str, postgres_url: str
+) -> None:
+    with pytest.raises(ValidationError, match="unknown store URL scheme 'sqlte'"):
+        ResultsStorage(store_url="sqlte:///results.db")
+    with pytest.raises(ValidationError, match="memory:// store lives in one process"):
+        ResultsStorage(store_url="memory://x")
+
+    block = ResultsStorage(store_url=store_url)
+    with pytest.raises(ValidationError, match="unknown store URL scheme 'nosuch'"):
+        block.store_url = SecretStr("nosuch://x")
+    block.__dict__["store_url"] = SecretStr("nosuch://x")  # as if edited in the UI
+    block.save("rf-bad", overwrite=True)
+    with pytest.raises(RuntimeError, match="'rf-bad'") as failed:
+        ResultsStorage.load("rf-bad")
+    assert "unknown store URL scheme 'nosuch'" in str(failed.value.__cause__)
+
+    missing_db = postgres_url.rsplit("/", 1)[0] + "/rf_no_such_database"
+    with pytest.raises(StoreUnavailableError, match="rf_no_such_database"):
+        ResultsStorage(store_url=missing_db).check()
+
+
+def test_block_paths_sync_and_async(store_url: str) -> None:
+    block = ResultsStorage(store_url=store_url, prefix="pf/runs")
+    assert block.write_path("k1", b'{"x": 1}', _sync=True) == "k1"
+    assert block.read_path("k1", _sync=True) == b'{"x": 1}'
+    asyncio.run(block.awrite_path("a/k2", b"\xff\x00 binary"))
+    assert asyncio.run(block.aread_path("a/k2")) == b"\xff\x00 binary"
+    assert ResultsManager.from_url(store_url).list_ids() == ["pf/runs/a/k2", "pf/runs/k1"]
+    with pytest.raises(FileNotFoundError, match="'nope'"):
+        block.read_path("nope")
+
+
+def test_pydantic_serializer_validates_on_load() -> None:
+    serializer = Serializer(type=SERIALIZER_TYPE)
+    assert isinstance(serializer, PydanticSerializer)
+    blob = serializer.dumps(Score(item=1, value=2.0, pid=3))
+    assert json.loads(blob)["namespace"] == "tests-prefect"
+    assert serializer.loads(blob) == Score(item=1, value=2.0, pid=3)
+    assert serializer.loads(serializer.dumps([1, "a", None])) == [1, "a", None]
+
+    tampered = blob.replace(b"2.0", b'"two"')
+    with pytest.raises(ResultValidationError, match="does not validate as Score"):
+        serializer.loads(tampered)
+    with pytest.raises(UnknownModelError, match="register_model"):
+        serializer.loads(serializer.dumps(Item(id="x")))  # Item is not registered
+    explicit = PydanticSerializer(model="tests.prefect.tasks.Item")
+    assert explicit.loads(explicit.dumps(Item(id="x"))) == Item(id="x")
+
+
+class Doubled(BaseModel):
+    value: int
+
+
+def test_result_id_policy_keys_prefect_cache_by_readable_ids(
+    store_url: str, calls: CallLog
+) -> None:
+    ResultsStorage(store_url=store_url).save("rf-policy", overwrite=True)
+    serializer = PydanticSerializer(model=f"{__name__}.Doubled")
+
+    @task(
+        cache_policy=RESULT_ID,
+        result_storage="results-storage/rf-policy",
+        result_serializer=serializer,
+    )
+    def double(x: int) -> Doubled:
+        calls.path.open("a").write(f"double:{x}\n")
+        return Doubled(value=2 * x)
+
+    @task(
+        cache_policy=ResultIdPolicy(id="halves/{x}"),
+        result_storage="results-storage/rf-policy",
+        result_serializer=serializer,
+    )
+    async def half(x: int) -> Doubled:
+        calls.path.open("a").write(f"half:{x}\n")
+        return Doubled(value=x // 2)
+
+    @flow(name="policy-flow")
+    async def run() -> list[object]:
+        return [double(4), await half(8), double(4, return_state=True)]
+
+    first = asyncio.run(run())
+    assert first[:2] == [Doubled(value=8), Doubled(value=4)]
+    assert first[2].name == "Cached"  # type: ignore[attr-defined]
+    assert asyncio.run(run())[:2] == first[:2]
+    assert sorted(calls.lines()) == ["double:4", "half:8"]
+    ids = ResultsManager.from_url(store_url).list_ids("prefect")
+    assert "prefect/halves/8" in ids
+    assert any(i.startswith("prefect/policy-flow/double/") for i in ids)
+
+
+def test_block_registers_from_the_cli_and_the_collection_entry_point(
+    worker_env: dict[str, str],
+) -> None:
+    from prefect.plugins import load_prefect_collections
+
+    assert "results_flow" in load_prefect_collections()
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "results_flow.prefect"],
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Results Storage" in done.stdout
