@@ -9,11 +9,11 @@ schema declares (a join's output), with a model rebuilt from the specs.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # pandas is an optional extra, imported only by to_pandas()
     import pandas
 
 FORMAT = "results_flow.dataset/1"
+M = TypeVar("M", bound=BaseModel)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
 
@@ -78,10 +79,10 @@ def validate_by_name(model: type[BaseModel], rows: list[dict[str, Any]]) -> list
 class DataTable:
     """One table: a name, its row model and its validated rows."""
 
-    def __init__(self, name: str, model: type[BaseModel], rows: list[BaseModel]) -> None:
+    def __init__(self, name: str, model: type[BaseModel], rows: Sequence[BaseModel]) -> None:
         self.name = name
         self.model = model
-        self.rows = rows
+        self.rows: list[BaseModel] = rows if isinstance(rows, list) else list(rows)
 
     @property
     def columns(self) -> list[ColumnSpec]:
@@ -161,9 +162,24 @@ class DataSource:
                 f"dataset {self.name!r} has no table {name!r} (tables: {have})"
             ) from None
 
-    def rows(self, table: str) -> list[BaseModel]:
-        """The validated rows of ``table``."""
-        return self.table(table).rows
+    @overload
+    def rows(self, table: str) -> list[BaseModel]: ...
+    @overload
+    def rows(self, table: str, model: type[M]) -> list[M]: ...
+    def rows(self, table: str, model: type[M] | None = None) -> list[M] | list[BaseModel]:
+        """The validated rows of ``table``; typed as ``model`` when given.
+
+        Raises:
+            KeyError: no such table.
+            TypeError: ``model`` is not the table's row model (or a base of it).
+        """
+        found = self.table(table)
+        if model is not None and not issubclass(found.model, model):
+            raise TypeError(
+                f"dataset {self.name!r}, table {table!r} holds {found.model.__name__} rows, "
+                f"not {model.__name__}"
+            )
+        return found.rows
 
     def derive(self, new_name: str) -> DataSource:
         """An independent copy named ``new_name``, marked as derived from this dataset."""

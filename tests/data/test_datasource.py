@@ -87,6 +87,12 @@ def test_shop_loads_as_master_data(shop: DataSource) -> None:
         shop.table("nope")
 
 
+def test_typed_rows_check_the_model(shop: DataSource) -> None:
+    assert shop.rows("orders", Order)[0].order_id == 1001
+    with pytest.raises(TypeError, match="holds Order rows, not Customer"):
+        shop.rows("orders", Customer)
+
+
 def test_derive_is_an_independent_derived_copy(shop: DataSource) -> None:
     derived = shop.derive("what-if")
     assert (derived.name, derived.kind, derived.derived_from) == (
@@ -94,8 +100,8 @@ def test_derive_is_an_independent_derived_copy(shop: DataSource) -> None:
         DataKind.DERIVED,
         "shop",
     )
-    derived.rows("customers")[0].name = "changed"
-    assert shop.rows("customers")[0].name == "Ada Lovelace"
+    derived.rows("customers", Customer)[0].name = "changed"
+    assert shop.rows("customers", Customer)[0].name == "Ada Lovelace"
 
 
 def test_json_round_trip_with_declared_models(shop: DataSource) -> None:
@@ -211,7 +217,7 @@ def test_join_builds_a_typed_table(shop: DataSource) -> None:
 def test_left_join_keeps_unmatched_rows_with_empty_right_columns(shop: DataSource) -> None:
     result = ValidationResult()
     tables = dict(shop.tables)
-    orders = [o for o in shop.rows("orders") if o.customer_id != 4]  # type: ignore[attr-defined]
+    orders = [o for o in shop.rows("orders", Order) if o.customer_id != 4]
     tables["orders"] = DataTable("orders", Order, orders)
     left = JoinTransformer(
         "customers",

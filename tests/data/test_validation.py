@@ -152,8 +152,8 @@ def test_error_threshold_is_configurable_and_bad_rows_are_left_out(run_etl: RunE
     )
     assert result.status == "success"
     assert result.data_source is not None
-    assert [r.id for r in result.data_source.rows("items")] == [1]
-    assert [r.id for r in result.data_source.rows("lines")] == [10]  # item 2 was invalid
+    assert [r.id for r in result.data_source.rows("items", Item)] == [1]
+    assert [r.id for r in result.data_source.rows("lines", Line)] == [10]  # item 2 was invalid
     assert set(result.validation_result.codes()) >= {
         "duplicate_primary_key",
         "invalid_value",
