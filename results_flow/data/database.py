@@ -112,7 +112,7 @@ class DatabaseDataManager(DataManager):
             CatalogueSchemaError: the catalogue table has other columns than this version's.
             StoreError: the database cannot be reached.
         """
-        self._write(self._ensure_catalogue)
+        self._write(self._ensure_catalogue, check_catalogue=False)
         self._ready = True
 
     def get_data_keys(self) -> list[str]:
@@ -122,8 +122,6 @@ class DatabaseDataManager(DataManager):
         )
 
     def has_data(self, name: str) -> bool:
-        if name in self._cache:
-            return True
         c = self.catalogue.c
         query = sa.select(c.name).where(c.name == name)
         return self._read(lambda conn: conn.execute(query).first() is not None)
@@ -180,15 +178,19 @@ class DatabaseDataManager(DataManager):
 
     def _store(self, data_source: DataSource, *, replace: bool) -> None:
         declared = table_schemas(self.schemas)
-        entries = [
-            TableEntry(
-                name=t.name,
-                sql_table=sql_table_name(self.table_prefix, data_source.name, t.name),
-                columns=t.columns,
-                primary_key=list(declared[t.name].primary_key) if t.name in declared else [],
+        entries = []
+        for table in data_source.tables.values():
+            columns = table.columns
+            key = list(declared[table.name].primary_key) if table.name in declared else []
+            entries.append(
+                TableEntry(
+                    name=table.name,
+                    sql_table=sql_table_name(self.table_prefix, data_source.name, table.name),
+                    columns=columns,
+                    # the declared key, as long as this table still has its columns
+                    primary_key=key if set(key) <= {c.name for c in columns} else [],
+                )
             )
-            for t in data_source.tables.values()
-        ]
 
         def write(conn: Connection) -> None:
             if replace:
@@ -320,7 +322,7 @@ class DatabaseDataManager(DataManager):
         except sa.exc.SQLAlchemyError as exc:
             raise mapped_error(exc, self.location) from exc
 
-    def _write(self, work: Callable[[Connection], T]) -> T:
+    def _write(self, work: Callable[[Connection], T], *, check_catalogue: bool = True) -> T:
         """One transaction (``BEGIN IMMEDIATE`` on SQLite), retried while SQLite is busy."""
         deadline = time.monotonic() + self.busy_timeout
         while True:
@@ -328,7 +330,7 @@ class DatabaseDataManager(DataManager):
                 with self.engine.connect() as conn:
                     conn = conn.execution_options(results_flow_write=True)
                     with conn.begin():
-                        if work is not self._ensure_catalogue:
+                        if check_catalogue:
                             self._check_ready(conn)
                         return work(conn)
             except sa.exc.SQLAlchemyError as exc:

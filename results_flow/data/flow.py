@@ -33,6 +33,8 @@ from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect import results_task
 from results_flow.records import utc_now
 
+__all__ = ["STAGE_PREFIX", "LoadReport", "StagedTables", "etl_flow", "run_key"]
+
 STAGE_PREFIX = "etl"
 
 
