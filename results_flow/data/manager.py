@@ -120,7 +120,8 @@ class DataManager(ABC):
         """Run ETL on ``files`` into ``dataset_name`` and store the dataset when it succeeds.
 
         Bad data never raises: inspect ``result.status`` and
-        ``result.validation_result.messages``.
+        ``result.validation_result.messages``. An exception raised by a user-supplied
+        validator, transformer or loader is a bug in it and propagates unchanged.
 
         Raises:
             ETLConstructionError: the pipeline cannot be built (no schema for a file, a

@@ -4,6 +4,7 @@ clear error for a catalogue it does not know."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -14,8 +15,18 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 
 from results_flow.data import DatabaseDataManager, DataSource, DataTable
-from results_flow.errors import CatalogueSchemaError, CorruptDatasetError, StoreError
+from results_flow.errors import (
+    CatalogueSchemaError,
+    CorruptDatasetError,
+    DataSourceExistsError,
+    StoreError,
+)
 from tests.data.models import shop_files, shop_schemas
+
+
+class Narrow(BaseModel):
+    id: int
+
 
 KINDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -122,9 +133,6 @@ def test_overwrite_replaces_tables_of_another_shape(manager: DatabaseDataManager
         a: str
         b: float | None = None
 
-    class Narrow(BaseModel):
-        id: int
-
     manager.add_data_source(DataSource("free", [DataTable("t", Wide, [Wide(id=1, a="x")])]))
     manager.add_data_source(
         DataSource("free", [DataTable("t", Narrow, [Narrow(id=2)])]), overwrite=True
@@ -187,3 +195,31 @@ def test_every_column_kind_round_trips(manager: DatabaseDataManager) -> None:
     with manager.engine.connect() as conn:
         flag, shade = conn.execute(sa.text("SELECT flag, shade FROM ds__kinds__things")).all()[0]
     assert bool(flag) is True and shade == 2
+
+
+def test_racing_writers_of_one_name_leave_one_dataset(url: str) -> None:
+    managers = [DatabaseDataManager(url, shop_schemas()) for _ in range(2)]
+    for m in managers:
+        m.startup()
+    source = DataSource("race", [DataTable("t", Narrow, [Narrow(id=i) for i in range(500)])])
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def add(manager: DatabaseDataManager) -> None:
+        barrier.wait()
+        try:
+            manager.add_data_source(source)
+            outcomes.append("stored")
+        except DataSourceExistsError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=add, args=(m,)) for m in managers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused", "stored"]
+    managers[0].clear_cache()
+    assert len(managers[0].get_data("race").rows("t")) == 500
+    for m in managers:
+        m.close()
