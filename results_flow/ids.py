@@ -17,8 +17,8 @@ import hashlib
 import inspect
 import json
 import math
+import re
 import textwrap
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -33,6 +33,9 @@ from pydantic_core import PydanticSerializationError
 from results_flow.errors import InvalidResultIdError, UnhashableParameterError
 
 ResultId = str | Sequence[str]
+
+#: ``/``, ``\\`` and the control characters (Unicode category Cc: C0, DEL and C1).
+_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f-\x9f]")
 
 SEPARATOR = "/"
 MAX_SEGMENT_BYTES = 200
@@ -88,20 +91,26 @@ def prefix_upper_bound(prefix: str) -> str:
 
 
 def _check_segment(segment: str, whole: ResultId) -> None:
+    # The message is built only on failure: this runs for every segment of every ID.
+    fits = (
+        len(segment) * 4 <= MAX_SEGMENT_BYTES or len(segment.encode("utf-8")) <= MAX_SEGMENT_BYTES
+    )
+    if segment and fits and not segment.startswith(".") and _FORBIDDEN.search(segment) is None:
+        return
     where = f"in result ID {_shorten(whole)!r}"
     if segment == "":
         raise InvalidResultIdError(f"empty segment {where} (leading, trailing or double '/')")
     if segment.startswith("."):
         raise InvalidResultIdError(f"segment {_shorten(segment)!r} {where} starts with '.'")
-    for char in segment:
-        if char in "/\\" or char == "\x00" or unicodedata.category(char) == "Cc":
-            raise InvalidResultIdError(
-                f"segment {_shorten(segment)!r} {where} holds the forbidden character {char!r}"
-            )
-    if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+    forbidden = _FORBIDDEN.search(segment)
+    if forbidden is not None:
         raise InvalidResultIdError(
-            f"segment {_shorten(segment)!r} {where} is longer than {MAX_SEGMENT_BYTES} bytes"
+            f"segment {_shorten(segment)!r} {where} holds the forbidden character "
+            f"{forbidden.group()!r}"
         )
+    raise InvalidResultIdError(
+        f"segment {_shorten(segment)!r} {where} is longer than {MAX_SEGMENT_BYTES} bytes"
+    )
 
 
 def _shorten(value: ResultId, limit: int = 80) -> str:
@@ -176,9 +185,7 @@ def source_hash(fn: Callable[..., Any]) -> str:
 def safe_segment(name: str) -> str:
     """A flow or task name made fit for one ID segment (``/``, ``\\``, control
     characters and a leading ``.`` replaced by ``_``)."""
-    cleaned = "".join(
-        "_" if c in "/\\" or unicodedata.category(c) == "Cc" else c for c in name
-    ).strip()
+    cleaned = _FORBIDDEN.sub("_", name).strip()
     if not cleaned:
         return "_"
     if cleaned.startswith("."):

@@ -1,0 +1,243 @@
+"""Resume benchmark: rerun a fan-out of N items that are all stored already.
+
+Run with ``.venv/bin/python bench/resume.py`` (N = 2,000 and 10,000; ``--sizes`` to
+change). Writes the "resume" section of BENCHMARKS.md.
+
+Three ways of rerunning the same flow over ``range(N)``, each in a fresh worker process
+against one Prefect test server, on the same machine in the same run:
+
+* (a) ``results_map(score, range(N))``: one ``get_many`` on the store, nothing submitted.
+* (b) ``score.map(range(N))`` with the plain ``results_task`` decorator: N task runs,
+  each reading its result from the store and completing as "Cached".
+* (c) Prefect's native cache: ``@task(cache_policy=INPUTS, persist_result=True)``,
+  results persisted (pickled) in local files, N task runs that each hit the cache.
+
+All three stores are filled before the timed reruns: results_flow's SQLite store with
+``ResultsManager.set`` under the IDs ``result_id_for`` gives in the flow, Prefect's
+local result storage through ``prefect.results.ResultStore`` under the keys the
+INPUTS policy computes. Every rerun checks that no task body ran. "Flow" is the time
+of the flow call in the worker; "process" adds the worker's interpreter start, imports
+and exit (where Prefect flushes its events). The baseline is one ``get_many`` of the N
+results with the plain ``ResultsManager``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import INPUTS  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+
+from results_flow import ResultsManager, register_model  # noqa: E402
+from results_flow.prefect import result_id_for, results_map, results_task  # noqa: E402
+
+FLOW_NAME = "bench-resume"
+SIZES = (2_000, 10_000)
+
+
+@register_model(namespace="bench")
+class Score(BaseModel):
+    item: int
+    value: float
+    label: str
+
+
+def compute(item: int) -> Score:
+    bodies_file = os.environ.get("RF_BENCH_BODIES")
+    if bodies_file:
+        with open(bodies_file, "a") as handle:
+            handle.write(f"{item}\n")
+    return Score(item=item, value=item * 0.5, label=f"item-{item}")
+
+
+@results_task
+def score(item: int) -> Score:
+    return compute(item)
+
+
+@task(cache_policy=INPUTS, persist_result=True)
+def native_score(item: int) -> Score:
+    return compute(item)
+
+
+@flow(name=FLOW_NAME)
+def resume_batch(n: int) -> float:
+    report = results_map(score, range(n))
+    return report.seconds
+
+
+@flow(name=FLOW_NAME)
+def resume_plain(n: int) -> int:
+    return len(score.map(range(n)).result())
+
+
+@flow(name=FLOW_NAME)
+def resume_native(n: int) -> int:
+    return len(native_score.map(range(n)).result())
+
+
+@flow(name=FLOW_NAME)
+def result_ids(n: int) -> list[str]:
+    return [result_id_for(score, i) for i in range(n)]
+
+
+def fill_stores(n: int, store_url: str, native_dir: Path) -> list[str]:
+    """Store N results for (a)/(b) and N Prefect cache records for (c)."""
+    from prefect.filesystems import LocalFileSystem
+    from prefect.results import ResultStore
+
+    ids = result_ids(n)
+    rm = ResultsManager.from_url(store_url)
+    for i, rid in enumerate(ids):
+        rm.set(rid, Score(item=i, value=i * 0.5, label=f"item-{i}"))
+    native = ResultStore(result_storage=LocalFileSystem(basepath=str(native_dir)))
+    for i in range(n):
+        key = INPUTS.compute_key(task_ctx=None, inputs={"item": i}, flow_parameters={})  # type: ignore[arg-type]
+        native.persist_result_record(
+            native.create_result_record(Score(item=i, value=i * 0.5, label=f"item-{i}"), key=key)
+        )
+    return ids
+
+
+def batch_read_seconds(store_url: str, ids: list[str]) -> float:
+    """The best of three plain ``get_many`` reads of every stored result."""
+    rm = ResultsManager.from_url(store_url)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        found = rm.get_many(ids, Score)
+        best = min(best, time.perf_counter() - started)
+    if len(found) != len(ids):
+        raise SystemExit(f"baseline read {len(found)} of {len(ids)} results")
+    return best
+
+
+def run_variant(variant: str, n: int, env: dict[str, str], bodies: Path) -> dict[str, float]:
+    """Run one rerun in a fresh worker process; its flow time, helper time and process time."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "--variant", variant, "--n", str(n)],
+        env={**env, "RF_BENCH_BODIES": str(bodies)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    process = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"variant {variant} failed:\n{done.stderr[-3000:]}")
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    ran = len(bodies.read_text().splitlines()) if bodies.exists() else 0
+    if ran:
+        raise SystemExit(f"variant {variant} ran {ran} task bodies; the stores were not hit")
+    return {**out, "process": process}
+
+
+def worker(variant: str, n: int) -> None:
+    """The child side: run the flow once and print its timings."""
+    flows = {"batch": resume_batch, "plain": resume_plain, "native": resume_native}
+    started = time.perf_counter()
+    value = flows[variant](n)
+    seconds = time.perf_counter() - started
+    helper = float(value) if variant == "batch" else seconds
+    print(json.dumps({"flow": seconds, "helper": helper}))
+
+
+def main(sizes: list[int]) -> None:
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+    from report import machine, table, write_section
+
+    rows, notes = [], []
+    with (
+        tempfile.TemporaryDirectory(prefix="rf-bench-resume-") as tmp,
+        prefect_test_harness(server_startup_timeout=120),
+    ):
+        for n in sizes:
+            base = Path(tmp) / str(n)
+            native_dir = base / "prefect-results"
+            store_url = f"sqlite:///{base / 'store' / 'results.db'}"
+            env = {
+                **os.environ,
+                "PREFECT_API_URL": str(PREFECT_API_URL.value()),
+                "RESULTS_FLOW_STORE": store_url,
+                "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(native_dir),
+                "PREFECT_LOGGING_LEVEL": "WARNING",
+                "PYTHONPATH": str(ROOT),
+            }
+            os.environ["RESULTS_FLOW_STORE"] = store_url
+            ids = fill_stores(n, store_url, native_dir)
+            baseline = batch_read_seconds(store_url, ids)
+            timings = {
+                variant: run_variant(variant, n, env, base / f"{variant}.bodies")
+                for variant in ("batch", "plain", "native")
+            }
+            a, b, c = timings["batch"], timings["plain"], timings["native"]
+            print(f"N={n}: baseline {baseline:.3f}s, {json.dumps(timings)}", flush=True)
+            rows.append(
+                [
+                    f"{n:,}",
+                    f"{baseline * 1000:.0f} ms",
+                    f"{a['helper'] * 1000:.0f} ms",
+                    f"{a['flow']:.2f} s / {a['process']:.1f} s",
+                    f"{b['flow']:.2f} s / {b['process']:.1f} s",
+                    f"{c['flow']:.2f} s / {c['process']:.1f} s",
+                    f"{c['flow'] / a['flow']:.0f}x / {c['process'] / a['process']:.1f}x",
+                    f"{a['helper'] / baseline:.1f}x",
+                    f"{c['flow'] / b['flow']:.2f}x",
+                ]
+            )
+        notes.append(
+            "Aims (issue 3): (a) at least 50x faster than (c), (a) within 3x of one batch "
+            "read, (b) no slower than (c) (c/b at least 1)."
+        )
+    body = "\n\n".join(
+        [
+            "## Resume a fan-out whose results are all stored",
+            machine() + ". Command: `.venv/bin/python bench/resume.py`. SQLite store "
+            "(the embedded default), default thread-pool task runner, one Prefect test "
+            "server; each rerun in a fresh worker process; no task body ran in any rerun.",
+            table(
+                [
+                    "N",
+                    "batch read (get_many)",
+                    "(a) results_map call",
+                    "(a) batch helper: flow / process",
+                    "(b) plain decorator: flow / process",
+                    "(c) Prefect cache INPUTS: flow / process",
+                    "c / a (flow / process)",
+                    "(a) call / batch read",
+                    "c / b (flow)",
+                ],
+                rows,
+            ),
+            "Flow: the flow call inside the worker. Process: the worker's whole life "
+            "(interpreter, imports, the flow, and the flush of Prefect's events at exit).",
+            *notes,
+        ]
+    )
+    write_section("resume", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", choices=["batch", "plain", "native"])
+    parser.add_argument("--n", type=int)
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
+    args = parser.parse_args()
+    if args.variant:
+        worker(args.variant, args.n)
+        sys.stdout.flush()
+    else:
+        main(args.sizes)
