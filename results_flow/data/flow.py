@@ -77,7 +77,8 @@ class LoadReport(BaseModel):
 
 
 def run_key(files: Files, pipeline: ETLPipeline) -> str:
-    """A stable key for one ETL input: dataset name, file contents and table schemas."""
+    """A stable key for one ETL input: dataset name, file contents and read options, and
+    the table schemas (fields and their types, keys) and failure threshold."""
     sha = hashlib.sha256(pipeline.dataset_name.encode())
     for name, file in sorted(files_by_name(files).items()):
         sha.update(f"\0file:{name}:{file.digest()}".encode())
@@ -85,7 +86,8 @@ def run_key(files: Files, pipeline: ETLPipeline) -> str:
         model = table.model
         sha.update(
             f"\0table:{table.name}:{model.__module__}.{model.__qualname__}:"
-            f"{sorted(model.model_fields)}:{table.primary_key}:{table.unique}:"
+            f"{[(n, repr(f.annotation), f.is_required()) for n, f in model.model_fields.items()]}:"
+            f"{table.primary_key}:{table.unique}:"
             f"{[(fk.columns, fk.ref_table, fk.ref_columns) for fk in table.foreign_keys]}".encode()
         )
     sha.update(f"\0fail_on:{pipeline.fail_on.value}".encode())
