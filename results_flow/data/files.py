@@ -83,10 +83,12 @@ class File:
         quotechar: str = '"',
         encoding: str = "utf-8-sig",
     ) -> File:
-        """A file held in memory."""
-        fmt = FileFormat.parse(format) if format else _format_of(Path(name).suffix)
+        """A file held in memory, named ``name`` without a format suffix (``orders.csv``
+        becomes ``orders``); the format comes from ``format`` or that suffix."""
+        named = _format_of(Path(name).suffix)
+        fmt = FileFormat.parse(format) if format else named
         return cls(
-            name=Path(name).stem if fmt and Path(name).suffix else name,
+            name=Path(name).stem if named else name,  # "orders.csv" -> "orders"
             format=fmt,
             content=content,
             csv=CsvOptions(delimiter, quotechar, encoding),

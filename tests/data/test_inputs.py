@@ -199,3 +199,8 @@ def test_foreign_key_to_an_undeclared_table_is_refused() -> None:
     bad = schema("rows", Row, foreign_keys=[ForeignKey("id", "ghosts", "id")])
     with pytest.raises(SchemaDefinitionError, match="unknown table 'ghosts'"):
         SimpleETLFactory([bad])
+
+
+def test_in_memory_file_names_lose_only_a_format_suffix() -> None:
+    assert File.from_bytes(b"", name="orders.csv").name == "orders"
+    assert File.from_bytes(b"", name="report.2024", format="csv").name == "report.2024"
