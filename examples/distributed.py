@@ -21,11 +21,12 @@ import sys
 from pathlib import Path
 
 if __name__ == "__main__":
-    # Run as a script, this file's folder comes first on sys.path, and this file would
-    # then shadow the ``distributed`` package that Dask is made of. Put the repository
-    # root there instead (Dask's worker processes inherit it).
+    # This file is named like the ``distributed`` package that Dask is made of, and run
+    # as a script its folder comes first on sys.path, where it would shadow that
+    # package: put the repository root there instead (Dask's workers inherit it).
+    # Prefect deployments name it by module: ``examples.distributed.distributed_resume``.
     sys.path[0] = str(Path(__file__).resolve().parents[1])
-    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # not 80 lines of cluster news
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # not 80 lines of news
 
 from prefect import flow, get_client
 from prefect_dask import DaskTaskRunner
