@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 
-.PHONY: demo test lint bench deploy-e2e clean
+.PHONY: demo demo-distributed test lint bench deploy-e2e clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,18 @@ demo: $(STAMP)
 	@home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && \
 	echo "python examples/parallel_resume.py" && \
 	env -u PREFECT_API_URL PREFECT_HOME="$$home" $(BIN)/python examples/parallel_resume.py
+
+# The same pipeline on a local Dask cluster of 2 worker processes over PostgreSQL.
+PG ?= postgresql://postgres@127.0.0.1:5432/postgres
+demo-distributed: $(STAMP)
+	@home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && \
+	echo "python examples/distributed.py $(PG)" && \
+	env -u PREFECT_API_URL PREFECT_HOME="$$home" $(BIN)/python examples/distributed.py $(PG)
+
+# A real local Prefect server, a process work pool, prefect deploy, a run with
+# parameters, a worker, the results in a store, everything stopped (about a minute).
+deploy-e2e: $(STAMP)
+	$(BIN)/python deployments/e2e.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
