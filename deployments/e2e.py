@@ -180,11 +180,14 @@ def run_e2e(store: str, items: int, difficulty: int, server_database: str | None
 
 def trigger(api_url: str, parameters: dict[str, object]) -> str:
     """Schedule a run of the deployment now; its flow run ID."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with temporary_settings(updates={PREFECT_API_URL: api_url}):
         flow_run = run_deployment(DEPLOYMENT, parameters=parameters, timeout=0)
+    if not isinstance(flow_run, FlowRun):  # the async twin, called from a coroutine
+        raise E2EError(f"run_deployment gave {flow_run!r}, not a flow run")
     return str(flow_run.id)
 
 
@@ -198,7 +201,7 @@ def wait_for_run(api_url: str, flow_run_id: str, timeout: float) -> str:
         while time.monotonic() < deadline:
             state = c.read_flow_run(flow_run_id).state  # type: ignore[arg-type]
             if state is not None and state.is_final():
-                return state.name
+                return state.name or state.type.value
             time.sleep(0.5)
     raise E2EError(f"flow run {flow_run_id} did not finish within {timeout:.0f} s")
 

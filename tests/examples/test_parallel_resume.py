@@ -58,7 +58,7 @@ def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, s
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         out, err = process.communicate()
-        pytest.fail(f"{process.args} did not finish in {timeout} s\n{out}\n{err}")
+        pytest.fail(f"{process.args!r} did not finish in {timeout} s\n{out}\n{err}")
     return process.returncode, out, err
 
 
