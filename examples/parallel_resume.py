@@ -34,8 +34,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from results_flow import ResultsManager, register_model
-from results_flow.prefect.batch import results_map
-from results_flow.prefect.decorator import ResultsTask, results_task
+from results_flow.prefect import ResultsTask, results_map, results_task
 from results_flow.settings import default_store_url
 
 # A thousand "Finished in state Completed" lines help nobody: task runs log warnings
