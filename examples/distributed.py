@@ -31,7 +31,13 @@ if __name__ == "__main__":
 from prefect import flow, get_client
 from prefect_dask import DaskTaskRunner
 
-from examples.parallel_resume import RunSummary, report, run_pipeline, stored_count
+from examples.parallel_resume import (
+    RunSummary,
+    quiet_temporary_server,
+    report,
+    run_pipeline,
+    stored_count,
+)
 
 
 def dask_runner(address: str | None = None, workers: int = 2) -> DaskTaskRunner:
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help="scheduler of an existing Dask cluster")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    quiet_temporary_server()
     run = distributed_resume.with_options(task_runner=dask_runner(args.address, args.workers))
     try:
         summary = run(args.store, args.items, args.difficulty, not args.no_progress)
