@@ -20,12 +20,15 @@ demo: $(STAMP)
 	echo "python examples/parallel_resume.py" && \
 	env -u PREFECT_API_URL PREFECT_HOME="$$home" $(BIN)/python examples/parallel_resume.py
 
-# The same pipeline on a local Dask cluster of 2 worker processes over PostgreSQL.
+# The same pipeline on a local Dask cluster of 2 worker processes over PostgreSQL
+# (each Prefect task run costs ~0.1 s on Dask here, hence fewer items by default).
 PG ?= postgresql://postgres@127.0.0.1:5432/postgres
+ITEMS ?= 300
 demo-distributed: $(STAMP)
 	@home=$$(mktemp -d) && trap 'rm -rf "$$home"' EXIT && \
-	echo "python examples/distributed.py $(PG)" && \
-	env -u PREFECT_API_URL PREFECT_HOME="$$home" $(BIN)/python examples/distributed.py $(PG)
+	echo "python examples/distributed.py $(PG) --items $(ITEMS)" && \
+	env -u PREFECT_API_URL PREFECT_HOME="$$home" \
+	$(BIN)/python examples/distributed.py $(PG) --items $(ITEMS)
 
 # A real local Prefect server, a process work pool, prefect deploy, a run with
 # parameters, a worker, the results in a store, everything stopped (about a minute).
