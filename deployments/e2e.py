@@ -3,8 +3,8 @@ find its results in the store.
 
 Steps: start ``prefect server start`` on a free loopback port (SQLite, in a throwaway
 PREFECT_HOME; ``--server-database`` points it at PostgreSQL instead), create a
-``process`` work pool, ``prefect deploy`` the ``parallel-resume`` deployment of
-``deployments/prefect.yaml``, run it with parameters (``run_deployment``), start
+``process`` work pool, ``prefect deploy --all`` of ``deployments/prefect.yaml``, run
+the ``parallel-resume`` deployment with parameters (``run_deployment``), start
 ``prefect worker start --run-once``, wait for the flow run, then check that every
 result is in the store given as a parameter. The server and the worker are stopped
 (their whole process groups) however it ends::
@@ -144,10 +144,10 @@ def run_e2e(store: str, items: int, difficulty: int, server_database: str | None
                 step("pool", f"{POOL} (process)")
 
                 prefect_cli(
-                    "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml",
-                    "--name", "parallel-resume", env=env,
+                    "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all",
+                    env=env,
                 )  # fmt: skip
-                step("deploy", f"{DEPLOYMENT} from deployments/prefect.yaml")
+                step("deploy", "every deployment of deployments/prefect.yaml")
 
                 parameters = {
                     "items": items, "difficulty": difficulty, "store": store, "progress": False

@@ -20,18 +20,23 @@ import os
 import sys
 from pathlib import Path
 
+# This file is named like the ``distributed`` package that Dask is made of. Whenever
+# this folder is on sys.path (run as a script, or after Prefect loaded a sibling
+# example by its path) the file would shadow that package: take the folder off, and
+# put the repository root on for ``examples.parallel_resume`` (Dask's local worker
+# processes inherit sys.path). Prefect deployments name this flow by module:
+# ``examples.distributed.distributed_resume``.
+EXAMPLES = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != EXAMPLES]
+if str(EXAMPLES.parent) not in sys.path:
+    sys.path.insert(0, str(EXAMPLES.parent))
 if __name__ == "__main__":
-    # This file is named like the ``distributed`` package that Dask is made of, and run
-    # as a script its folder comes first on sys.path, where it would shadow that
-    # package: put the repository root there instead (Dask's workers inherit it).
-    # Prefect deployments name it by module: ``examples.distributed.distributed_resume``.
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # not 80 lines of news
 
-from prefect import flow, get_client
-from prefect_dask import DaskTaskRunner
+from prefect import flow, get_client  # noqa: E402
+from prefect_dask import DaskTaskRunner  # noqa: E402
 
-from examples.parallel_resume import (
+from examples.parallel_resume import (  # noqa: E402
     RunSummary,
     quiet_temporary_server,
     report,
