@@ -467,9 +467,9 @@ def main() -> None:
             "path (one lstat per folder level, to refuse symlink escapes) and parses the "
             "envelope before validating; the raw baseline does none of that.",
             "Because the stores take turns, every `set` (memory's too) runs right after "
-            "another store's fsync, on cold CPU caches: that is why memory `set` is far slower "
-            "than memory `get`, and why per-write overheads here are several times what a hot "
-            "loop shows.",
+            "another store's fsync, when the CPU has just idled or run other work (cold "
+            "caches, most likely): memory `set` costs ~17 µs in a tight loop but more here, and "
+            "every store's per-write CPU overhead grows the same way.",
             "The `set` ratio moves with fsync latency: results_flow adds CPU time to the same "
             "one-fsync commit, so a slower or busier disk raises the ratio and a quiet fast one "
             "lowers it. The time above raw is the steadier figure.",
