@@ -152,25 +152,38 @@ class TaskRuntime:
         return state
 
 
-def cached_state(call: Call, result: BaseModel) -> State[Any]:
-    """The state of a run whose result was taken from the store."""
+def cached_state(call: Call, result: BaseModel) -> State[Any] | BaseModel:
+    """What a run whose result was taken from the store returns (see ``outcome``)."""
     logger.debug("task %r: result %r taken from the store", call.task_name, call.result_id)
-    return Completed(
-        name=CACHED_STATE_NAME,
-        message=f"Taken from the results store: {call.result_id}",
-        data=result,
+    return outcome(
+        Completed(
+            name=CACHED_STATE_NAME,
+            message=f"Taken from the results store: {call.result_id}",
+            data=result,
+        )
     )
 
 
-def computed_state(call: Call, result: BaseModel, fresh: bool) -> State[Any]:
-    """The state of a run that computed its result (``fresh``) or lost a race to store it."""
+def computed_state(call: Call, result: BaseModel, fresh: bool) -> State[Any] | BaseModel:
+    """What a run that computed its result (``fresh``) or lost a race to store it returns."""
     if not fresh:
-        return Completed(
-            name=CACHED_STATE_NAME,
-            message=f"Computed, but another run stored {call.result_id} first; returned theirs",
-            data=result,
+        return outcome(
+            Completed(
+                name=CACHED_STATE_NAME,
+                message=f"Computed, but another run stored {call.result_id} first; returned theirs",
+                data=result,
+            )
         )
-    return Completed(message=f"Stored as {call.result_id}", data=result)
+    return outcome(Completed(message=f"Stored as {call.result_id}", data=result))
+
+
+def outcome(state: State[Any]) -> State[Any] | BaseModel:
+    """The state for Prefect's task engine; the bare result for a plain ``task.fn(...)``
+    call outside any task run, which has no run to name."""
+    if TaskRunContext.get() is None:
+        data: BaseModel = state.data
+        return data
+    return state
 
 
 def current_task_name(default: str) -> str:

@@ -130,3 +130,12 @@ def test_options_retries_and_overwrite(tmp_path: object, calls: CallLog) -> None
         "opts-flow/fresh/" + result_id_for(fresh, 2).rsplit("/", 1)[1],
         "opts-flow/renamed/" + result_id_for(flaky, 1).rsplit("/", 1)[1],
     ]
+
+
+def test_plain_fn_call_outside_prefect_stores_and_returns_the_model(
+    store_url: str, calls: CallLog
+) -> None:
+    first = score.fn(6)
+    assert isinstance(first, Score) and first.value == 12.0
+    assert score.fn(6) == first and calls.lines() == ["score:6"]
+    assert ResultsManager.from_url(store_url).exists(result_id_for(score, 6))  # no-flow/...
