@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -37,11 +38,11 @@ from prefect import flow, get_client  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from examples.parallel_resume import (  # noqa: E402
+    CtrlC,
     RunSummary,
     quiet_temporary_server,
     report,
     run_pipeline,
-    stored_count,
 )
 
 
@@ -81,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     quiet_temporary_server()
+    ctrl_c = CtrlC(args.store, args.items, args.difficulty)
+    signal.signal(signal.SIGINT, ctrl_c.on_sigint)
     run = distributed_resume.with_options(task_runner=dask_runner(args.address, args.workers))
     try:
         summary = run(args.store, args.items, args.difficulty, not args.no_progress)
     except KeyboardInterrupt:
-        done = stored_count(args.store, args.items, args.difficulty)
-        print(f"\ninterrupted: {done} of {args.items} results are stored in {args.store}")
-        print("run the same command again to compute only the missing ones")
+        ctrl_c.report()
         return 130
     print(report(summary))
     return 0

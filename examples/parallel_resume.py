@@ -22,8 +22,10 @@ import argparse
 import hashlib
 import logging
 import os
+import signal
 import sys
 import threading
+from types import FrameType
 
 from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -191,6 +193,43 @@ def quiet_temporary_server() -> None:
         os.environ.setdefault("PREFECT_LOGGING_ROOT_LEVEL", "CRITICAL")
 
 
+class CtrlC:
+    """What Ctrl-C does: stop the run, say how much is stored, exit 130, within seconds.
+
+    A terminal's Ctrl-C also reaches the temporary server that Prefect starts when
+    PREFECT_API_URL is unset (it shares our process group) and stops it; Prefect would
+    then spend minutes retrying to send it the run's events. So ``grace`` seconds after
+    Ctrl-C the process ends whatever Prefect is doing. The store needs no cleanup: as
+    after a kill, every result it acknowledged is kept.
+    """
+
+    def __init__(self, store: str, items: int, difficulty: int, grace: float = 5.0) -> None:
+        self.store, self.items, self.difficulty, self.grace = store, items, difficulty, grace
+        self._lock = threading.Lock()
+        self._reported = False
+
+    def on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        timer = threading.Timer(self.grace, self._give_up)
+        timer.daemon = True
+        timer.start()
+        raise KeyboardInterrupt
+
+    def report(self) -> None:
+        with self._lock:
+            if self._reported:
+                return
+            self._reported = True
+            done = stored_count(self.store, self.items, self.difficulty)
+            print(
+                f"\ninterrupted: {done} of {self.items} results are stored in {where(self.store)}"
+            )
+            print("run the same command again to compute only the missing ones", flush=True)
+
+    def _give_up(self) -> None:
+        self.report()
+        os._exit(130)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1000, help="how many inputs (1000)")
@@ -200,14 +239,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     store = args.store or default_store_url()
     quiet_temporary_server()
+    ctrl_c = CtrlC(store, args.items, args.difficulty)
+    signal.signal(signal.SIGINT, ctrl_c.on_sigint)
     try:
         summary = parallel_resume(
             items=args.items, difficulty=args.difficulty, store=store, progress=not args.no_progress
         )
     except KeyboardInterrupt:
-        done = stored_count(store, args.items, args.difficulty)
-        print(f"\ninterrupted: {done} of {args.items} results are stored in {where(store)}")
-        print("run the same command again to compute only the missing ones")
+        ctrl_c.report()
         return 130
     print(report(summary))
     return 0
