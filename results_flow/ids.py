@@ -13,6 +13,7 @@ hashes of it (``stable_key``): what the Prefect layer builds task result IDs fro
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import inspect
 import json
@@ -48,6 +49,19 @@ def normalize_id(result_id: ResultId) -> str:
     Raises:
         InvalidResultIdError: the ID or one of its segments breaks the grammar.
     """
+    if isinstance(result_id, str):
+        return _normalize_text(result_id)
+    return _normalize(result_id)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _normalize_text(result_id: str) -> str:
+    # Stores see the same IDs again and again (set, then get, exists, resume checks);
+    # the check was a third of a SQLite get. Errors are raised, never cached.
+    return _normalize(result_id)
+
+
+def _normalize(result_id: ResultId) -> str:
     segments = split_id(result_id)
     text = SEPARATOR.join(segments)
     if len(text.encode("utf-8")) > MAX_ID_BYTES:

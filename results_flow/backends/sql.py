@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from results_flow.backends.sql_schema import (
     row_values,
     safe_url,
 )
+from results_flow.backends.sqlite_reader import SqliteReader
 from results_flow.errors import LockTimeoutError, StoreBusyError, UnsupportedStoreUrlError
 from results_flow.records import Record
 
@@ -65,16 +67,23 @@ class SqlBackend(ResultsBackend):
         self.table = records_table(table, schema)
         self._engine_options = engine_options or {}
         self._engine = self._create_engine()
-        self._pid = os.getpid()
+        # A forked child gets a fresh pool, never the parent's connections (checked at
+        # fork time: os.getpid() on every call cost as much as a read).
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _dispose_after_fork(ref()))
         self._sql = Statements(self.table, self._engine.dialect)
         self._run_write(self._create_table)
+        self._reader = (
+            SqliteReader(make_url(self.url).database or "", busy_timeout, self.location)
+            if self.is_sqlite
+            else None
+        )
+        self._read_sql = str(self._sql.read.compile(dialect=self._engine.dialect))
+        self._exists_sql = str(self._sql.exists.compile(dialect=self._engine.dialect))
 
     @property
     def engine(self) -> Engine:
         """This process's engine (a forked child gets a fresh pool)."""
-        if self._pid != os.getpid():
-            self._engine.dispose(close=False)
-            self._pid = os.getpid()
         return self._engine
 
     @property
@@ -82,7 +91,10 @@ class SqlBackend(ResultsBackend):
         return self._sql.dialect_name == "sqlite"
 
     def read(self, result_id: str) -> Record | None:
-        row = self._run_read(lambda c: c.execute(self._sql.read, {"id": result_id}).first())
+        if self._reader is not None:
+            row = self._reader.first(self._read_sql, (result_id,))
+        else:
+            row = self._run_read(lambda c: c.execute(self._sql.read, {"id": result_id}).first())
         return None if row is None else record_from_row(row)
 
     def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
@@ -96,6 +108,8 @@ class SqlBackend(ResultsBackend):
         return self._run_read(query)
 
     def exists(self, result_id: str) -> bool:
+        if self._reader is not None:
+            return self._reader.first(self._exists_sql, (result_id,)) is not None
         # Not exists_many([id]): an expanding IN is re-rendered on every call.
         row = self._run_read(lambda c: c.execute(self._sql.exists, {"id": result_id}).first())
         return row is not None
@@ -146,6 +160,8 @@ class SqlBackend(ResultsBackend):
         return self._advisory_lock(result_id, wait)
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
         self._engine.dispose()
 
     def to_async(self) -> AsyncResultsBackend:
@@ -231,6 +247,12 @@ class SqlBackend(ResultsBackend):
                 if isinstance(error, StoreBusyError):
                     error.add_note(f"gave up after {self.busy_timeout}s")
                 raise error from exc
+
+
+def _dispose_after_fork(backend: SqlBackend | None) -> None:
+    """In a forked child: let go of the parent's pooled connections without closing them."""
+    if backend is not None:
+        backend.engine.dispose(close=False)
 
 
 class _Retry(Exception):

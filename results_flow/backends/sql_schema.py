@@ -121,7 +121,7 @@ def record_from_row(row: Sequence[Any]) -> Record:
         data=data,
         created_at=parse_time(created_at),
         updated_at=parse_time(updated_at),
-        metadata=json.loads(metadata),
+        metadata={} if metadata == "{}" else json.loads(metadata),
     )
 
 

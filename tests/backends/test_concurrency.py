@@ -101,3 +101,18 @@ def test_writer_killed_mid_write_leaves_every_id_absent_or_valid(
         leftovers = [p for p in root.rglob("*.tmp")]
         assert all(p.name.startswith(".") for p in leftovers), "temp files are hidden"
         assert all(not p.name.endswith(".json") for p in leftovers)
+
+
+def test_forked_child_reads_and_writes_on_its_own_connections(tmp_path: Path) -> None:
+    """Regression guard: pooled and per-thread SQLite connections never cross a fork."""
+    rm = ResultsManager.from_url(f"sqlite:///{tmp_path / 'fork.db'}")
+    rm.set("parent", Item(index=1))
+    assert rm.get("parent", Item).index == 1  # the parent's reader connection is open
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        ok = rm.get("parent", Item).index == 1 and rm.set("child", Item(index=2))
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert rm.get("child", Item).index == 2
+    assert rm.exists("parent")
