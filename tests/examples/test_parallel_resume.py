@@ -37,12 +37,14 @@ def example_env() -> dict[str, str]:
     return env
 
 
-def start(script: Path, *args: str, cwd: Path) -> subprocess.Popen[str]:
+def start(
+    script: Path, *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[str]:
     """Start an example in a session of its own (so a kill reaches its whole group)."""
     return subprocess.Popen(
         [sys.executable, str(script), *args],
         cwd=cwd,
-        env=example_env(),
+        env=env or example_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -139,3 +141,41 @@ def test_interrupted_and_killed_runs_resume_computing_only_what_is_missing(
 
     assert run_to_end(SCRIPT, *args, cwd=tmp_path) == (items, items - after_kill, after_kill)
     assert stored(url, items, difficulty) == items
+
+
+def test_ctrl_c_in_a_terminal_stops_the_run_and_prefects_temporary_server_promptly(
+    tmp_path: Path,
+) -> None:
+    """Regression: a terminal's Ctrl-C reaches the whole process group, so it also stops
+    the temporary server Prefect starts without PREFECT_API_URL; Prefect then retried
+    sending it every pending event (7 s each) for minutes before the example exited."""
+    url = f"sqlite:///{tmp_path / 'proofs.db'}"
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "RESULTS_FLOW_STORE")
+    }
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
+    items, difficulty = 1000, 12
+    args = ("--items", str(items), "--difficulty", str(difficulty), "--store", url, "--no-progress")
+    run = start(SCRIPT, *args, cwd=tmp_path, env=env)
+    wait_until_stored(url, items, difficulty, at_least=20)
+    os.killpg(run.pid, signal.SIGINT)  # what the terminal does
+    interrupted = time.monotonic()
+    code, out, err = finish(run, timeout=30)
+    assert time.monotonic() - interrupted < 12, err[-4000:]
+    assert code == 130, err[-4000:]
+    assert re.search(rf"interrupted: \d+ of {items} results are stored", out), out
+    assert group_ended(run.pid, within=10), "Prefect's temporary server outlived the run"
+
+
+def group_ended(pgid: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.25)
+    os.killpg(pgid, signal.SIGKILL)
+    return False
