@@ -34,6 +34,10 @@ from results_flow.prefect.stores import StoreRef
 P = ParamSpec("P")
 R = TypeVar("R")
 
+#: How long a worker waits, by default, for another worker computing the same ID. The
+#: stores' own lock defaults (60 s for files) suit short writes, not computations.
+COMPUTE_LOCK_TIMEOUT = 3600.0
+
 #: Options that mean the caller wants Prefect's own result persistence as well.
 _PERSISTENCE_OPTIONS = (
     "persist_result",
@@ -101,7 +105,7 @@ def results_task(
     model: type[BaseModel] | None = None,
     ignore: Iterable[str] = (),
     lock: bool = True,
-    lock_timeout: float | None = None,
+    lock_timeout: float = COMPUTE_LOCK_TIMEOUT,
     hash_source: bool = False,
     **prefect_task_options: Any,
 ) -> Callable[[Callable[P, R]], ResultsTask[P, R]]: ...
@@ -117,7 +121,7 @@ def results_task(
     model: type[BaseModel] | None = None,
     ignore: Iterable[str] = (),
     lock: bool = True,
-    lock_timeout: float | None = None,
+    lock_timeout: float = COMPUTE_LOCK_TIMEOUT,
     hash_source: bool = False,
     **prefect_task_options: Any,
 ) -> ResultsTask[P, R] | Callable[[Callable[P, R]], ResultsTask[P, R]]:
@@ -138,7 +142,8 @@ def results_task(
         model: the result's model; default the return annotation.
         ignore: parameters left out of the ID (clients, loggers, credentials).
         lock: compute each ID once across threads and processes.
-        lock_timeout: seconds to wait for another worker's lock (default: the store's).
+        lock_timeout: seconds to wait while another worker computes the same ID
+            (default one hour); then ``LockTimeoutError`` fails the run.
         hash_source: refine the ID with a hash of the function's source.
 
     Raises:
@@ -175,7 +180,7 @@ def _build(
     namespace: str | None,
     model: type[BaseModel] | None,
     lock: bool,
-    lock_timeout: float | None,
+    lock_timeout: float,
     options: dict[str, Any],
 ) -> ResultsTask[P, R]:
     name = getattr(func, "__qualname__", repr(func))

@@ -41,7 +41,7 @@ class TaskRuntime:
         behavior: SetBehavior,
         namespace: str | None,
         lock: bool,
-        lock_timeout: float | None,
+        lock_timeout: float,
     ) -> None:
         self.fn = fn
         self.store = store

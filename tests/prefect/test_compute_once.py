@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from results_flow import ResultsManager
+from results_flow.errors import LockTimeoutError
+from results_flow.prefect import result_id_for, results_task
 from tests.prefect.conftest import CallLog, start_worker
 from tests.prefect.tasks import Score, racer
 
@@ -81,3 +83,16 @@ def test_sigkilled_lock_holder_does_not_block_the_next_run(
     assert isinstance(result, Score) and result.item == 99
     assert calls.lines() == ["racer:99", "racer:99"]
     assert ResultsManager.from_url(shared_store).get(racer.result_id(99), Score).item == 99
+
+
+def test_waiting_past_lock_timeout_fails_naming_the_id() -> None:
+    rm = ResultsManager.from_url("memory://lock-timeout")
+
+    @results_task(manager=rm, lock_timeout=0.2)
+    def slow(x: int) -> Score:
+        return Score(item=x, value=0.0, pid=0)
+
+    rid = result_id_for(slow, 1)
+    with rm.lock(rid), pytest.raises(LockTimeoutError, match=rid):  # another worker computes
+        slow.fn(1)
+    assert slow.fn(1).item == 1
