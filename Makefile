@@ -39,7 +39,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check results_flow tests examples bench
+	$(BIN)/ruff check results_flow tests examples bench deployments
 	$(BIN)/ruff format --check results_flow
 	$(BIN)/mypy
 
