@@ -1,4 +1,14 @@
-"""results_flow: validated, resumable Pydantic results for Prefect pipelines."""
+"""results_flow: validated, resumable Pydantic results for Prefect pipelines.
+
+The store's names are imported here directly. The Prefect layer's names
+(``results_task``, ``results_map``, ...) are re-exported lazily, so that
+``import results_flow`` does not import Prefect (about a second) for store-only users.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from results_flow.aio import AsyncResultsManager
 from results_flow.backends import (
@@ -12,6 +22,8 @@ from results_flow.backends import (
 )
 from results_flow.errors import (
     CorruptRecordError,
+    DataError,
+    ETLConstructionError,
     InvalidResultIdError,
     LockTimeoutError,
     ModelRegistryError,
@@ -19,10 +31,12 @@ from results_flow.errors import (
     ResultExistsError,
     ResultNotFoundError,
     ResultsFlowError,
+    ResultsTaskError,
     ResultValidationError,
     StoreBusyError,
     StoreError,
     StoreUnavailableError,
+    UnhashableParameterError,
     UnknownModelError,
     UnsupportedStoreUrlError,
 )
@@ -30,17 +44,40 @@ from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.records import Record
 from results_flow.registry import DEFAULT_NAMESPACE, clear_registry, get_model_class, register_model
 
+if TYPE_CHECKING:
+    from results_flow.prefect import (
+        PydanticSerializer,
+        ResultsStorage,
+        result_id_for,
+        results_map,
+        results_task,
+    )
+
+_PREFECT_NAMES = frozenset(
+    {"PydanticSerializer", "ResultsStorage", "result_id_for", "results_map", "results_task"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PREFECT_NAMES:
+        return getattr(importlib.import_module("results_flow.prefect"), name)
+    raise AttributeError(f"module 'results_flow' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_NAMESPACE",
     "AsyncResultsBackend",
     "AsyncResultsManager",
     "CorruptRecordError",
+    "DataError",
+    "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
     "LockTimeoutError",
     "MemoryBackend",
     "ModelRegistryError",
     "PostgresBackend",
+    "PydanticSerializer",
     "Record",
     "ResultConflictError",
     "ResultExistsError",
@@ -49,15 +86,21 @@ __all__ = [
     "ResultsBackend",
     "ResultsFlowError",
     "ResultsManager",
+    "ResultsStorage",
+    "ResultsTaskError",
     "SetBehavior",
     "SqlBackend",
     "SqliteBackend",
     "StoreBusyError",
     "StoreError",
     "StoreUnavailableError",
+    "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
     "clear_registry",
     "get_model_class",
     "register_model",
+    "result_id_for",
+    "results_map",
+    "results_task",
 ]

@@ -84,9 +84,17 @@ class AsyncResultsManager:
         """See ``ResultsManager.get``."""
         return decode(normalize_id(result_id), await self.record(result_id), model_class)
 
+    @overload
     async def get_many(
-        self, result_ids: Sequence[ResultId], model_class: type[BaseModel] | None = None
-    ) -> dict[str, BaseModel]:
+        self, result_ids: Sequence[ResultId], model_class: type[M]
+    ) -> dict[str, M]: ...
+    @overload
+    async def get_many(
+        self, result_ids: Sequence[ResultId], model_class: None = None
+    ) -> dict[str, BaseModel]: ...
+    async def get_many(
+        self, result_ids: Sequence[ResultId], model_class: type[M] | None = None
+    ) -> dict[str, M] | dict[str, BaseModel]:
         """See ``ResultsManager.get_many``."""
         rids = [normalize_id(r) for r in result_ids]
         records = await self._backend.read_many(rids)

@@ -136,9 +136,15 @@ class ResultsManager:
             raise not_found(rid, self._backend.location)
         return decode(rid, record, model_class)
 
+    @overload
+    def get_many(self, result_ids: Sequence[ResultId], model_class: type[M]) -> dict[str, M]: ...
+    @overload
     def get_many(
-        self, result_ids: Sequence[ResultId], model_class: type[BaseModel] | None = None
-    ) -> dict[str, BaseModel]:
+        self, result_ids: Sequence[ResultId], model_class: None = None
+    ) -> dict[str, BaseModel]: ...
+    def get_many(
+        self, result_ids: Sequence[ResultId], model_class: type[M] | None = None
+    ) -> dict[str, M] | dict[str, BaseModel]:
         """The stored models among ``result_ids`` (missing IDs left out), in one backend call."""
         rids = [normalize_id(r) for r in result_ids]
         records = self._backend.read_many(rids)

@@ -9,12 +9,15 @@ EXPECTED = {
     "AsyncResultsBackend",
     "AsyncResultsManager",
     "CorruptRecordError",
+    "DataError",
+    "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
     "LockTimeoutError",
     "MemoryBackend",
     "ModelRegistryError",
     "PostgresBackend",
+    "PydanticSerializer",
     "Record",
     "ResultConflictError",
     "ResultExistsError",
@@ -23,17 +26,23 @@ EXPECTED = {
     "ResultsBackend",
     "ResultsFlowError",
     "ResultsManager",
+    "ResultsStorage",
+    "ResultsTaskError",
     "SetBehavior",
     "SqlBackend",
     "SqliteBackend",
     "StoreBusyError",
     "StoreError",
     "StoreUnavailableError",
+    "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
     "clear_registry",
     "get_model_class",
     "register_model",
+    "result_id_for",
+    "results_map",
+    "results_task",
 }
 
 
@@ -54,3 +63,19 @@ def test_set_behavior_members_are_pinned() -> None:
 def test_every_error_is_a_results_flow_error() -> None:
     errors = [getattr(results_flow, n) for n in results_flow.__all__ if n.endswith("Error")]
     assert all(issubclass(e, results_flow.ResultsFlowError) for e in errors)
+
+
+def test_importing_the_store_does_not_import_prefect() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, results_flow; print('prefect' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_prefect_names_are_re_exported_lazily() -> None:
+    from results_flow.prefect import results_map, results_task
+
+    assert results_flow.results_task is results_task
+    assert results_flow.results_map is results_map

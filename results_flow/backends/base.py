@@ -75,6 +75,8 @@ class ResultsBackend(ABC):
     ) -> contextlib.AbstractContextManager[None]:
         """An exclusive per-ID lock across threads and processes that dies with its holder.
 
+        ``timeout=None`` waits as long as the backend's own ``lock_timeout``.
+
         Raises:
             StoreError: this backend offers no such lock.
         """

@@ -11,12 +11,16 @@ from results_flow.errors import LockTimeoutError
 from results_flow.ids import is_under
 from results_flow.records import Record
 
+#: As for the SQL stores: ``lock(id)`` without a timeout waits this long.
+DEFAULT_LOCK_TIMEOUT = 600.0
+
 
 class MemoryBackend(ResultsBackend):
     """Keeps records in this process's memory; thread-safe, gone when the process ends."""
 
-    def __init__(self, name: str = "") -> None:
+    def __init__(self, name: str = "", lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
         self.location = f"memory://{name}"
+        self.lock_timeout = lock_timeout
         self._records: dict[str, Record] = {}
         self._guard = threading.Lock()
         self._id_locks: dict[str, threading.Lock] = {}
@@ -61,9 +65,10 @@ class MemoryBackend(ResultsBackend):
     def lock(self, result_id: str, timeout: float | None = None) -> Iterator[None]:
         with self._guard:
             id_lock = self._id_locks.setdefault(result_id, threading.Lock())
-        if not id_lock.acquire(timeout=-1 if timeout is None else timeout):
+        wait = self.lock_timeout if timeout is None else timeout
+        if not id_lock.acquire(timeout=wait):
             raise LockTimeoutError(
-                f"lock on {result_id!r} in {self.location} not acquired in {timeout}s"
+                f"lock on {result_id!r} in {self.location} not acquired within {wait}s"
             )
         try:
             yield
