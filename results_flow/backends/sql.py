@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -26,6 +27,7 @@ from results_flow.backends.sql_schema import (
     BATCH_SIZE,
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
+    ROW_KEYS,
     Statements,
     apply_sqlite_settings,
     begin_sqlite,
@@ -36,7 +38,7 @@ from results_flow.backends.sql_schema import (
     row_values,
     safe_url,
 )
-from results_flow.backends.sqlite_reader import SqliteReader
+from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
 from results_flow.errors import LockTimeoutError, StoreBusyError, UnsupportedStoreUrlError
 from results_flow.records import Record
 
@@ -73,13 +75,17 @@ class SqlBackend(ResultsBackend):
         os.register_at_fork(after_in_child=lambda: _dispose_after_fork(ref()))
         self._sql = Statements(self.table, self._engine.dialect)
         self._run_write(self._create_table)
-        self._reader = (
-            SqliteReader(make_url(self.url).database or "", busy_timeout, self.location)
-            if self.is_sqlite
-            else None
-        )
-        self._read_sql = str(self._sql.read.compile(dialect=self._engine.dialect))
-        self._exists_sql = str(self._sql.exists.compile(dialect=self._engine.dialect))
+        self._direct: SqliteDirect | None = None
+        if self.is_sqlite:
+            self._direct = SqliteDirect(
+                make_url(self.url).database or "", busy_timeout, self.location
+            )
+            self._compiled = {
+                name: CompiledStatement(
+                    getattr(self._sql, name), self.table, self._engine.dialect, ROW_KEYS
+                )
+                for name in ("read", "exists", "insert", "upsert", "delete")
+            }
 
     @property
     def engine(self) -> Engine:
@@ -91,8 +97,8 @@ class SqlBackend(ResultsBackend):
         return self._sql.dialect_name == "sqlite"
 
     def read(self, result_id: str) -> Record | None:
-        if self._reader is not None:
-            row = self._reader.first(self._read_sql, (result_id,))
+        if self._direct is not None:
+            row = self._direct.first(self._compiled["read"], {"id": result_id})
         else:
             row = self._run_read(lambda c: c.execute(self._sql.read, {"id": result_id}).first())
         return None if row is None else record_from_row(row)
@@ -108,8 +114,8 @@ class SqlBackend(ResultsBackend):
         return self._run_read(query)
 
     def exists(self, result_id: str) -> bool:
-        if self._reader is not None:
-            return self._reader.first(self._exists_sql, (result_id,)) is not None
+        if self._direct is not None:
+            return self._direct.first(self._compiled["exists"], {"id": result_id}) is not None
         # Not exists_many([id]): an expanding IN is re-rendered on every call.
         row = self._run_read(lambda c: c.execute(self._sql.exists, {"id": result_id}).first())
         return row is not None
@@ -127,6 +133,11 @@ class SqlBackend(ResultsBackend):
         return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
 
     def insert(self, result_id: str, record: Record) -> Record | None:
+        if self._direct is not None:
+            return self._direct.transaction(
+                lambda conn: self._insert_direct(conn, result_id, record)
+            )
+
         def write(conn: Connection) -> Record | None:
             if conn.execute(self._sql.insert, row_values(result_id, record)).first() is not None:
                 return None
@@ -138,9 +149,20 @@ class SqlBackend(ResultsBackend):
         return self._run_write(write)
 
     def upsert(self, result_id: str, record: Record) -> None:
+        if self._direct is not None:
+            statement = self._compiled["upsert"]
+            params = statement.params(row_values(result_id, record))
+            self._direct.transaction(lambda conn: conn.execute(statement.sql, params))
+            return
         self._run_write(lambda c: c.execute(self._sql.upsert, row_values(result_id, record)))
 
     def delete(self, result_id: str) -> bool:
+        if self._direct is not None:
+            statement = self._compiled["delete"]
+            params = statement.params({"id": result_id})
+            return self._direct.transaction(
+                lambda conn: conn.execute(statement.sql, params).rowcount > 0
+            )
         return self._run_write(
             lambda c: c.execute(self._sql.delete, {"id": result_id}).rowcount > 0
         )
@@ -160,8 +182,8 @@ class SqlBackend(ResultsBackend):
         return self._advisory_lock(result_id, wait)
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
+        if self._direct is not None:
+            self._direct.close()
         self._engine.dispose()
 
     def to_async(self) -> AsyncResultsBackend:
@@ -173,6 +195,16 @@ class SqlBackend(ResultsBackend):
             schema=self.table.schema,
             busy_timeout=self.busy_timeout,
         )
+
+    def _insert_direct(
+        self, conn: sqlite3.Connection, result_id: str, record: Record
+    ) -> Record | None:
+        """``insert`` inside a direct SQLite write transaction (BEGIN IMMEDIATE holds
+        the write lock, so the conflicting row cannot vanish before it is read)."""
+        insert, read = self._compiled["insert"], self._compiled["read"]
+        if conn.execute(insert.sql, insert.params(row_values(result_id, record))).fetchone():
+            return None
+        return record_from_row(conn.execute(read.sql, read.params({"id": result_id})).fetchone())
 
     @contextlib.contextmanager
     def _advisory_lock(self, result_id: str, timeout: float) -> Iterator[None]:

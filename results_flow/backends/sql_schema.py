@@ -99,6 +99,10 @@ class Statements:
         return query.where(sa.or_(c.id == prefix, below))
 
 
+#: The bind names of a full row, in ``row_values`` order.
+ROW_KEYS = ("id", "model_type", "namespace", "data", "metadata", "created_at", "updated_at")
+
+
 def row_values(result_id: str, record: Record) -> dict[str, Any]:
     """The bind values that store ``record`` under ``result_id``."""
     return {
