@@ -460,12 +460,14 @@ def main() -> None:
             table(["aim", "measured", "target", "verdict"], aims),
             "Other comparisons (results_flow / raw; lower is better unless a rate):",
             table(["comparison", "value"], others),
-            "Where the read time goes (cProfile): a SQLite `get` is one pooled-connection "
-            "checkout, BEGIN, one SQLAlchemy Core SELECT, ROLLBACK and check-in; SQLAlchemy's "
-            "per-call machinery alone costs several times a raw sqlite3 SELECT, so the 2x aim "
-            "is out of reach without bypassing Core. A file `get` checks the ID, resolves the "
-            "path (one lstat per folder level, to refuse symlink escapes) and parses the "
-            "envelope before validating; the raw baseline does none of that.",
+            "Where the time goes (cProfile): one-row SQLite reads and writes run the SQL "
+            "compiled from our Core statements straight on a per-thread sqlite3 connection "
+            "(results_flow/backends/sqlite_direct.py); what remains above raw is the ID check, "
+            "decoding the envelope (type tag, namespace, two timestamps, metadata) and, on "
+            "`set`, the dump-and-validate-back of the model and BEGIN IMMEDIATE. Batch reads "
+            "and listing still go through SQLAlchemy Core. A file `get` checks the ID, "
+            "resolves the path (one lstat per folder level, to refuse symlink escapes) and "
+            "parses the envelope before validating; the raw baseline does none of that.",
             "Because the stores take turns, every `set` (memory's too) runs right after "
             "another store's fsync, when the CPU has just idled or run other work (cold "
             "caches, most likely): memory `set` costs ~17 µs in a tight loop but more here, and "

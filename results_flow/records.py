@@ -93,4 +93,6 @@ class Record:
 def parse_time(value: str | datetime) -> datetime:
     """An ISO time (or datetime) as an aware UTC datetime; naive values are taken as UTC."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    if moment.tzinfo is UTC:  # what every store writes; skip the conversion on the read path
+        return moment
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

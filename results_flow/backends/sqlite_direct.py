@@ -47,9 +47,12 @@ class CompiledStatement:
         # The column types' own conversions (datetimes to SQLAlchemy's SQLite text format),
         # so rows written here and through Core look the same.
         self.processors = tuple(table.c[name].type.bind_processor(dialect) for name in self.names)
+        self.by_id_only = self.names == ("id",) and self.processors == (None,)
 
     def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
         """The positional parameters for ``values``."""
+        if self.by_id_only:  # the one-ID lookups behind every get and exists
+            return (values["id"],)
         return tuple(
             values[name] if convert is None else convert(values[name])
             for name, convert in zip(self.names, self.processors, strict=True)
