@@ -28,18 +28,19 @@ from results_flow.backends.sql_schema import (
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
     ROW_KEYS,
+    RetryTransaction,
     Statements,
     apply_sqlite_settings,
     begin_sqlite,
-    is_busy,
     mapped_error,
     record_from_row,
     records_table,
     row_values,
     safe_url,
+    write_transaction,
 )
 from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
-from results_flow.errors import LockTimeoutError, StoreBusyError, UnsupportedStoreUrlError
+from results_flow.errors import LockTimeoutError, UnsupportedStoreUrlError
 from results_flow.records import Record
 
 T = TypeVar("T")
@@ -143,7 +144,7 @@ class SqlBackend(ResultsBackend):
                 return None
             row = conn.execute(self._sql.read, {"id": result_id}).first()
             if row is None:  # deleted between our conflict and this read: try again
-                raise _Retry
+                raise RetryTransaction
             return record_from_row(row)
 
         return self._run_write(write)
@@ -261,34 +262,15 @@ class SqlBackend(ResultsBackend):
             raise mapped_error(exc, self.location) from exc
 
     def _run_write(self, work: Callable[[Connection], T]) -> T:
-        """One transaction; retried on SQLITE_BUSY (and on ``_Retry``) until the deadline."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                with self.engine.connect() as conn:
-                    conn = conn.execution_options(results_flow_write=True)
-                    with conn.begin():
-                        return work(conn)
-            except _Retry:
-                continue
-            except sa.exc.SQLAlchemyError as exc:
-                if is_busy(exc) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                error = mapped_error(exc, self.location)
-                if isinstance(error, StoreBusyError):
-                    error.add_note(f"gave up after {self.busy_timeout}s")
-                raise error from exc
+        return write_transaction(
+            self.engine, work, busy_timeout=self.busy_timeout, location=self.location
+        )
 
 
 def _dispose_after_fork(backend: SqlBackend | None) -> None:
     """In a forked child: let go of the parent's pooled connections without closing them."""
     if backend is not None:
         backend.engine.dispose(close=False)
-
-
-class _Retry(Exception):
-    """Internal: run the write transaction again."""
 
 
 _TRY_ADVISORY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtextextended(:id, 0))")

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, make_url
+from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
 
 from results_flow.errors import StoreBusyError, StoreError, StoreUnavailableError
 from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
 from results_flow.records import Record, parse_time
+
+T = TypeVar("T")
 
 DEFAULT_TABLE = "results_flow_records"
 #: Rows asked for in one ``IN (...)``; below SQLite's and PostgreSQL's parameter limits.
@@ -177,6 +180,41 @@ def mapped_error(exc: BaseException, location: str) -> StoreError:
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
         return StoreUnavailableError(f"cannot reach or open {location}: {_first_line(exc)}")
     return StoreError(f"database operation on {location} failed: {_first_line(exc)}")
+
+
+class RetryTransaction(Exception):
+    """Raised inside ``write_transaction``'s work to run the transaction again."""
+
+
+def write_transaction(
+    engine: Engine, work: Callable[[Connection], T], *, busy_timeout: float, location: str
+) -> T:
+    """Run ``work`` in one write transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+    Retried while SQLite reports SQLITE_BUSY, until ``busy_timeout`` seconds have
+    passed, and whenever ``work`` raises ``RetryTransaction``.
+
+    Raises:
+        StoreBusyError: still busy at the deadline.
+        StoreError: any other driver failure, mapped by ``mapped_error``.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn = conn.execution_options(results_flow_write=True)
+                with conn.begin():
+                    return work(conn)
+        except RetryTransaction:
+            continue
+        except sa.exc.SQLAlchemyError as exc:
+            if is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            error = mapped_error(exc, location)
+            if isinstance(error, StoreBusyError):
+                error.add_note(f"gave up after {busy_timeout}s")
+            raise error from exc
 
 
 def safe_url(url: str | URL) -> str:

@@ -10,7 +10,6 @@ unknown shape raises ``CatalogueSchemaError``; it is never migrated silently.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -25,9 +24,9 @@ from results_flow.backends.sql import sync_url
 from results_flow.backends.sql_schema import (
     apply_sqlite_settings,
     begin_sqlite,
-    is_busy,
     mapped_error,
     safe_url,
+    write_transaction,
 )
 from results_flow.data.datasource import (
     DataKind,
@@ -54,7 +53,6 @@ from results_flow.data.sql_tables import (
 from results_flow.errors import (
     CatalogueSchemaError,
     CorruptDatasetError,
-    StoreBusyError,
 )
 from results_flow.records import parse_time
 
@@ -324,23 +322,15 @@ class DatabaseDataManager(DataManager):
 
     def _write(self, work: Callable[[Connection], T], *, check_catalogue: bool = True) -> T:
         """One transaction (``BEGIN IMMEDIATE`` on SQLite), retried while SQLite is busy."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                with self.engine.connect() as conn:
-                    conn = conn.execution_options(results_flow_write=True)
-                    with conn.begin():
-                        if check_catalogue:
-                            self._check_ready(conn)
-                        return work(conn)
-            except sa.exc.SQLAlchemyError as exc:
-                if is_busy(exc) and time.monotonic() < deadline:
-                    time.sleep(0.01)
-                    continue
-                error = mapped_error(exc, self.location)
-                if isinstance(error, StoreBusyError):
-                    error.add_note(f"gave up after {self.busy_timeout}s")
-                raise error from exc
+
+        def checked(conn: Connection) -> T:
+            if check_catalogue:
+                self._check_ready(conn)
+            return work(conn)
+
+        return write_transaction(
+            self.engine, checked, busy_timeout=self.busy_timeout, location=self.location
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
