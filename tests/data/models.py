@@ -2,81 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
-from decimal import Decimal
-from enum import StrEnum
+import copy
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from examples.etl_pipeline import SCHEMAS, Category, Country, Customer, Order, Product
+from results_flow.data import File, FileSchema
 
-from results_flow.data import File, FileSchema, ForeignKey, TableSchema, schema
+__all__ = [
+    "Category",
+    "Country",
+    "Customer",
+    "Order",
+    "Product",
+    "copy_shop",
+    "shop_files",
+    "shop_schemas",
+]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "data"
 
 
-class Country(StrEnum):
-    GB = "GB"
-    US = "US"
-    NL = "NL"
-
-
-class Customer(BaseModel):
-    id: int
-    name: str
-    email: str | None = None
-    country: Country
-    signed_up: date
-
-
-class Order(BaseModel):
-    order_id: int
-    customer_id: int
-    sku: str
-    quantity: int = Field(gt=0)
-    amount: Decimal
-    ordered_at: datetime
-
-
-class Category(BaseModel):
-    id: int
-    name: str
-
-
-class Product(BaseModel):
-    sku: str
-    name: str
-    category_id: int
-    price: Decimal
-    tags: list[str] = Field(default_factory=list)
-
-
 def shop_schemas() -> list[FileSchema]:
-    """customers.csv, orders.csv and the two-table catalogue.json, with their keys."""
-    return [
-        schema("customers", Customer, primary_key="id", unique=["email"]),
-        schema(
-            "orders",
-            Order,
-            primary_key="order_id",
-            foreign_keys=[
-                ForeignKey("customer_id", "customers", "id"),
-                ForeignKey("sku", "products", "sku"),
-            ],
-        ),
-        FileSchema(
-            "catalogue",
-            "json",
-            [
-                TableSchema("categories", Category, primary_key="id", unique=["name"]),
-                TableSchema(
-                    "products",
-                    Product,
-                    primary_key="sku",
-                    foreign_keys=[ForeignKey("category_id", "categories", "id")],
-                ),
-            ],
-        ),
-    ]
+    """customers.csv, orders.csv and the two-table catalogue.json, with their keys
+    (the example's own schemas, copied so a test cannot change them for the next)."""
+    return copy.deepcopy(SCHEMAS)
 
 
 def shop_files(folder: Path = EXAMPLES) -> list[File]:
