@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -38,10 +37,8 @@ from prefect import flow, get_client  # noqa: E402
 from prefect_dask import DaskTaskRunner  # noqa: E402
 
 from examples.parallel_resume import (  # noqa: E402
-    CtrlC,
     RunSummary,
-    quiet_temporary_server,
-    report,
+    run_interruptibly,
     run_pipeline,
 )
 
@@ -81,17 +78,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--address", help="scheduler of an existing Dask cluster")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    quiet_temporary_server()
-    ctrl_c = CtrlC(args.store, args.items, args.difficulty)
-    signal.signal(signal.SIGINT, ctrl_c.on_sigint)
     run = distributed_resume.with_options(task_runner=dask_runner(args.address, args.workers))
-    try:
-        summary = run(args.store, args.items, args.difficulty, not args.no_progress)
-    except KeyboardInterrupt:
-        ctrl_c.report()
-        return 130
-    print(report(summary))
-    return 0
+    return run_interruptibly(
+        lambda: run(args.store, args.items, args.difficulty, not args.no_progress),
+        args.store,
+        args.items,
+        args.difficulty,
+    )
 
 
 if __name__ == "__main__":

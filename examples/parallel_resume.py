@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from prefect import flow
@@ -238,13 +239,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     store = args.store or default_store_url()
+    return run_interruptibly(
+        lambda: parallel_resume(
+            items=args.items, difficulty=args.difficulty, store=store, progress=not args.no_progress
+        ),
+        store,
+        args.items,
+        args.difficulty,
+    )
+
+
+def run_interruptibly(
+    run: Callable[[], RunSummary], store: str, items: int, difficulty: int
+) -> int:
+    """Run a pipeline; on Ctrl-C say what is stored and exit 130, else print the summary."""
     quiet_temporary_server()
-    ctrl_c = CtrlC(store, args.items, args.difficulty)
+    ctrl_c = CtrlC(store, items, difficulty)
     signal.signal(signal.SIGINT, ctrl_c.on_sigint)
     try:
-        summary = parallel_resume(
-            items=args.items, difficulty=args.difficulty, store=store, progress=not args.no_progress
-        )
+        summary = run()
     except KeyboardInterrupt:
         ctrl_c.report()
         return 130
