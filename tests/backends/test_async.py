@@ -45,12 +45,10 @@ async def test_async_api_round_trip(store_url: str) -> None:
         assert await rm.list_ids() == []
 
 
-async def test_sync_and_async_managers_see_the_same_store(store_url: str) -> None:
-    if store_url.startswith("memory://"):
-        pytest.skip("a memory store is private to its manager")
-    sync = ResultsManager.from_url(store_url)
+async def test_sync_and_async_managers_see_the_same_store(shared_store_url: str) -> None:
+    sync = ResultsManager.from_url(shared_store_url)
     sync.set("shared", JOHN)
-    async with AsyncResultsManager.from_url(store_url) as rm:
+    async with AsyncResultsManager.from_url(shared_store_url) as rm:
         assert await rm.get("shared") == JOHN
         await rm.set("from/async", Item(index=2))
     assert sync.get("from/async") == Item(index=2)
