@@ -29,7 +29,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
 
-from results_flow import maintenance
+from results_flow import maintenance, transfer
 from results_flow.errors import ResultsFlowError
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV
@@ -311,7 +311,7 @@ def export(
     opts = common or Common()
     with _store(opts) as store, _progress("export") as bar:
         target = sys.stdout if file == "-" else file
-        report = maintenance.export_jsonl(store, target, prefix, progress=bar)
+        report = transfer.export_jsonl(store, target, prefix, progress=bar)
     return _transferred(report, opts, "exported", to_stderr=file == "-")
 
 
@@ -337,7 +337,7 @@ def import_(
     opts = common or Common()
     with _store(opts, create=True) as store, _progress("import") as bar:
         source = sys.stdin if file == "-" else file
-        report = maintenance.import_jsonl(store, source, on_conflict=on_conflict, progress=bar)
+        report = transfer.import_jsonl(store, source, on_conflict=on_conflict, progress=bar)
     return _transferred(report, opts, "imported")
 
 
@@ -369,7 +369,7 @@ def migrate(
         _store(Common(store=to), create=True) as target,
         _progress("migrate") as bar,
     ):
-        report = maintenance.migrate(source, target, prefix, on_conflict=on_conflict, progress=bar)
+        report = transfer.migrate(source, target, prefix, on_conflict=on_conflict, progress=bar)
     return _transferred(report, opts, "copied")
 
 
@@ -475,7 +475,7 @@ def _refused(location: str) -> int:
 
 
 def _transferred(
-    report: maintenance.TransferReport, opts: Common, verb: str, *, to_stderr: bool = False
+    report: transfer.TransferReport, opts: Common, verb: str, *, to_stderr: bool = False
 ) -> int:
     """Print a transfer's outcome (on stderr when stdout carries the export itself)."""
     if opts.json and not to_stderr:

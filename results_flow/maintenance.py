@@ -1,4 +1,4 @@
-"""Store maintenance: list, inspect, count, verify, export, import, migrate and prune.
+"""Store maintenance: list, inspect, count, verify and prune.
 
 The ``results-flow`` command is a thin layer over these functions; they work the same
 from Python. Each takes a ``ResultsManager`` or a bare ``ResultsBackend`` and speaks
@@ -7,11 +7,7 @@ only the public backend interface (``list_ids``, ``read_many`` in batches, ``ins
 returns a small report (a frozen Pydantic model, so ``model_dump(mode="json")`` is
 the machine-readable form).
 
-The export format is JSON Lines: one record per line, the ``Record.to_document()``
-envelope with the ID added first (``{"id": ..., "format": "results_flow/1",
-"model_type": ..., "namespace": ..., "created_at": ..., "updated_at": ...,
-"metadata": {...}, "data": {...}}``). Importing it restores type, namespace, data,
-metadata and both times.
+Export, import and migration live in ``results_flow.transfer``.
 
 Long calls report progress to an optional ``ProgressSink`` (``start(total)``, then
 ``advance(n)``); the command line draws it as a rich progress bar.
@@ -19,17 +15,15 @@ Long calls report progress to an optional ``ProgressSink`` (``start(total)``, th
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import os
 import sys
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import Literal, Protocol
 from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -38,16 +32,14 @@ from results_flow.backends.base import ResultsBackend, chunked
 from results_flow.backends.file import INTERNAL_DIR, FileBackend
 from results_flow.errors import (
     CorruptRecordError,
-    InvalidResultIdError,
     MaintenanceError,
     ModelModuleImportError,
-    ResultsFlowError,
     ResultValidationError,
     StoreUnavailableError,
     UnknownModelError,
 )
 from results_flow.ids import SEPARATOR, normalize_id
-from results_flow.manager import ResultsManager, SetBehavior, decode, not_found, settle
+from results_flow.manager import ResultsManager, decode, not_found
 from results_flow.records import Record, utc_now
 from results_flow.settings import default_store_url
 
@@ -67,11 +59,11 @@ class ProgressSink(Protocol):
         """``count`` more records are done."""
 
 
-class _Report(BaseModel):
+class Report(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class RecordSummary(_Report):
+class RecordSummary(Report):
     """One stored record as ``ls --long`` shows it."""
 
     id: str
@@ -83,14 +75,14 @@ class RecordSummary(_Report):
     """Bytes of the record's JSON document (its export line without the ID)."""
 
 
-class GroupStats(_Report):
+class GroupStats(Report):
     """Count and total size of a group of records."""
 
     count: int = 0
     size: int = 0
 
 
-class StoreStats(_Report):
+class StoreStats(Report):
     """Counts and sizes of a store (or of the IDs under a prefix)."""
 
     location: str
@@ -109,7 +101,7 @@ class StoreStats(_Report):
 FailureKind = Literal["corrupt", "unknown_model", "invalid"]
 
 
-class VerifyFailure(_Report):
+class VerifyFailure(Report):
     """A record that cannot be read back as its registered model."""
 
     id: str
@@ -122,7 +114,7 @@ class VerifyFailure(_Report):
     """The full error message."""
 
 
-class VerifyReport(_Report):
+class VerifyReport(Report):
     """What ``verify`` found: every record checked, the failures, stray files."""
 
     location: str
@@ -138,18 +130,7 @@ class VerifyReport(_Report):
         return not self.failures
 
 
-class TransferReport(_Report):
-    """The outcome of an export, import or migration."""
-
-    source: str
-    target: str
-    read: int
-    written: int
-    skipped: int
-    """Records left alone because the target already held them (see ``on_conflict``)."""
-
-
-class DeletePlan(_Report):
+class DeletePlan(Report):
     """IDs chosen for deletion, to show (and confirm) before ``delete_planned`` runs."""
 
     location: str
@@ -159,7 +140,7 @@ class DeletePlan(_Report):
     """For ``gc``: only records last updated before this time are deleted."""
 
 
-class DeleteReport(_Report):
+class DeleteReport(Report):
     """The outcome of ``delete_planned``."""
 
     location: str
@@ -257,8 +238,8 @@ def scan(
     Raises:
         InvalidResultIdError: the prefix breaks the ID grammar.
     """
-    backend = _backend(store)
-    ids = backend.list_ids(_prefix(prefix))
+    backend = backend_of(store)
+    ids = backend.list_ids(normalized_prefix(prefix))
     if progress is not None:
         progress.start(len(ids))
     for batch in chunked(ids, batch_size):
@@ -334,8 +315,7 @@ def document_size(record: Record) -> int:
 
 def envelope(result_id: str, record: Record) -> dict[str, object]:
     """A record as a JSON-ready dict: the export line's content (ID, envelope, data)."""
-    value: dict[str, object] = json.loads(to_jsonl_line(result_id, record))
-    return value
+    return {"id": result_id, **json.loads(record.to_document())}
 
 
 # --- stats and verify -------------------------------------------------------------------
@@ -386,8 +366,8 @@ def stats(
         oldest = item.updated_at if oldest is None else min(oldest, item.updated_at)
         newest = item.updated_at if newest is None else max(newest, item.updated_at)
     return StoreStats(
-        location=_backend(store).location,
-        prefix=_prefix(prefix),
+        location=backend_of(store).location,
+        prefix=normalized_prefix(prefix),
         count=count,
         size=size,
         corrupt=corrupt,
@@ -437,8 +417,12 @@ def verify(
             failures.append(_failure(result_id, item, "unknown_model", exc))
         except ResultValidationError as exc:
             failures.append(_failure(result_id, item, "invalid", exc))
-    backend = _backend(store)
-    orphans = _file_orphans(backend, _prefix(prefix)) if isinstance(backend, FileBackend) else []
+    backend = backend_of(store)
+    orphans = (
+        _file_orphans(backend, normalized_prefix(prefix))
+        if isinstance(backend, FileBackend)
+        else []
+    )
     return VerifyReport(
         location=backend.location,
         checked=checked,
@@ -480,228 +464,6 @@ def _file_orphans(backend: FileBackend, prefix: str | None) -> list[str]:
 # --- export, import, migrate ------------------------------------------------------------
 
 
-def to_jsonl_line(result_id: str, record: Record) -> str:
-    """One export line (no newline): the record's document with ``"id"`` first."""
-    line = '{"id": ' + json.dumps(result_id, ensure_ascii=False) + ", " + record.to_document()[1:]
-    if "\n" in line or "\r" in line:  # data kept as pretty-printed JSON by a custom backend
-        line = json.dumps(json.loads(line), ensure_ascii=False)
-    return line
-
-
-def from_jsonl_line(line: str, where: str) -> tuple[str, Record]:
-    """The ID and record of one export line.
-
-    Raises:
-        CorruptRecordError: not JSON, no string ``"id"``, or not a results_flow record.
-        InvalidResultIdError: the ID breaks the grammar.
-    """
-    try:
-        doc = json.loads(line)
-    except ValueError as exc:
-        raise CorruptRecordError(f"{where} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
-        raise CorruptRecordError(f'{where} has no string "id" field')
-    raw_id = doc.pop("id")
-    try:
-        result_id = normalize_id(raw_id)
-    except InvalidResultIdError as exc:
-        raise InvalidResultIdError(f"{where}: {exc}") from exc
-    return result_id, Record.from_document(json.dumps(doc, ensure_ascii=False), where)
-
-
-def export_jsonl(
-    store: Store,
-    destination: str | os.PathLike[str] | IO[str],
-    prefix: str | None = None,
-    *,
-    batch_size: int = BATCH_SIZE,
-    progress: ProgressSink | None = None,
-) -> TransferReport:
-    """Write every record under ``prefix`` to a JSON Lines file, one per line, in ID order.
-
-    A path is written to a temporary file beside it and renamed into place at the
-    end, so a failed export never leaves half a file; a stream is written as is.
-
-    Raises:
-        InvalidResultIdError: the prefix breaks the ID grammar.
-        CorruptRecordError: a record cannot be decoded (nothing is written to a path).
-        StoreUnavailableError: the destination cannot be written.
-    """
-    backend = _backend(store)
-    if not isinstance(destination, str | os.PathLike):
-        count = _write_lines(backend, destination, prefix, batch_size, progress)
-        return _transfer(backend.location, _stream_name(destination), count, count, 0)
-    path = Path(destination)
-    try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise StoreUnavailableError(f"cannot write the export file {path}: {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            count = _write_lines(backend, handle, prefix, batch_size, progress)
-        os.chmod(temp_name, _new_file_mode())  # mkstemp makes it private (0600)
-        os.replace(temp_name, path)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temp_name)
-        if isinstance(exc, OSError) and not isinstance(exc, ResultsFlowError):
-            raise StoreUnavailableError(f"cannot write the export file {path}: {exc}") from exc
-        raise
-    return _transfer(backend.location, str(path), count, count, 0)
-
-
-def _new_file_mode() -> int:
-    """The mode ``open()`` would give a new file under the current umask."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _write_lines(
-    backend: ResultsBackend,
-    handle: IO[str],
-    prefix: str | None,
-    batch_size: int,
-    progress: ProgressSink | None,
-) -> int:
-    count = 0
-    for result_id, record in iter_records(
-        backend, prefix, batch_size=batch_size, progress=progress
-    ):
-        handle.write(to_jsonl_line(result_id, record) + "\n")
-        count += 1
-    return count
-
-
-def import_jsonl(
-    store: Store,
-    source: str | os.PathLike[str] | IO[str],
-    *,
-    on_conflict: SetBehavior = SetBehavior.RAISE_IF_DIFFERENT,
-    progress: ProgressSink | None = None,
-) -> TransferReport:
-    """Store every record of a JSON Lines export, envelope and times unchanged.
-
-    Records are written one by one as the file is read; a bad line stops the import
-    with the records before it stored. Importing the same file again stores nothing
-    new under the default ``on_conflict``.
-
-    Args:
-        store: the store to write to.
-        source: a file path or an open text stream.
-        on_conflict: what an ID that is already stored gets, as in ``ResultsManager.set``:
-            ``RAISE_IF_DIFFERENT`` (default: equal records are skipped, different ones
-            raise), ``SKIP_IF_EXISTS``, ``RAISE_IF_EXISTS`` or ``OVERWRITE`` (keeps the
-            stored creation time, like every overwrite).
-        progress: told of each record (the total is not known in advance).
-
-    Raises:
-        CorruptRecordError: a line is not a results_flow record (names the line), or
-            the file is not UTF-8.
-        InvalidResultIdError: a line's ID breaks the grammar; names the line.
-        ResultConflictError: RAISE_IF_DIFFERENT and the store holds other data.
-        ResultExistsError: RAISE_IF_EXISTS and the ID is stored.
-        StoreUnavailableError: the file cannot be read.
-    """
-    backend = _backend(store)
-    if progress is not None:
-        progress.start(None)
-    if not isinstance(source, str | os.PathLike):
-        return _import_lines(backend, source, _stream_name(source), on_conflict, progress)
-    path = Path(source)
-    try:
-        handle = path.open(encoding="utf-8")
-    except OSError as exc:
-        raise StoreUnavailableError(f"cannot read the import file {path}: {exc.strerror}") from exc
-    with handle:
-        try:
-            return _import_lines(backend, handle, str(path), on_conflict, progress)
-        except UnicodeDecodeError as exc:
-            raise CorruptRecordError(f"{path} is not UTF-8 text: {exc}") from exc
-
-
-def _import_lines(
-    backend: ResultsBackend,
-    lines: Iterable[str],
-    name: str,
-    on_conflict: SetBehavior,
-    progress: ProgressSink | None,
-) -> TransferReport:
-    read = written = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        result_id, record = from_jsonl_line(line, f"{name} line {number}")
-        read += 1
-        written += put(backend, result_id, record, on_conflict)
-        if progress is not None:
-            progress.advance(1)
-    return _transfer(name, backend.location, read, written, read - written)
-
-
-def migrate(
-    source: Store,
-    target: Store,
-    prefix: str | None = None,
-    *,
-    on_conflict: SetBehavior = SetBehavior.RAISE_IF_DIFFERENT,
-    batch_size: int = BATCH_SIZE,
-    progress: ProgressSink | None = None,
-) -> TransferReport:
-    """Copy every record under ``prefix`` from one store to another, envelopes unchanged.
-
-    Running it again after an interruption copies only what is missing (equal
-    records are skipped under the default ``on_conflict``; see ``import_jsonl``).
-
-    Raises:
-        MaintenanceError: source and target are the same store.
-        InvalidResultIdError: the prefix breaks the ID grammar.
-        CorruptRecordError: a source record cannot be decoded.
-        ResultConflictError: RAISE_IF_DIFFERENT and the target holds other data.
-        ResultExistsError: RAISE_IF_EXISTS and the ID is in the target.
-    """
-    source_backend, target_backend = _backend(source), _backend(target)
-    if source_backend is target_backend or (
-        source_backend.location and source_backend.location == target_backend.location
-    ):
-        raise MaintenanceError(f"cannot migrate {source_backend.location} onto itself")
-    read = written = 0
-    for result_id, record in iter_records(
-        source_backend, prefix, batch_size=batch_size, progress=progress
-    ):
-        read += 1
-        written += put(target_backend, result_id, record, on_conflict)
-    return _transfer(
-        source_backend.location, target_backend.location, read, written, read - written
-    )
-
-
-def put(backend: ResultsBackend, result_id: str, record: Record, on_conflict: SetBehavior) -> bool:
-    """Store a ready-made record under ``on_conflict``; True when it was written.
-
-    Raises:
-        ResultConflictError: RAISE_IF_DIFFERENT and the store holds other data.
-        ResultExistsError: RAISE_IF_EXISTS and the ID is stored.
-    """
-    if on_conflict is SetBehavior.OVERWRITE:
-        backend.upsert(result_id, record)
-        return True
-    existing = backend.insert(result_id, record)
-    return settle(on_conflict, result_id, record, existing, backend.location)
-
-
-def _transfer(source: str, target: str, read: int, written: int, skipped: int) -> TransferReport:
-    return TransferReport(source=source, target=target, read=read, written=written, skipped=skipped)
-
-
-def _stream_name(stream: IO[str]) -> str:
-    name = getattr(stream, "name", None)
-    return name if isinstance(name, str) else "<stream>"
-
-
-# --- rm and gc --------------------------------------------------------------------------
-
-
 def plan_delete(
     store: Store, result_id: str | None = None, *, prefix: str | None = None
 ) -> DeletePlan:
@@ -712,7 +474,7 @@ def plan_delete(
         InvalidResultIdError: the ID or prefix breaks the grammar.
         ResultNotFoundError: ``result_id`` is not stored.
     """
-    backend = _backend(store)
+    backend = backend_of(store)
     if (result_id is None) == (prefix is None):
         raise MaintenanceError(
             "give either one result ID or a prefix to delete, not both or neither"
@@ -722,7 +484,7 @@ def plan_delete(
         if not backend.exists(rid):
             raise not_found(rid, backend.location)
         return DeletePlan(location=backend.location, ids=[rid])
-    normalized = _prefix(prefix)
+    normalized = normalized_prefix(prefix)
     return DeletePlan(
         location=backend.location, ids=backend.list_ids(normalized), prefix=normalized
     )
@@ -753,7 +515,10 @@ def plan_gc(
         if not isinstance(item, CorruptRecordError) and item.updated_at < cutoff
     ]
     return DeletePlan(
-        location=_backend(store).location, ids=stale, prefix=_prefix(prefix), cutoff=cutoff
+        location=backend_of(store).location,
+        ids=stale,
+        prefix=normalized_prefix(prefix),
+        cutoff=cutoff,
     )
 
 
@@ -773,7 +538,7 @@ def delete_planned(
     Raises:
         MaintenanceError: the plan was made for another store.
     """
-    backend = _backend(store)
+    backend = backend_of(store)
     if plan.location != backend.location:
         raise MaintenanceError(
             f"this deletion was planned for {plan.location}, not for {backend.location}"
@@ -799,9 +564,9 @@ def delete_planned(
 # --- helpers ----------------------------------------------------------------------------
 
 
-def _backend(store: Store) -> ResultsBackend:
+def backend_of(store: Store) -> ResultsBackend:
     return store.backend if isinstance(store, ResultsManager) else store
 
 
-def _prefix(prefix: str | None) -> str | None:
+def normalized_prefix(prefix: str | None) -> str | None:
     return None if prefix is None else normalize_id(prefix)

@@ -27,6 +27,7 @@ from results_flow import (
     register_model,
 )
 from results_flow import maintenance as mt
+from results_flow import transfer as tr
 from results_flow.errors import MaintenanceError, ModelModuleImportError
 
 NAMESPACE = "maintenance_test"
@@ -187,31 +188,31 @@ def test_export_import_round_trip_keeps_envelopes(store: ResultsManager, tmp_pat
     fill(store, 4)
     store.backend.insert("old/one", stamped(40))
     path = tmp_path / "out.jsonl"
-    exported = mt.export_jsonl(store, path)
+    exported = tr.export_jsonl(store, path)
     assert exported.written == 5
     assert len(path.read_text().splitlines()) == 5
     assert path.stat().st_mode & 0o044  # readable like any new file, not mkstemp's 0600
     target = FileBackend(tmp_path / "restored")
-    imported = mt.import_jsonl(target, path)
+    imported = tr.import_jsonl(target, path)
     assert (imported.read, imported.written, imported.skipped) == (5, 5, 0)
     source = dict(mt.iter_records(store))
     restored = dict(mt.iter_records(target))
     assert {k: as_tuple(v) for k, v in restored.items()} == {
         k: as_tuple(v) for k, v in source.items()
     }
-    again = mt.import_jsonl(target, path)
+    again = tr.import_jsonl(target, path)
     assert (again.written, again.skipped) == (0, 5)
 
 
 def test_import_conflicts_follow_set_behavior(tmp_path: Path) -> None:
     target = MemoryBackend()
     target.insert("a", stamped(1, '{"name": "mine", "score": 0.0}'))
-    line = mt.to_jsonl_line("a", stamped(2))
+    line = tr.to_jsonl_line("a", stamped(2))
     with pytest.raises(ResultConflictError, match="'a'"):
-        mt.import_jsonl(target, io.StringIO(line + "\n"))
-    skipped = mt.import_jsonl(target, io.StringIO(line), on_conflict=SetBehavior.SKIP_IF_EXISTS)
+        tr.import_jsonl(target, io.StringIO(line + "\n"))
+    skipped = tr.import_jsonl(target, io.StringIO(line), on_conflict=SetBehavior.SKIP_IF_EXISTS)
     assert skipped.skipped == 1
-    mt.import_jsonl(target, io.StringIO(line), on_conflict=SetBehavior.OVERWRITE)
+    tr.import_jsonl(target, io.StringIO(line), on_conflict=SetBehavior.OVERWRITE)
     stored = target.read("a")
     assert stored is not None and json.loads(stored.data)["name"] == "old"
 
@@ -229,23 +230,23 @@ def test_import_names_the_bad_line(
     tmp_path: Path, line: str, error: type[Exception], match: str
 ) -> None:
     path = tmp_path / "in.jsonl"
-    path.write_text(mt.to_jsonl_line("ok", stamped(0)) + "\n" + line + "\n")
+    path.write_text(tr.to_jsonl_line("ok", stamped(0)) + "\n" + line + "\n")
     target = MemoryBackend()
     with pytest.raises(error, match=match):
-        mt.import_jsonl(target, path)
+        tr.import_jsonl(target, path)
     assert target.list_ids() == ["ok"]
 
 
 def test_import_of_a_missing_file_names_it(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match=r"nope\.jsonl"):
-        mt.import_jsonl(MemoryBackend(), tmp_path / "nope.jsonl")
+        tr.import_jsonl(MemoryBackend(), tmp_path / "nope.jsonl")
 
 
 def test_export_line_stays_one_line_for_pretty_printed_data() -> None:
     record = Record("Sample", NAMESPACE, '{\n  "name": "x",\n  "score": 1.0\n}')
-    line = mt.to_jsonl_line("p", record)
+    line = tr.to_jsonl_line("p", record)
     assert "\n" not in line
-    result_id, back = mt.from_jsonl_line(line, "here")
+    result_id, back = tr.from_jsonl_line(line, "here")
     assert (result_id, as_tuple(back)) == ("p", as_tuple(record))
 
 
@@ -254,7 +255,7 @@ def test_failed_export_leaves_no_file(tmp_path: Path) -> None:
     ResultsManager(backend=backend).set("a", Sample(name="a", score=1))
     (tmp_path / "files" / "z.json").write_text("garbage")
     with pytest.raises(CorruptRecordError):
-        mt.export_jsonl(backend, tmp_path / "out.jsonl")
+        tr.export_jsonl(backend, tmp_path / "out.jsonl")
     assert list(tmp_path.glob("*out.jsonl*")) == []
 
 
@@ -262,14 +263,14 @@ def test_migrate_copies_envelopes_and_reruns_cleanly(store: ResultsManager, tmp_
     fill(store, 3)
     target = SqliteBackend(tmp_path / "target.db")
     sink = Counter()
-    report = mt.migrate(store, target, progress=sink)
+    report = tr.migrate(store, target, progress=sink)
     assert (report.read, report.written, sink.done) == (3, 3, 3)
     assert {k: as_tuple(v) for k, v in mt.iter_records(target)} == {
         k: as_tuple(v) for k, v in mt.iter_records(store)
     }
-    assert mt.migrate(store, target).skipped == 3
+    assert tr.migrate(store, target).skipped == 3
     with pytest.raises(MaintenanceError, match="onto itself"):
-        mt.migrate(store, store.backend)
+        tr.migrate(store, store.backend)
 
 
 def test_plan_delete(store: ResultsManager) -> None:
