@@ -14,9 +14,9 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from results_flow.backends.atomic import write_atomic
 from results_flow.backends.base import ResultsBackend
 from results_flow.backends.locks import id_file_lock
 from results_flow.errors import InvalidResultIdError, StoreError, StoreUnavailableError
@@ -145,24 +145,9 @@ class FileBackend(ResultsBackend):
     def _write_atomically(self, path: Path, text: str) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp_name = tempfile.mkstemp(
-                prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-            )
+            write_atomic(path, text.encode("utf-8"))
         except OSError as exc:
             raise _mapped(exc, path) from exc
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(text.encode("utf-8"))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp_name, path)
-        except BaseException as exc:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp_name)
-            if isinstance(exc, OSError):
-                raise _mapped(exc, path) from exc
-            raise
-        _fsync_dir(path.parent)
 
     @staticmethod
     def _id_from_parts(parts: list[str]) -> str | None:
@@ -170,15 +155,6 @@ class FileBackend(ResultsBackend):
             return normalize_id(parts)
         except InvalidResultIdError:
             return None  # a file this store did not write; maintenance.verify reports those
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable: fsync the folder that holds the entry."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _mapped(exc: OSError, path: Path) -> StoreError:

@@ -8,13 +8,12 @@ in the same folder, flushed, fsynced, then ``os.replace``d; removed on error).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from results_flow.backends.atomic import write_atomic
 from results_flow.data.datasource import DataSource, check_dataset_name
 from results_flow.data.etl import ETLFactory
 from results_flow.data.manager import DataManager
@@ -104,7 +103,7 @@ class StatefulDataManager(DataManager):
         return data_source
 
     def _store(self, data_source: DataSource, *, replace: bool) -> None:
-        write_atomic(self.path_of(data_source.name), data_source.to_json().encode())
+        write_dataset_file(self.path_of(data_source.name), data_source.to_json().encode())
         self._data[data_source.name] = data_source
 
     def _remove(self, name: str) -> None:
@@ -122,39 +121,13 @@ class StatefulDataManager(DataManager):
         return f"{type(self).__name__}({str(self.data_folder)!r})"
 
 
-def write_atomic(path: Path, content: bytes) -> None:
+def write_dataset_file(path: Path, content: bytes) -> None:
     """Write ``content`` to ``path`` so a reader sees the old file or the new one, never half.
 
     Raises:
         StoreError: the file cannot be written.
     """
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
+        write_atomic(path, content)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise StoreError(f"cannot write dataset file {path}: {exc}") from exc
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
-    _fsync_folder(path.parent)
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename durable where the OS allows opening a folder."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        # Some filesystems refuse fsync on a folder; the rename is atomic all the same.
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
