@@ -21,6 +21,7 @@ from results_flow.backends.sql_schema import (
     BATCH_SIZE,
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
+    RetryTransaction,
     Statements,
     apply_sqlite_settings,
     begin_sqlite,
@@ -100,13 +101,11 @@ class AsyncSqlBackend(AsyncResultsBackend):
             ).first() is not None:
                 return None
             row = (await conn.execute(self._sql.read, {"id": result_id})).first()
-            return None if row is None else record_from_row(row)
+            if row is None:  # deleted between our conflict and this read: try again
+                raise RetryTransaction
+            return record_from_row(row)
 
-        while True:
-            existing = await self._run(write, write=True)
-            # None from a conflict means the row vanished between the two statements.
-            if existing is not None or await self.exists(result_id):
-                return existing
+        return await self._run(write, write=True)
 
     async def upsert(self, result_id: str, record: Record) -> None:
         async def write(conn: AsyncConnection) -> None:
@@ -162,7 +161,8 @@ class AsyncSqlBackend(AsyncResultsBackend):
     async def _transaction(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
     ) -> T:
-        """One transaction; writes retried on SQLITE_BUSY until the deadline."""
+        """One transaction; writes retried on SQLITE_BUSY until the deadline, and
+        whenever ``work`` raises ``RetryTransaction``."""
         deadline = time.monotonic() + self.busy_timeout
         while True:
             try:
@@ -171,6 +171,8 @@ class AsyncSqlBackend(AsyncResultsBackend):
                         conn = await conn.execution_options(results_flow_write=True)
                     async with conn.begin():
                         return await work(conn)
+            except RetryTransaction:
+                continue
             except (sa.exc.SQLAlchemyError, OSError) as exc:
                 if write and is_busy(exc) and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
