@@ -17,7 +17,8 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     │   ├── UnsupportedStoreUrlError (ValueError)
     │   ├── StoreUnavailableError               cannot reach or open the store
     │   ├── StoreBusyError                      locked past the deadline
-    │   └── LockTimeoutError (TimeoutError)     a per-ID lock was not acquired in time
+    │   ├── LockTimeoutError (TimeoutError)     a per-ID lock was not acquired in time
+    │   └── LockLostError                       a held per-ID lock was lost before release
     ├── UnhashableParameterError (TypeError)    a task argument has no canonical JSON
     ├── ResultsTaskError (TypeError)            a results_task cannot be built or shipped as asked
     ├── DataError                               the data layer (results_flow.data)
@@ -93,6 +94,11 @@ class StoreBusyError(StoreError):
 
 class LockTimeoutError(StoreError, TimeoutError):
     """A per-ID lock could not be acquired in time."""
+
+
+class LockLostError(StoreError):
+    """A per-ID lock was lost while held (its session or lease ended): another worker may
+    have taken it, so the holder must not assume it computed alone."""
 
 
 class UnhashableParameterError(ResultsFlowError, TypeError):

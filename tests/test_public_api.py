@@ -13,6 +13,7 @@ EXPECTED = {
     "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
+    "LockLostError",
     "LockTimeoutError",
     "MemoryBackend",
     "ModelRegistryError",
