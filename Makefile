@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,dev,bench]"
 	touch $(STAMP)
 
 # The main job on the embedded default store, with Prefect's temporary server in a
@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/resume.py
 	$(BIN)/python bench/etl.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
