@@ -435,7 +435,11 @@ def gc(
         plan = strays = None
         if age is not None:
             with _progress("scan") as bar:
-                plan = maintenance.plan_gc(store, age, prefix, progress=bar)
+                try:
+                    plan = maintenance.plan_gc(store, age, prefix, progress=bar)
+                except MaintenanceError as exc:  # an age no record can reach: usage
+                    _fail(str(exc))
+                    return 2
         if stray:
             strays = stray_files.plan_stray(store, temp_age)
         what = []
