@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, ParamSpec
 
@@ -30,7 +30,13 @@ from rich.table import Table
 from rich.text import Text
 
 from results_flow import maintenance, transfer
-from results_flow.errors import ResultsFlowError
+from results_flow import stray as stray_files
+from results_flow.errors import (
+    MaintenanceError,
+    ResultConflictError,
+    ResultExistsError,
+    ResultsFlowError,
+)
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV
 
@@ -71,6 +77,9 @@ class Common:
 FileArg = Annotated[str, Parameter(allow_leading_hyphen=True)]
 Yes = Annotated[bool, Parameter(name=["--yes", "-y"], negative=())]
 Prefix = Annotated[str | None, Parameter(name="--prefix")]
+#: An age such as 30d, parsed by ``maintenance.parse_age`` (a leading "-" reaches it too,
+#: so "-5d" gets a clear message instead of "requires an argument").
+Age = Annotated[str | None, Parameter(allow_leading_hyphen=True)]
 OnConflict = Annotated[SetBehavior, Parameter(name="--on-conflict")]
 
 
@@ -102,7 +111,8 @@ def ls(
     Parameters
     ----------
     prefix
-        Only IDs equal to or below this one (``models`` finds ``models/x``, not ``modelsx``).
+        Only IDs equal to or below this one (``models`` or ``models/`` finds ``models/x``,
+        not ``modelsx``).
     long
         Also show model, namespace, update time and size (reads every record).
     """
@@ -124,7 +134,7 @@ def ls(
             count = len(rows)
             _out(table)
         else:
-            ids = store.list_ids(prefix)
+            ids = store.list_ids(maintenance.normalized_prefix(prefix))
             if opts.json:
                 return _json(ids)
             count = len(ids)
@@ -138,7 +148,7 @@ def ls(
 @app.command
 @_handles_errors
 def show(result_id: str, /, *, common: Common | None = None) -> int:
-    """Show one stored result: its model, times, metadata and data.
+    """Show one stored result: its model, times, metadata and data (long strings wrap).
 
     Parameters
     ----------
@@ -157,8 +167,8 @@ def show(result_id: str, /, *, common: Common | None = None) -> int:
     table.add_row("created", _time(record.created_at))
     table.add_row("updated", _time(record.updated_at))
     table.add_row("size", decimal(maintenance.document_size(record)))
-    table.add_row("metadata", JSON.from_data(record.metadata) if record.metadata else "{}")
-    _out(Group(table, Text("data", style="bold"), JSON(record.data)))
+    table.add_row("metadata", _wrapped(JSON.from_data(record.metadata)))
+    _out(Group(table, Text("data", style="bold"), _wrapped(JSON(record.data))))
     return 0
 
 
@@ -265,7 +275,9 @@ def verify(
         (repeatable; the current directory is searched first).
     """
     opts = common or Common()
-    maintenance.import_model_modules(import_)
+    # Whatever the modules print on import must not mix with our output (--json).
+    with contextlib.redirect_stdout(sys.stderr):
+        maintenance.import_model_modules(import_)
     with _store(opts) as store, _progress("verify") as bar:
         report = maintenance.verify(store, prefix, progress=bar)
     if opts.json:
@@ -329,13 +341,20 @@ def import_(
     Parameters
     ----------
     file
-        A file written by ``results-flow export``.
+        A file written by ``results-flow export``; read through once before the store is
+        opened, so a bad file stores (and creates) nothing.
     on_conflict
         For an ID already stored: raise-if-different (equal records are skipped),
         skip-if-exists, raise-if-exists or overwrite.
     """
     opts = common or Common()
-    with _store(opts, create=True) as store, _progress("import") as bar:
+    if file != "-":  # a missing or malformed file must not leave a new, empty store
+        transfer.check_jsonl(file)
+    with (
+        _conflict_hint(),
+        _store(opts, create=True) as store,
+        _progress("import") as bar,
+    ):
         source = sys.stdin if file == "-" else file
         report = transfer.import_jsonl(store, source, on_conflict=on_conflict, progress=bar)
     return _transferred(report, opts, "imported")
@@ -365,6 +384,7 @@ def migrate(
     """
     opts = common or Common()
     with (
+        _conflict_hint(),
         _store(opts) as source,
         _store(Common(store=to), create=True) as target,
         _progress("migrate") as bar,
@@ -377,39 +397,80 @@ def migrate(
 @_handles_errors
 def gc(
     *,
-    older_than: timedelta,
+    older_than: Age = None,
+    stray: Annotated[bool, Parameter(name="--stray", negative=())] = False,
+    stray_age: Annotated[str, Parameter(allow_leading_hyphen=True)] = "1h",
     prefix: Prefix = None,
     yes: Yes = False,
     common: Common | None = None,
 ) -> int:
-    """Delete results last updated longer ago than --older-than; asks first unless --yes.
+    """Delete results last updated longer ago than --older-than, and with --stray the
+    temporary files killed writers left in a file store; asks first unless --yes.
 
     Parameters
     ----------
     older_than
-        An age such as 30d, 12h, 1w or 1d12h.
+        An age such as 30d, 12h, 1w or 1d12h (units s, m, h, d, w, M = 30d, y = 365d).
+    stray
+        Also remove the store's own hidden temporary files (``.NAME.json.XXXXXXXX.tmp``)
+        untouched for --stray-age; never any other file. Only a file store has them.
+    stray_age
+        How long a temporary file must have been left alone to be removed.
     prefix
-        Only IDs equal to or below this one.
+        Only IDs equal to or below this one (records only).
     yes
         Do not ask for confirmation.
     """
     opts = common or Common()
+    if older_than is None and not stray:
+        _fail("gc needs --older-than AGE, --stray, or both")
+        return 2
+    try:
+        age = None if older_than is None else maintenance.parse_age(older_than)
+        temp_age = maintenance.parse_age(stray_age)
+    except MaintenanceError as exc:
+        _fail(str(exc))
+        return 2
     with _store(opts) as store:
-        with _progress("scan") as bar:
-            plan = maintenance.plan_gc(store, older_than, prefix, progress=bar)
-        if plan.ids and not (
-            yes
-            or _confirm(
-                f"Delete {len(plan.ids)} result(s) last updated before "
-                f"{_time(plan.cutoff)} from {plan.location}?"
-            )
-        ):
-            return _refused(plan.location)
-        with _progress("delete") as bar:
-            report = maintenance.delete_planned(store, plan, progress=bar)
+        plan = strays = None
+        if age is not None:
+            with _progress("scan") as bar:
+                try:
+                    plan = maintenance.plan_gc(store, age, prefix, progress=bar)
+                except MaintenanceError as exc:  # an age no record can reach: usage
+                    _fail(str(exc))
+                    return 2
+        if stray:
+            strays = stray_files.plan_stray(store, temp_age)
+        what = []
+        if plan is not None and plan.ids:
+            what.append(f"{len(plan.ids)} result(s) last updated before {_time(plan.cutoff)}")
+        if strays is not None and strays.paths:
+            what.append(f"{len(strays.paths)} stray temporary file(s)")
+        location = maintenance.backend_of(store).location
+        if what and not (yes or _confirm(f"Delete {' and '.join(what)} from {location}?")):
+            return _refused(location)
+        report = removed = None
+        if plan is not None:
+            with _progress("delete") as bar:
+                report = maintenance.delete_planned(store, plan, progress=bar)
+        if strays is not None:
+            removed = stray_files.remove_stray(store, strays)
     if opts.json:
-        return _json(report)
-    _say(f"deleted {report.deleted} result(s) older than {older_than} from {report.location}")
+        if removed is None:
+            return _json(report)
+        both = {"records": report, "stray": removed}
+        return _json({k: v if v is None else v.model_dump(mode="json") for k, v in both.items()})
+    if report is not None and age is not None:
+        _say(
+            f"deleted {report.deleted} result(s) older than {maintenance.human_age(age)} "
+            f"from {report.location}"
+        )
+    if removed is not None:
+        _say(
+            f"removed {removed.removed} stray temporary file(s) older than "
+            f"{maintenance.human_age(temp_age)} from {removed.location}"
+        )
     return 0
 
 
@@ -426,6 +487,23 @@ def _store(opts: Common, *, create: bool = False) -> Iterator[ResultsManager]:
     """The store the options name; a missing file or SQLite store is an error unless ``create``."""
     with maintenance.open_store(opts.store, create=create) as store:
         yield store
+
+
+@contextlib.contextmanager
+def _conflict_hint() -> Iterator[None]:
+    """Name the command-line flag that settles an import or migration conflict."""
+    try:
+        yield
+    except (ResultExistsError, ResultConflictError) as exc:
+        hint = "pass --on-conflict skip-if-exists or --on-conflict overwrite"
+        raise type(exc)(f"{exc}; {hint}") from exc
+
+
+def _wrapped(view: JSON) -> JSON:
+    """A JSON view whose long strings wrap at the terminal width instead of being cut."""
+    view.text.no_wrap = False
+    view.text.overflow = "fold"
+    return view
 
 
 class _Bar:
@@ -478,8 +556,10 @@ def _transferred(
     report: transfer.TransferReport, opts: Common, verb: str, *, to_stderr: bool = False
 ) -> int:
     """Print a transfer's outcome (on stderr when stdout carries the export itself)."""
+    code = 0 if report.ok else 1
     if opts.json and not to_stderr:
-        return _json(report)
+        _json(report)
+        return code
     line = f"{verb} {report.written} result(s) from {report.source} to {report.target}"
     if report.skipped:
         line += f"; {report.skipped} already there, left as they were"
@@ -487,7 +567,16 @@ def _transferred(
         _note(line)
     else:
         _say(line)
-    return 0
+    if report.refused:
+        shown = 5
+        for refusal in report.refused[:shown]:
+            _fail(f"{report.target} cannot hold {refusal.id!r}: {refusal.reason}")
+        more = len(report.refused) - shown
+        _fail(
+            f"{len(report.refused)} result(s) not {verb}"
+            + (f" ({more} more not shown; --json lists all)" if more > 0 else "")
+        )
+    return code
 
 
 def _json(value: object) -> int:

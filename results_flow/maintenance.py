@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
@@ -503,12 +504,18 @@ def plan_gc(
     A record that cannot be decoded has no trustworthy time and is never chosen.
 
     Raises:
-        MaintenanceError: ``older_than`` is negative.
+        MaintenanceError: ``older_than`` is negative, or reaches back before the year 1.
         InvalidResultIdError: the prefix breaks the ID grammar.
     """
     if older_than < timedelta(0):
-        raise MaintenanceError(f"gc needs a positive age, got {older_than}")
-    cutoff = (now or utc_now()) - older_than
+        raise MaintenanceError(f"gc needs an age of zero or more, got {human_age(older_than)}")
+    try:
+        cutoff = (now or utc_now()) - older_than
+    except OverflowError as exc:
+        raise MaintenanceError(
+            f"gc age {human_age(older_than)} reaches back before the year 1; "
+            "no record can be that old"
+        ) from exc
     stale = [
         result_id
         for result_id, item in scan(store, prefix, progress=progress)
@@ -520,6 +527,43 @@ def plan_gc(
         prefix=normalized_prefix(prefix),
         cutoff=cutoff,
     )
+
+
+#: Seconds per unit of an age such as ``30d`` or ``1d12h`` (M is 30 days, y 365 days).
+AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
+_AGE_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdwMy])")
+
+
+def parse_age(text: str) -> timedelta:
+    """An age written as number-unit pairs (``30d``, ``12h``, ``1d12h``, ``90m``, ``1w``).
+
+    Raises:
+        MaintenanceError: not such an age (a sign, a bare number, an unknown unit), or
+            too long for a ``timedelta``.
+    """
+    spec = text.strip()
+    parts = _AGE_PART.findall(spec)
+    if not parts or "".join(number + unit for number, unit in parts) != spec:
+        raise MaintenanceError(
+            f"age {text!r} is not an age such as 30d, 12h, 1w or 1d12h "
+            f"(units: {', '.join(AGE_UNITS)}; no sign)"
+        )
+    try:
+        return timedelta(seconds=sum(float(n) * AGE_UNITS[unit] for n, unit in parts))
+    except OverflowError as exc:
+        raise MaintenanceError(f"age {text!r} is too long to count") from exc
+
+
+def human_age(age: timedelta) -> str:
+    """An age for people: ``30 days``, ``1 day 12 hours``, ``-5 days``, ``0 seconds``."""
+    sign, total = ("-", -age) if age < timedelta(0) else ("", age)
+    seconds = round(total.total_seconds())
+    parts = []
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count:,} {name}{'' if count == 1 else 's'}")
+    return sign + (" ".join(parts) or "0 seconds")
 
 
 def delete_planned(
@@ -569,4 +613,13 @@ def backend_of(store: Store) -> ResultsBackend:
 
 
 def normalized_prefix(prefix: str | None) -> str | None:
-    return None if prefix is None else normalize_id(prefix)
+    """A prefix in canonical form; one trailing ``/`` is allowed (``models/`` is ``models``).
+
+    Raises:
+        InvalidResultIdError: the prefix breaks the ID grammar.
+    """
+    if prefix is None:
+        return None
+    return normalize_id(
+        prefix[:-1] if prefix.endswith(SEPARATOR) and prefix != SEPARATOR else prefix
+    )

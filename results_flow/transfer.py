@@ -6,6 +6,10 @@ envelope with the ID added first (``{"id": ..., "format": "results_flow/1",
 "metadata": {...}, "data": {...}}``). Importing it restores type, namespace, data,
 metadata and both times. Like ``results_flow.maintenance``, every function speaks only
 the public backend interface, so it works on every backend.
+
+A record the target cannot hold (a namespace longer than a PostgreSQL column, a NUL
+character) does not stop a copy: every record that fits is copied, and the others are
+listed in the report's ``refused``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
     MaintenanceError,
+    ResultExistsError,
     ResultsFlowError,
+    StoreError,
     StoreUnavailableError,
 )
 from results_flow.ids import normalize_id
@@ -39,6 +45,13 @@ from results_flow.manager import SetBehavior, settle
 from results_flow.records import Record
 
 
+class Refusal(Report):
+    """A record the target store cannot hold, and why."""
+
+    id: str
+    reason: str
+
+
 class TransferReport(Report):
     """The outcome of an export, import or migration."""
 
@@ -48,6 +61,13 @@ class TransferReport(Report):
     written: int
     skipped: int
     """Records left alone because the target already held them (see ``on_conflict``)."""
+    refused: list[Refusal] = []
+    """Records the target cannot hold (``ResultsBackend.unfit_reason``); not copied."""
+
+    @property
+    def ok(self) -> bool:
+        """True when every record read was written or already there."""
+        return not self.refused
 
 
 def to_jsonl_line(result_id: str, record: Record) -> str:
@@ -100,7 +120,7 @@ def export_jsonl(
     backend = backend_of(store)
     if not isinstance(destination, str | os.PathLike):
         count = _write_lines(backend, destination, prefix, batch_size, progress)
-        return _transfer(backend.location, _stream_name(destination), count, count, 0)
+        return _transfer(backend.location, _stream_name(destination), count, count)
     path = Path(destination)
     try:
         fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -117,7 +137,7 @@ def export_jsonl(
         if isinstance(exc, OSError) and not isinstance(exc, ResultsFlowError):
             raise StoreUnavailableError(f"cannot write the export file {path}: {exc}") from exc
         raise
-    return _transfer(backend.location, str(path), count, count, 0)
+    return _transfer(backend.location, str(path), count, count)
 
 
 def _new_file_mode() -> int:
@@ -153,8 +173,9 @@ def import_jsonl(
     """Store every record of a JSON Lines export, envelope and times unchanged.
 
     Records are written one by one as the file is read; a bad line stops the import
-    with the records before it stored. Importing the same file again stores nothing
-    new under the default ``on_conflict``.
+    with the records before it stored (``check_jsonl`` first finds bad lines without
+    a store). Importing the same file again stores nothing new under the default
+    ``on_conflict``. A record the store cannot hold is listed in ``refused``.
 
     Args:
         store: the store to write to.
@@ -190,6 +211,31 @@ def import_jsonl(
             raise CorruptRecordError(f"{path} is not UTF-8 text: {exc}") from exc
 
 
+def check_jsonl(path: str | os.PathLike[str]) -> int:
+    """Read a JSON Lines export through without storing anything; the number of records.
+
+    The command line runs it before it opens (and so creates) the target store.
+
+    Raises:
+        CorruptRecordError: a line is not a results_flow record, or the file is not UTF-8.
+        InvalidResultIdError: a line's ID breaks the grammar; names the line.
+        StoreUnavailableError: the file cannot be read.
+    """
+    path = Path(path)
+    count = 0
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    from_jsonl_line(line, f"{path} line {number}")
+                    count += 1
+    except UnicodeDecodeError as exc:
+        raise CorruptRecordError(f"{path} is not UTF-8 text: {exc}") from exc
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot read the import file {path}: {exc.strerror}") from exc
+    return count
+
+
 def _import_lines(
     backend: ResultsBackend,
     lines: Iterable[str],
@@ -198,15 +244,16 @@ def _import_lines(
     progress: ProgressSink | None,
 ) -> TransferReport:
     read = written = 0
+    refused: list[Refusal] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         result_id, record = from_jsonl_line(line, f"{name} line {number}")
         read += 1
-        written += put(backend, result_id, record, on_conflict)
+        written += _copy(backend, result_id, record, on_conflict, refused)
         if progress is not None:
             progress.advance(1)
-    return _transfer(name, backend.location, read, written, read - written)
+    return _transfer(name, backend.location, read, written, refused)
 
 
 def migrate(
@@ -222,6 +269,7 @@ def migrate(
 
     Running it again after an interruption copies only what is missing (equal
     records are skipped under the default ``on_conflict``; see ``import_jsonl``).
+    A record the target cannot hold is listed in ``refused``, and the copy goes on.
 
     Raises:
         MaintenanceError: source and target are the same store.
@@ -236,14 +284,35 @@ def migrate(
     ):
         raise MaintenanceError(f"cannot migrate {source_backend.location} onto itself")
     read = written = 0
+    refused: list[Refusal] = []
     for result_id, record in iter_records(
         source_backend, prefix, batch_size=batch_size, progress=progress
     ):
         read += 1
-        written += put(target_backend, result_id, record, on_conflict)
-    return _transfer(
-        source_backend.location, target_backend.location, read, written, read - written
-    )
+        written += _copy(target_backend, result_id, record, on_conflict, refused)
+    return _transfer(source_backend.location, target_backend.location, read, written, refused)
+
+
+def _copy(
+    backend: ResultsBackend,
+    result_id: str,
+    record: Record,
+    on_conflict: SetBehavior,
+    refused: list[Refusal],
+) -> bool:
+    """``put``, unless the target cannot hold the record: then it joins ``refused``."""
+    reason = backend.unfit_reason(result_id, record)
+    if reason is None:
+        try:
+            return put(backend, result_id, record, on_conflict)
+        except StoreError as exc:
+            # A limit the backend did not state. Its subclasses (unreachable, busy,
+            # lock errors) concern the store, not this record: they stop the copy.
+            if type(exc) is not StoreError:
+                raise
+            reason = str(exc)
+    refused.append(Refusal(id=result_id, reason=reason))
+    return False
 
 
 def put(backend: ResultsBackend, result_id: str, record: Record, on_conflict: SetBehavior) -> bool:
@@ -257,11 +326,26 @@ def put(backend: ResultsBackend, result_id: str, record: Record, on_conflict: Se
         backend.upsert(result_id, record)
         return True
     existing = backend.insert(result_id, record)
-    return settle(on_conflict, result_id, record, existing, backend.location)
+    try:
+        return settle(on_conflict, result_id, record, existing, backend.location)
+    except ResultExistsError as exc:  # without settle's hint, which names set()'s argument
+        raise ResultExistsError(
+            f"result {result_id!r} already exists in {backend.location}"
+        ) from exc
 
 
-def _transfer(source: str, target: str, read: int, written: int, skipped: int) -> TransferReport:
-    return TransferReport(source=source, target=target, read=read, written=written, skipped=skipped)
+def _transfer(
+    source: str, target: str, read: int, written: int, refused: list[Refusal] | None = None
+) -> TransferReport:
+    refused = refused or []
+    return TransferReport(
+        source=source,
+        target=target,
+        read=read,
+        written=written,
+        skipped=read - written - len(refused),
+        refused=refused,
+    )
 
 
 def _stream_name(stream: IO[str]) -> str:

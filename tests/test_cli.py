@@ -41,9 +41,9 @@ class Outcome:
     err: str
 
 
-def run(*tokens: str, terminal: bool = False) -> Outcome:
+def run(*tokens: str, terminal: bool = False, width: int = 300) -> Outcome:
     """Invoke the app in-process with consoles that capture what it prints."""
-    out = Console(file=io.StringIO(), width=300)
+    out = Console(file=io.StringIO(), width=width)
     err = Console(file=io.StringIO(), width=300, force_terminal=terminal)
     try:
         code = app(list(tokens), console=out, error_console=err, result_action="return_value")
@@ -348,3 +348,120 @@ def test_importing_the_cli_does_not_import_prefect() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert done.stdout.strip() == "False"
+
+
+def test_every_prefix_may_end_with_a_slash(db: str, tmp_path: Path) -> None:
+    """Regression (issue 13, item 3): the README's ``ls models/ -l`` failed."""
+    assert run("ls", "sensors/", "--store", db).out.split() == [
+        "sensors/humidity/h1",
+        "sensors/temp/t1",
+        "sensors/temp/t2",
+    ]
+    assert "runs/r1" in run("ls", "runs/", "-l", "--store", db).out
+    assert json.loads(run("stats", "sensors/temp/", "--json", "--store", db).out)["count"] == 2
+    assert "1 of 1 results valid" in run("verify", "runs/", "--store", db).out
+    exported = run("export", str(tmp_path / "t.jsonl"), "--prefix", "sensors/temp/", "--store", db)
+    assert "exported 2 result(s)" in exported.out
+    gone = run("rm", "--prefix", "sensors/temp/", "--yes", "--store", db)
+    assert (gone.code, "deleted 2 result(s)" in gone.out) == (0, True)
+    pruned = run("gc", "--older-than", "0s", "--prefix", "runs/", "--yes", "--store", db)
+    assert (pruned.code, ids_in(db)) == (0, ["sensors/humidity/h1"])
+
+
+def test_show_wraps_long_strings_instead_of_cutting_them(tmp_path: Path) -> None:
+    """Regression (issue 13, item 4): long strings were cut at the terminal width."""
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    sensor = "s" * 150 + "-END"
+    with ResultsManager.from_url(url) as store:
+        store.set("long", Reading(sensor=sensor, value=1.0), metadata={"note": "m" * 150 + "-TAIL"})
+    shown = run("show", "long", "--store", url, width=60)
+    assert shown.code == 0
+    assert max(len(line) for line in shown.out.splitlines()) <= 60
+    joined = "".join(shown.out.split())  # the wrapped pieces, whitespace aside
+    assert sensor in joined and "m" * 150 + "-TAIL" in joined
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "file", "folder"])
+@pytest.mark.parametrize("problem", ["missing", "not an export"])
+def test_failed_import_creates_no_store(tmp_path: Path, kind: str, problem: str) -> None:
+    """Regression (issue 13, item 5): a failed import left a new, empty store behind."""
+    where = tmp_path / ("new.db" if kind == "sqlite" else "new_store")
+    url = {"sqlite": f"sqlite:///{where}", "file": f"file://{where}", "folder": str(where)}[kind]
+    source = tmp_path / "input.jsonl"
+    if problem == "not an export":
+        source.write_text("sensor,value\nt1,0.5\n")
+    failed = run("import", str(source), "--store", url)
+    assert (failed.code, failed.err.count("\n")) == (1, 1)
+    assert "input.jsonl" in failed.err
+    assert not where.exists()
+
+
+def test_import_conflict_suggests_the_command_line_flag(db: str, tmp_path: Path) -> None:
+    """Regression (issue 13, item 6): the hint named SetBehavior, a Python argument."""
+    path = tmp_path / "backup.jsonl"
+    assert run("export", str(path), "--store", db).code == 0
+    taken = run("import", str(path), "--on-conflict", "raise-if-exists", "--store", db)
+    assert (taken.code, taken.err.count("\n")) == (1, 1)
+    assert "already exists" in taken.err and "--on-conflict overwrite" in taken.err
+    assert "SetBehavior" not in taken.err and "behavior=" not in taken.err
+
+
+def test_gc_ages_read_as_people_write_them(db: str) -> None:
+    """Regression (issue 8 item 16, issue 13 item 6): overflow traceback, negative ages,
+    durations printed as ``30 days, 0:00:00``."""
+    negative = run("gc", "--older-than", "-5d", "--store", db)
+    assert (negative.code, negative.err.count("\n")) == (2, 1)
+    assert "'-5d' is not an age such as 30d" in negative.err
+    for age in ("99999999d", "9999999999d"):
+        huge = run("gc", "--older-than", age, "--store", db)
+        assert (huge.code, huge.err.count("\n"), huge.out) == (2, 1, "")
+        assert huge.err.startswith("error: ") and "Traceback" not in huge.err
+    kept = run("gc", "--older-than", "30d", "--yes", "--store", db)
+    assert "deleted 0 result(s) older than 30 days from" in kept.out
+    assert "1 day 12 hours" in run("gc", "--older-than", "1d12h", "--store", db).out
+    neither = run("gc", "--store", db)
+    assert (neither.code, "--older-than AGE, --stray, or both" in neither.err) == (2, True)
+
+
+def test_verify_json_stays_json_when_a_models_module_prints(tmp_path: Path) -> None:
+    """Regression (issue 13, item 6): the module's print went into the JSON on stdout."""
+    module = f"noisy_models_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{module}.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from results_flow import register_model\n"
+        "print('loading models...')\n"
+        "@register_model(namespace='noisy')\n"
+        "class Gadget(BaseModel):\n    size: int\n"
+    )
+    store = tmp_path / "store"
+    FileBackend(store).insert("g", Record("Gadget", "noisy", '{"size": 1}'))
+    command = Path(sys.executable).parent / "results-flow"
+    done = subprocess.run(
+        [str(command), "verify", "--import", module, "--json", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["valid"] == 1
+    assert "loading models..." in done.stderr
+
+
+@pytest.mark.postgres
+def test_migrate_reports_records_the_target_cannot_hold(tmp_path: Path, postgres_url: str) -> None:
+    """Regression (issue 8, item 15): the copy stopped at the first refused record."""
+    source = SqliteBackend(tmp_path / "odd.db")
+    for i in range(11):
+        source.insert(f"r/{i:02}", Record("Reading", NAMESPACE, '{"sensor": "a", "value": 1}'))
+    source.insert("r/05x", Record("Reading", "n" * 300, "{}"))
+    url = f"sqlite:///{source.path}"
+    moved = run("migrate", "--to", postgres_url, "--store", url)
+    assert moved.code == 1
+    assert "copied 11 result(s)" in moved.out
+    assert "'r/05x'" in moved.err and "300 characters" in moved.err
+    assert "1 result(s) not copied" in moved.err
+    assert len(ids_in(postgres_url)) == 11
+    report = json.loads(run("migrate", "--to", postgres_url, "--json", "--store", url).out)
+    assert [refusal["id"] for refusal in report["refused"]] == ["r/05x"]

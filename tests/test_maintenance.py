@@ -23,6 +23,7 @@ from results_flow import (
     ResultsManager,
     SetBehavior,
     SqliteBackend,
+    StoreError,
     StoreUnavailableError,
     register_model,
 )
@@ -296,7 +297,7 @@ def test_gc_deletes_only_records_older_than_the_cutoff(store: ResultsManager) ->
     report = mt.delete_planned(store, plan)
     assert (report.deleted, report.kept) == (1, 1)
     assert store.list_ids() == ["old/2", "recent"]
-    with pytest.raises(MaintenanceError, match="positive"):
+    with pytest.raises(MaintenanceError, match="zero or more"):
         mt.plan_gc(store, timedelta(days=-1))
     with pytest.raises(MaintenanceError, match="planned for"):
         mt.delete_planned(MemoryBackend("other"), plan)
@@ -328,3 +329,118 @@ def test_import_model_modules(tmp_path: Path) -> None:
     ]
     with pytest.raises(ModelModuleImportError, match="no_such_models_module"):
         mt.import_model_modules(["no_such_models_module"], search_path=str(tmp_path))
+
+
+def test_parse_age_and_human_age() -> None:
+    assert mt.parse_age("30d") == timedelta(days=30)
+    assert mt.parse_age("1d12h") == timedelta(days=1, hours=12)
+    assert mt.parse_age("90m") == timedelta(minutes=90)
+    for bad in ("-5d", "5", "soon", "5d-", ""):
+        with pytest.raises(MaintenanceError, match="is not an age such as 30d"):
+            mt.parse_age(bad)
+    with pytest.raises(MaintenanceError, match="too long"):
+        mt.parse_age("9999999999d")
+    assert mt.human_age(timedelta(days=30)) == "30 days"
+    assert mt.human_age(timedelta(days=1, hours=12)) == "1 day 12 hours"
+    assert mt.human_age(timedelta(days=-5)) == "-5 days"
+    assert mt.human_age(timedelta(0)) == "0 seconds"
+
+
+def test_gc_age_before_the_calendar_is_a_named_error(store: ResultsManager) -> None:
+    """Regression (issue 8, item 16): ``gc --older-than 99999999d`` was an OverflowError."""
+    with pytest.raises(MaintenanceError, match="99,999,999 days reaches back before the year 1"):
+        mt.plan_gc(store, timedelta(days=99_999_999))
+
+
+def test_a_prefix_may_end_with_a_slash(store: ResultsManager, tmp_path: Path) -> None:
+    """Regression (issue 13, item 3): ``models/`` was "empty segment in result ID"."""
+    fill(store, 5)
+    assert [rid for rid, _ in mt.scan(store, "a/")] == ["a/x/1", "a/x/3"]
+    assert mt.stats(store, "a/x/").count == 2
+    assert mt.verify(store, "b/").checked == 3
+    assert tr.export_jsonl(store, tmp_path / "a.jsonl", "a/").written == 2
+    assert mt.plan_gc(store, timedelta(0), "a/").ids == ["a/x/1", "a/x/3"]
+    assert mt.plan_delete(store, prefix="b/x/").ids == ["b/x/0", "b/x/2", "b/x/4"]
+    for bad in ("/", "a//", "a/../"):
+        with pytest.raises(InvalidResultIdError):
+            mt.plan_delete(store, prefix=bad)
+
+
+class ShortNamespaceBackend(MinimalBackend):
+    """A custom store that cannot hold long namespaces and does not say so up front."""
+
+    def insert(self, result_id: str, record: Record) -> Record | None:
+        if len(record.namespace) > 20:
+            raise StoreError(f"{self.location}: namespace too long for {result_id!r}")
+        return super().insert(result_id, record)
+
+
+def test_migrate_copies_what_fits_when_the_target_refuses_at_write(tmp_path: Path) -> None:
+    source = SqliteBackend(tmp_path / "source.db")
+    for i in range(6):
+        source.insert(f"r/{i}", stamped(1))
+    source.insert("r/long", Record("Sample", "n" * 30, "{}"))
+    target = ShortNamespaceBackend()
+    report = tr.migrate(source, target)
+    assert (report.read, report.written, report.skipped) == (7, 6, 0)
+    assert [(r.id, "namespace too long" in r.reason) for r in report.refused] == [("r/long", True)]
+    assert not report.ok
+    assert target.list_ids() == [f"r/{i}" for i in range(6)]
+
+
+class DownBackend(MinimalBackend):
+    """A store that stops answering after its first write."""
+
+    def insert(self, result_id: str, record: Record) -> Record | None:
+        if self.records:
+            raise StoreUnavailableError(f"cannot reach {self.location}")
+        return super().insert(result_id, record)
+
+
+def test_an_unreachable_target_stops_a_migration(tmp_path: Path) -> None:
+    source = MemoryBackend("down-source")
+    for i in range(3):
+        source.insert(f"r/{i}", stamped(1))
+    with pytest.raises(StoreUnavailableError):
+        tr.migrate(source, DownBackend())
+
+
+@pytest.fixture
+def odd_namespaces(tmp_path: Path) -> SqliteBackend:
+    """A SQLite store of 12 records, two of them with namespaces PostgreSQL refuses."""
+    source = SqliteBackend(tmp_path / "source.db")
+    for i in range(10):
+        source.insert(f"r/{i:02}", stamped(1))
+    source.insert("r/03x", Record("Sample", "n" * 256, "{}"))
+    source.insert("r/07x", Record("Sample", "bad\x00ns", "{}"))
+    return source
+
+
+@pytest.mark.postgres
+def test_migrate_to_postgresql_copies_every_record_that_fits(
+    odd_namespaces: SqliteBackend, postgres_url: str
+) -> None:
+    """Regression (issue 8, item 15): the copy stopped at the first refused record."""
+    target = ResultsManager.from_url(postgres_url)
+    with target:
+        report = tr.migrate(odd_namespaces, target)
+        assert (report.read, report.written, report.skipped) == (12, 10, 0)
+        reasons = {refusal.id: refusal.reason for refusal in report.refused}
+        assert sorted(reasons) == ["r/03x", "r/07x"]
+        assert "namespace is 256 characters long" in reasons["r/03x"]
+        assert "NUL" in reasons["r/07x"]
+        assert target.list_ids() == [f"r/{i:02}" for i in range(10)]
+        again = tr.migrate(odd_namespaces, target)
+        assert (again.written, again.skipped, len(again.refused)) == (0, 10, 2)
+
+
+@pytest.mark.postgres
+def test_import_to_postgresql_copies_every_record_that_fits(
+    odd_namespaces: SqliteBackend, postgres_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "odd.jsonl"
+    tr.export_jsonl(odd_namespaces, path)
+    with ResultsManager.from_url(postgres_url) as target:
+        report = tr.import_jsonl(target, path)
+        assert (report.read, report.written, len(report.refused)) == (12, 10, 2)
+        assert len(target.list_ids()) == 10

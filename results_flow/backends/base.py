@@ -70,6 +70,11 @@ class ResultsBackend(ABC):
         for result_id in self.list_ids():
             self.delete(result_id)
 
+    def unfit_reason(self, result_id: str, record: Record) -> str | None:
+        """Why this store cannot hold ``record`` (a value over a length limit, a character
+        it cannot keep), or None when it fits; copies between stores check it first."""
+        return None
+
     def lock(
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[None]:

@@ -171,6 +171,19 @@ class SqlBackend(ResultsBackend):
     def clear(self) -> None:
         self._run_write(lambda c: c.execute(self._sql.clear))
 
+    def unfit_reason(self, result_id: str, record: Record) -> str | None:
+        if self.is_sqlite:  # SQLite keeps any length and NUL
+            return None
+        for name, value in row_values(result_id, record).items():
+            if not isinstance(value, str):
+                continue
+            if "\x00" in value:
+                return f"its {name} holds a NUL character, which PostgreSQL text cannot keep"
+            limit = getattr(self.table.c[name].type, "length", None)
+            if limit is not None and len(value) > limit:
+                return f"its {name} is {len(value)} characters long; this table keeps {limit}"
+        return None
+
     def lock(
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[None]:

@@ -6,13 +6,16 @@ wrapping costing many times a one-row query (a ``get`` at 16.8x raw sqlite3, a d
 for the SQLite dialect, so each statement is still defined once in SQLAlchemy Core, on
 a plain sqlite3 connection per thread with the same PRAGMAs. A SELECT runs in
 autocommit (one statement, one WAL snapshot); a write is one ``BEGIN IMMEDIATE`` ...
-``COMMIT`` that rolls back on any error. A forked child drops the inherited
-connections at fork time.
+``COMMIT`` that rolls back on any error. A thread's connection is closed when the
+thread ends (a long-lived worker makes fresh thread pools for every flow run, and kept
+connections ran it out of file descriptors), and ``close()`` closes those still open.
+A forked child drops the inherited connections at fork time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -67,8 +70,10 @@ class SqliteDirect:
         self.busy_timeout = busy_timeout
         self.location = location
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
-        self._guard = threading.Lock()
+        # Open connections by holder token; a connection is closed by whoever removes it.
+        # Reentrant: a thread-exit release may run while this thread holds the guard.
+        self._opened: dict[int, sqlite3.Connection] = {}
+        self._guard = threading.RLock()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget_after_fork(ref()))
 
@@ -112,31 +117,75 @@ class SqliteDirect:
     def close(self) -> None:
         """Close every connection this object opened, in any thread."""
         with self._guard:
-            opened, self._opened = self._opened, []
-        for conn in opened:
-            conn.close()
+            opened, self._opened = self._opened, {}
         self._local = threading.local()
+        for conn in opened.values():
+            conn.close()
 
     def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        holder: _ThreadConnection | None = getattr(self._local, "holder", None)
+        if holder is None:
+            holder = self._open()
+        return holder.conn
+
+    def _open(self) -> _ThreadConnection:
+        """Open this thread's connection, to be closed when the thread ends.
+
+        Raises:
+            StoreUnavailableError: the database file cannot be opened.
+        """
+        try:
             conn = sqlite3.connect(
                 self.database, timeout=self.busy_timeout, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise self._mapped(exc, "connect", ()) from exc
+        try:
             apply_sqlite_settings(conn, self.busy_timeout)
-            self._local.conn = conn
-            with self._guard:
-                self._opened.append(conn)
-        return conn
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._mapped(exc, "PRAGMA", ()) from exc
+        holder = _ThreadConnection(conn)
+        token = next(_tokens)
+        with self._guard:
+            self._opened[token] = conn
+        self._local.holder = holder
+        # The holder lives only in this thread's slot of the thread-local, which Python
+        # drops when the thread ends: that is the moment to close the connection.
+        weakref.finalize(holder, _release, weakref.ref(self), token)
+        return holder
 
     def _mapped(self, exc: sqlite3.Error, sql: str, params: tuple[Any, ...]) -> Exception:
         wrapped = sa.exc.DBAPIError.instance(sql, params, exc, sqlite3.Error)
         return mapped_error(wrapped, self.location)
 
 
+_tokens = itertools.count()
+
+
+class _ThreadConnection:
+    """One thread's connection; garbage once its thread ends."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+def _release(ref: weakref.ref[SqliteDirect], token: int) -> None:
+    """A thread ended: close its connection unless ``close()`` or a fork took it already."""
+    direct = ref()
+    if direct is None:
+        return
+    with direct._guard:
+        conn = direct._opened.pop(token, None)
+    if conn is not None:
+        conn.close()
+
+
 def _forget_after_fork(direct: SqliteDirect | None) -> None:
     """In a forked child: drop (without closing) the connections the parent opened."""
     if direct is not None:
+        direct._guard = threading.RLock()
+        direct._opened = {}
         direct._local = threading.local()
-        direct._opened = []
-        direct._guard = threading.Lock()
