@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import os
 import random
 import sys
@@ -135,19 +136,11 @@ def measure(
     probe = [result_id(i) for i in rng.sample(range(2 * size), min(10_000, 2 * size))]
     prefix = f"scale/g{rng.randrange(size // GROUP):04d}"
     point = Point(name="new", value=1.0, count=1, tags=[])
-    it = iter(picks)
-
-    def get() -> None:
-        nonlocal it
-        try:
-            manager.get(next(it), Point)
-        except StopIteration:
-            it = iter(picks)
-            manager.get(next(it), Point)
+    cycle = itertools.cycle(picks)
 
     ops: dict[str, tuple[Callable[[], Any], int]] = {
         "set": (lambda: manager.set(f"fresh/{size}/{next(fresh)}", point), 100),
-        "get": (get, 500),
+        "get": (lambda: manager.get(next(cycle), Point), 500),
         "get_many(1k)": (lambda: manager.get_many(many, Point), 5),
         "exists_many(10k)": (lambda: manager.exists_many(probe), 3),
         "list_ids(prefix 1k)": (lambda: manager.list_ids(prefix), 10),
