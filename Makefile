@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
+# Prefect gives the temporary server it starts without PREFECT_API_URL 20 s; on a busy
+# 2-core machine it needs 20-30 s, and the demo and tests failed before they began.
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
 .PHONY: demo demo-distributed test lint bench deploy-e2e clean
 

@@ -136,4 +136,8 @@ if __name__ == "__main__":
         "--store", default=None, help="where stage outputs go (default store if unset)"
     )
     args = parser.parse_args()
-    main(args.db, args.store)
+    # Run as a script, this folder is on sys.path: share the demo's Prefect settings.
+    from parallel_resume import temporary_server_settings
+
+    with temporary_server_settings():
+        main(args.db, args.store)

@@ -26,9 +26,11 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from types import FrameType
 
 from prefect import flow
+from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import BaseModel
@@ -181,17 +183,29 @@ def stored_count(store: str, items: int, difficulty: int) -> int:
         return len(manager.exists_many([task.result_id(i, difficulty) for i in range(items)]))
 
 
-def quiet_temporary_server() -> None:
-    """Without PREFECT_API_URL, keep the temporary server Prefect starts from printing
-    tracebacks when it stops.
+# Prefect gives its temporary server 20 s to start; on a busy 2-core machine it takes
+# 20-30 s and the run fails before it begins. A minute's patience costs nothing when
+# the machine is idle. PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS overrides it.
+STARTUP_TIMEOUT_SECONDS = 300
+
+
+def temporary_server_settings() -> AbstractContextManager[object]:
+    """Prefect settings for the temporary server started when PREFECT_API_URL is unset:
+    a patient startup timeout, and no tracebacks printed when it stops.
 
     Prefect stops that server the moment the flow ends, often while it is still
     recording task-run events; what it then logs (from its services and SQLAlchemy's
     pool) is noise, not a failure of this run. The server inherits this environment.
     """
-    if not os.environ.get("PREFECT_API_URL"):
-        os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-        os.environ.setdefault("PREFECT_LOGGING_ROOT_LEVEL", "CRITICAL")
+    if os.environ.get("PREFECT_API_URL"):
+        return nullcontext()
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_LOGGING_ROOT_LEVEL", "CRITICAL")
+    if os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"):
+        return nullcontext()
+    return temporary_settings(
+        {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: STARTUP_TIMEOUT_SECONDS}
+    )
 
 
 class CtrlC:
@@ -253,11 +267,11 @@ def run_interruptibly(
     run: Callable[[], RunSummary], store: str, items: int, difficulty: int
 ) -> int:
     """Run a pipeline; on Ctrl-C say what is stored and exit 130, else print the summary."""
-    quiet_temporary_server()
     ctrl_c = CtrlC(store, items, difficulty)
     signal.signal(signal.SIGINT, ctrl_c.on_sigint)
     try:
-        summary = run()
+        with temporary_server_settings():
+            summary = run()
     except KeyboardInterrupt:
         ctrl_c.report()
         return 130

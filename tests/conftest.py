@@ -17,6 +17,12 @@ import pytest
 # Prefect reads these when first imported; keep every run's state in a throwaway home.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="results-flow-prefect-"))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# Prefect's 20 s for a temporary server to start is too short on a busy machine; the
+# harness gets the same patience (HARNESS_STARTUP_SECONDS) for its own server.
+HARNESS_STARTUP_SECONDS = 600
+os.environ.setdefault(
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", str(HARNESS_STARTUP_SECONDS)
+)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.pop("RESULTS_FLOW_STORE", None)
 
@@ -75,5 +81,5 @@ def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server for the whole session (about 10 s to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=HARNESS_STARTUP_SECONDS):
         yield

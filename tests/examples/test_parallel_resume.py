@@ -23,6 +23,9 @@ from results_flow import ResultsManager
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "parallel_resume.py"
 SUMMARY = re.compile(r"(\d+) results: (\d+) computed, (\d+) reused from the store")
+# Safety nets only, far above what an idle machine needs: every wait below ends on an
+# event (results stored, the process exited), so a loaded machine only makes it slower.
+PATIENCE_SECONDS = 600
 
 
 def example_env() -> dict[str, str]:
@@ -54,7 +57,9 @@ def start(
     )
 
 
-def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, str, str]:
+def finish(
+    process: subprocess.Popen[str], timeout: float = PATIENCE_SECONDS
+) -> tuple[int, str, str]:
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -80,11 +85,20 @@ def stored(url: str, items: int, difficulty: int) -> int:
         return len(rm.exists_many([task.result_id(i, difficulty) for i in range(items)]))
 
 
-def wait_until_stored(url: str, items: int, difficulty: int, at_least: int) -> None:
-    deadline = time.monotonic() + 90
+def wait_until_stored(
+    process: subprocess.Popen[str], url: str, items: int, difficulty: int, at_least: int
+) -> None:
+    """Wait until ``at_least`` results are stored; fail at once if the run ended first."""
+    deadline = time.monotonic() + PATIENCE_SECONDS
     while stored(url, items, difficulty) < at_least:
+        if process.poll() is not None:
+            code, out, err = finish(process)
+            pytest.fail(
+                f"the run ended (exit {code}) before {at_least} results were stored\n"
+                f"{out}\n{err[-4000:]}"
+            )
         if time.monotonic() > deadline:
-            pytest.fail(f"fewer than {at_least} results stored after 90 s")
+            pytest.fail(f"fewer than {at_least} results stored after {PATIENCE_SECONDS} s")
         time.sleep(0.1)
 
 
@@ -123,9 +137,9 @@ def test_interrupted_and_killed_runs_resume_computing_only_what_is_missing(
 
     # Ctrl-C: the run stops, says how much is stored, and exits 130.
     first = start(SCRIPT, *args, cwd=tmp_path)
-    wait_until_stored(url, items, difficulty, at_least=30)
+    wait_until_stored(first, url, items, difficulty, at_least=30)
     first.send_signal(signal.SIGINT)
-    code, out, err = finish(first, timeout=60)
+    code, out, err = finish(first)
     after_interrupt = stored(url, items, difficulty)
     assert code == 130, err[-4000:]
     assert f"interrupted: {after_interrupt} of {items} results are stored" in out
@@ -133,7 +147,7 @@ def test_interrupted_and_killed_runs_resume_computing_only_what_is_missing(
 
     # SIGKILL: no chance to clean up; what it stored is kept, nothing half-written.
     second = start(SCRIPT, *args, cwd=tmp_path)
-    wait_until_stored(url, items, difficulty, at_least=after_interrupt + 30)
+    wait_until_stored(second, url, items, difficulty, at_least=after_interrupt + 30)
     os.killpg(second.pid, signal.SIGKILL)
     finish(second)
     after_kill = stored(url, items, difficulty)
@@ -159,14 +173,16 @@ def test_ctrl_c_in_a_terminal_stops_the_run_and_prefects_temporary_server_prompt
     items, difficulty = 1000, 12
     args = ("--items", str(items), "--difficulty", str(difficulty), "--store", url, "--no-progress")
     run = start(SCRIPT, *args, cwd=tmp_path, env=env)
-    wait_until_stored(url, items, difficulty, at_least=20)
+    wait_until_stored(run, url, items, difficulty, at_least=20)
     os.killpg(run.pid, signal.SIGINT)  # what the terminal does
     interrupted = time.monotonic()
-    code, out, err = finish(run, timeout=30)
-    assert time.monotonic() - interrupted < 12, err[-4000:]
+    code, out, err = finish(run)
+    # The regression took minutes; the run gives Prefect 5 s, then exits. A minute
+    # tells the two apart even on a loaded machine.
+    assert time.monotonic() - interrupted < 60, err[-4000:]
     assert code == 130, err[-4000:]
     assert re.search(rf"interrupted: \d+ of {items} results are stored", out), out
-    assert group_ended(run.pid, within=10), "Prefect's temporary server outlived the run"
+    assert group_ended(run.pid, within=60), "Prefect's temporary server outlived the run"
 
 
 def group_ended(pgid: int, within: float) -> bool:
