@@ -137,7 +137,7 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     # Run as a script, this folder is on sys.path: share the demo's Prefect settings.
-    from parallel_resume import temporary_server_settings
+    from parallel_resume import temporary_server
 
-    with temporary_server_settings():
+    with temporary_server():
         main(args.db, args.store)

@@ -25,12 +25,16 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 from prefect import flow
-from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, temporary_settings
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogHandler
+from prefect.server.api.server import SubprocessASGIServer
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import BaseModel
@@ -184,28 +188,47 @@ def stored_count(store: str, items: int, difficulty: int) -> int:
 
 
 # Prefect gives its temporary server 20 s to start; on a busy 2-core machine it takes
-# 20-30 s and the run fails before it begins. A minute's patience costs nothing when
+# 20-30 s and the run fails before it begins. Five minutes' patience costs nothing when
 # the machine is idle. PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS overrides it.
 STARTUP_TIMEOUT_SECONDS = 300
 
 
-def temporary_server_settings() -> AbstractContextManager[object]:
-    """Prefect settings for the temporary server started when PREFECT_API_URL is unset:
-    a patient startup timeout, and no tracebacks printed when it stops.
+@contextmanager
+def temporary_server() -> Iterator[None]:
+    """Without PREFECT_API_URL, run the block against a temporary Prefect server that
+    starts patiently and stops quietly, before the run's summary is printed.
 
-    Prefect stops that server the moment the flow ends, often while it is still
-    recording task-run events; what it then logs (from its services and SQLAlchemy's
-    pool) is noise, not a failure of this run. The server inherits this environment.
+    This is the server Prefect would start by itself, with two differences. Its startup
+    timeout is STARTUP_TIMEOUT_SECONDS. Its output goes to ``temporary-server.log`` in
+    PREFECT_HOME: when it stops while still recording the run's events, its services
+    and SQLAlchemy's pool log tracebacks that are noise, not a failure of this run.
     """
-    if os.environ.get("PREFECT_API_URL"):
-        return nullcontext()
-    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_LOGGING_ROOT_LEVEL", "CRITICAL")
-    if os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"):
-        return nullcontext()
-    return temporary_settings(
-        {PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: STARTUP_TIMEOUT_SECONDS}
+    if PREFECT_API_URL.value():
+        yield
+        return
+    timeout = int(
+        os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", STARTUP_TIMEOUT_SECONDS)
     )
+    server = SubprocessASGIServer()
+    log = Path(PREFECT_HOME.value()) / "temporary-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink:
+        # The server process inherits file descriptor 2 when it starts; ours comes back.
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            server.start(timeout=timeout)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        # Send the run's last logs and events while the server still listens.
+        APILogHandler().flush()
+        EventsWorker.drain_all()
+        server.stop()
 
 
 class CtrlC:
@@ -270,7 +293,7 @@ def run_interruptibly(
     ctrl_c = CtrlC(store, items, difficulty)
     signal.signal(signal.SIGINT, ctrl_c.on_sigint)
     try:
-        with temporary_server_settings():
+        with temporary_server():
             summary = run()
     except KeyboardInterrupt:
         ctrl_c.report()

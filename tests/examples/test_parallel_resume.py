@@ -195,3 +195,20 @@ def group_ended(pgid: int, within: float) -> bool:
         time.sleep(0.25)
     os.killpg(pgid, signal.SIGKILL)
     return False
+
+
+def test_on_prefects_temporary_server_the_output_ends_with_the_summary(tmp_path: Path) -> None:
+    """Regression: without PREFECT_API_URL, the temporary server's shutdown printed a
+    25-line SQLAlchemy CancelledError traceback after the summary (issue 13)."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "RESULTS_FLOW_STORE")
+    }
+    home = tmp_path / "prefect-home"
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    args = ("--items", "200", "--difficulty", "8", "--no-progress")
+    code, out, err = finish(start(SCRIPT, *args, cwd=tmp_path, env=env))
+    assert code == 0, err[-4000:]
+    assert "Traceback" not in out + err, err[-4000:]
+    assert "Error" not in out + err, err[-4000:]
+    assert out.rstrip().splitlines()[-3].startswith("200 results: 200 computed"), out
+    assert (home / "temporary-server.log").exists()
