@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import anyio.to_thread
-from prefect import State, Task
+from prefect import Flow, State, Task
 from pydantic import BaseModel
 
 from results_flow.errors import ResultsTaskError
@@ -71,9 +71,9 @@ class ResultsTask(Task[P, R]):
         """The store, model and ID rules of this task."""
         return runtime_of(self)
 
-    def result_id(self, *args: Any, **kwargs: Any) -> str:
+    def result_id(self, *args: Any, flow: str | Flow[..., Any] | None = None, **kwargs: Any) -> str:
         """The result ID a call with these arguments would use (see ``result_id_for``)."""
-        return result_id_for(self, *args, **kwargs)
+        return result_id_for(self, *args, flow=flow, **kwargs)
 
 
 def unwrap_state(value: Any) -> Any:
@@ -294,14 +294,27 @@ def runtime_of(task: Task[Any, Any]) -> TaskRuntime:
     return runtime
 
 
-def result_id_for(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> str:
+def result_id_for(
+    task: Task[Any, Any], /, *args: Any, flow: str | Flow[..., Any] | None = None, **kwargs: Any
+) -> str:
     """The result ID that calling ``task`` with these arguments would store under.
 
-    Inside a flow run the flow segment is the running flow's name; outside, ``no-flow``.
+    ``flow`` names the flow whose runs stored it (a name or the flow itself), so a
+    notebook can find what a flow stored: ``result_id_for(score, 7, flow="nightly")``.
+    Without it, the running flow's name inside a flow run, else ``no-flow``. A task
+    parameter that is itself called ``flow`` is passed positionally.
 
     Raises:
         ResultsTaskError: ``task`` was not made by ``results_task``.
         UnhashableParameterError: an argument has no canonical JSON; names it.
+        InvalidResultIdError: the ID template cannot be filled or gives a bad ID.
     """
     runtime = runtime_of(task)
-    return runtime.call(task.name, runtime.bind(args, kwargs)).result_id
+    names = runtime.bind_names()
+    if flow is not None and "flow" in names and len(args) <= names.index("flow"):
+        raise ResultsTaskError(
+            f"result_id_for({task.name!r}): flow= names the flow, but the task also has a "
+            "parameter 'flow'; pass that parameter positionally"
+        )
+    flow_name = flow.name if isinstance(flow, Flow) else flow
+    return runtime.call(task.name, runtime.bind(args, kwargs), flow_name).result_id

@@ -15,6 +15,7 @@ from uuid import UUID
 import pytest
 from prefect import flow
 
+from results_flow import ResultsManager
 from results_flow.errors import InvalidResultIdError, ResultsTaskError, UnhashableParameterError
 from results_flow.ids import canonical_json, stable_key
 from results_flow.prefect import NO_FLOW, result_id_for, results_task
@@ -166,3 +167,25 @@ def test_template_flow_and_task_names_are_made_safe_like_the_default_id() -> Non
 
     named = results_task(manager="memory://ids", id="{flow}/{task}/{x}", name="a/b")(body)
     assert result_id_for(named, 1) == f"{NO_FLOW}/a_b/1"  # Prefect refuses '/' in flow names
+
+
+def test_result_id_for_names_the_flow_so_a_notebook_finds_what_it_stored(store_url: str) -> None:
+    @flow(name="nightly")
+    def nightly() -> str:
+        score(7)
+        return result_id_for(score, 7)
+
+    stored = nightly()
+    assert result_id_for(score, 7, flow="nightly") == stored
+    assert result_id_for(score, 7, flow=nightly) == stored  # the flow itself will do
+    assert score.result_id(item=7, flow="nightly") == stored
+    assert ResultsManager.from_url(store_url).get(stored, Score).item == 7
+    assert weigh.result_id(Item(id="a"), flow="any") == "items/a@2"  # a template is kept
+
+    def body(flow: str, x: int) -> Score:
+        return Score(item=x, value=0.0, pid=0)
+
+    clash = results_task(body, manager="memory://ids")
+    assert result_id_for(clash, "mine", 1, flow="nightly").startswith("nightly/body/")
+    with pytest.raises(ResultsTaskError, match="pass that parameter positionally"):
+        result_id_for(clash, x=1, flow="nightly")
