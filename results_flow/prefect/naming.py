@@ -11,6 +11,7 @@ segment as ``@<version>`` (``@<hash>``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import string
@@ -73,7 +74,8 @@ class IdRecipe:
             hashed["version"] = self.version
         if self.code_hash is not None:
             hashed["code"] = self.code_hash
-        key = digest_of(hashed)
+        # Hashing is a third of building an ID; a template without {key} needs none.
+        key = digest_of(hashed) if self.template is None or self._template_uses_key else ""
         try:
             if self.template is None:
                 raw = f"{safe_segment(flow)}/{safe_segment(task_name)}/{key}"
@@ -83,6 +85,13 @@ class IdRecipe:
         except InvalidResultIdError as exc:
             raise InvalidResultIdError(f"task {task_name!r}: {exc}") from exc
         return Call(result_id, flow, task_name, parameters)
+
+    @functools.cached_property
+    def _template_uses_key(self) -> bool:
+        return any(
+            name is not None and name.split(".", 1)[0].split("[", 1)[0] == "key"
+            for _, name, _, _ in string.Formatter().parse(self.template or "")
+        )
 
     def canonical_parameters(self, task_name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """The canonical JSON form of every argument not ignored.
@@ -149,50 +158,76 @@ def fill_template(template: str, fields: Mapping[str, Any]) -> str:
         KeyError, AttributeError, IndexError, ValueError, TypeError: a field cannot be
             looked up or formatted (``string.Formatter``'s own errors).
     """
-    formatter = string.Formatter()
-    segments: list[str] = []
-    segment_fields: list[list[str]] = []
-    text = ""
-    names: list[str] = []
-    for literal, field_name, spec, conversion in formatter.parse(template):
-        first, *rest = literal.split(SEPARATOR)
-        text += first
-        for part in rest:
-            segments.append(text)
-            segment_fields.append(names)
-            text, names = part, []
+    formatter = _FORMATTER
+    pieces: list[tuple[str, str | None]] = []  # (text, the field that filled it)
+    for literal, field_name, spec, conversion in _parsed(template):
+        pieces.append((literal, None))
         if field_name is None:
             continue
         value, _ = formatter.get_field(field_name, (), fields)
-        value = formatter.convert_field(value, conversion)
-        filled = formatter.format_field(value, formatter.vformat(spec or "", (), fields))
-        where = f"id template {template!r}: {{{field_name}}} of parameter {_root(field_name)!r}"
-        if filled == "":
-            raise InvalidResultIdError(
-                f"{where} is empty, which would remove a segment or merge two values; "
-                "template values may not be empty"
-            )
-        if SEPARATOR in filled:
+        if conversion:
+            value = formatter.convert_field(value, conversion)
+        if spec and "{" in spec:
+            spec = formatter.vformat(spec, (), fields)
+        filled = formatter.format_field(value, spec or "")
+        if filled == "" or SEPARATOR in filled:
+            where = f"id template {template!r}: {{{field_name}}} of parameter {_root(field_name)!r}"
+            if filled == "":
+                raise InvalidResultIdError(
+                    f"{where} is empty, which would remove a segment or merge two values; "
+                    "template values may not be empty"
+                )
             raise InvalidResultIdError(
                 f"{where} is {filled!r}, whose {SEPARATOR!r} would add a segment; template "
                 f"values may not hold {SEPARATOR!r} (use the default ID or a parameter without it)"
             )
-        text += filled
-        names.append(field_name)
-    segments.append(text)
-    segment_fields.append(names)
-    for segment, used in zip(segments, segment_fields, strict=True):
+        pieces.append((filled, field_name))
+    text = "".join(text for text, _ in pieces)
+    try:
+        normalize_id(text)
+    except InvalidResultIdError as exc:
+        raise _bad_segment(template, pieces, exc) from exc
+    return text
+
+
+_FORMATTER = string.Formatter()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(template: str) -> tuple[tuple[str, str | None, str | None, str | None], ...]:
+    return tuple(_FORMATTER.parse(template))
+
+
+def _bad_segment(
+    template: str, pieces: list[tuple[str, str | None]], error: InvalidResultIdError
+) -> Exception:
+    """The error naming the parameters of the first bad segment that values filled, or
+    ``error`` itself when the template's own text is at fault."""
+    segment, names = "", []
+    segments: list[tuple[str, list[str]]] = []
+    for part, name in pieces:
+        if name is not None:
+            segment += part
+            names.append(name)
+            continue
+        first, *rest = part.split(SEPARATOR)
+        segment += first
+        for piece in rest:
+            segments.append((segment, names))
+            segment, names = piece, []
+    segments.append((segment, names))
+    for segment, used in segments:
         if not used:
             continue
         try:
             split_id([segment])
         except InvalidResultIdError as exc:
             params = ", ".join(repr(_root(name)) for name in used)
-            raise InvalidResultIdError(
+            return InvalidResultIdError(
                 f"id template {template!r}: the segment filled from parameter {params} "
                 f"is not a valid ID segment: {exc}"
-            ) from exc
-    return SEPARATOR.join(segments)
+            )
+    return error
 
 
 def _root(field_name: str) -> str:
