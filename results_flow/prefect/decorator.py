@@ -19,7 +19,7 @@ import anyio.to_thread
 from prefect import Flow, State, Task
 from pydantic import BaseModel
 
-from results_flow.errors import ResultsTaskError
+from results_flow.errors import ModelRegistryError, ResultsTaskError
 from results_flow.ids import source_hash
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.naming import IdRecipe
@@ -30,6 +30,7 @@ from results_flow.prefect.runtime import (
     current_task_name,
 )
 from results_flow.prefect.stores import StoreRef
+from results_flow.registry import ensure_registered, namespace_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -146,8 +147,13 @@ def results_task(
             (default one hour); then ``LockTimeoutError`` fails the run.
         hash_source: refine the ID with a hash of the function's source.
 
+    The model is registered under ``namespace`` (or the one it is registered in, else
+    the default) when the task is decorated, so ``ResultsManager().get(id)`` without a
+    class reads the task's results in any process that imported the task's module.
+
     Raises:
-        ResultsTaskError: no Pydantic model for the result, or a generator function.
+        ResultsTaskError: no Pydantic model for the result, a generator function, or
+            another model holds the model's name in that namespace.
     """
 
     def decorate(func: Callable[P, R]) -> ResultsTask[P, R]:
@@ -191,10 +197,20 @@ def _build(
         raise ResultsTaskError(
             f"results_task {name!r}: ignore= names no parameter: {sorted(unknown)}"
         )
+    model = model or model_from_annotation(func)
+    try:
+        # Registered here, so get(id) without a class and `results-flow verify --import
+        # <this module>` read what the task stores.
+        ensure_registered(model, namespace or namespace_of(model))
+    except ModelRegistryError as exc:
+        raise ResultsTaskError(
+            f"results_task {name!r}: cannot register its model: {exc}; pass namespace= "
+            "to store its results apart"
+        ) from exc
     runtime = TaskRuntime(
         func,
         store=store,
-        model=model or model_from_annotation(func),
+        model=model,
         recipe=recipe,
         behavior=behavior,
         namespace=namespace,
