@@ -98,10 +98,9 @@ class InvalidResultsError(ResultValidationError):
         shown = ", ".join(repr(rid) for rid in ids[:SHOWN_INVALID_IDS])
         more = f" and {len(ids) - SHOWN_INVALID_IDS} more" if len(ids) > SHOWN_INVALID_IDS else ""
         of_total = f" of {total}" if total is not None else ""
-        noun = "result" if len(ids) == 1 else "results"
+        noun = "result no longer validates" if len(ids) == 1 else "results no longer validate"
         message = (
-            f"{len(ids)}{of_total} stored {noun} no longer validate: {shown}{more}; "
-            f"first error: {invalid[ids[0]]}"
+            f"{len(ids)}{of_total} stored {noun}: {shown}{more}; first error: {invalid[ids[0]]}"
         )
         return cls(message + (f"; {hint}" if hint else ""), invalid, found)
 
