@@ -7,7 +7,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── InvalidResultIdError (ValueError)       an ID breaks the grammar
     ├── ResultNotFoundError (KeyError, FileNotFoundError)
     ├── ResultExistsError (FileExistsError)     RAISE_IF_EXISTS met a stored ID
-    ├── ResultConflictError                     RAISE_IF_DIFFERENT met other data
+    ├── ResultConflictError (FileExistsError)   RAISE_IF_DIFFERENT met other data
     ├── ResultValidationError (ValueError)      a value does not fit its model
     ├── CorruptRecordError                      a stored record cannot be decoded
     ├── ModelRegistryError                      registering a model went wrong
@@ -56,8 +56,9 @@ class ResultExistsError(ResultsFlowError, FileExistsError):
     """A result is already stored under the ID (RAISE_IF_EXISTS)."""
 
 
-class ResultConflictError(ResultsFlowError):
-    """Different data or type is stored under the ID (RAISE_IF_DIFFERENT)."""
+class ResultConflictError(ResultsFlowError, FileExistsError):
+    """Different data or type is stored under the ID (RAISE_IF_DIFFERENT); a FileExistsError
+    as in the original ResultsManager."""
 
 
 class ResultValidationError(ResultsFlowError, ValueError):

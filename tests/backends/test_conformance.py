@@ -103,6 +103,15 @@ class TestSetBehavior:
             manager.set("k", Person(name="John Doe", age=31), SetBehavior.RAISE_IF_DIFFERENT)
         assert manager.get("k") == JOHN
 
+    def test_conflict_error_is_a_file_exists_error_like_the_originals(
+        self, manager: ResultsManager
+    ) -> None:
+        # Regression (issue 13 item 13): code written for the original ResultsManager catches
+        # FileExistsError around RAISE_IF_DIFFERENT.
+        manager.set("k", JOHN)
+        with pytest.raises(FileExistsError):
+            manager.set("k", Person(name="John Doe", age=31), SetBehavior.RAISE_IF_DIFFERENT)
+
     def test_raise_if_different_other_model_type_raises(self, manager: ResultsManager) -> None:
         manager.set("k", Item(index=1))
         # Same JSON shape is not enough: the type tag differs.
