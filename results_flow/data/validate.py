@@ -22,6 +22,7 @@ from results_flow.data.datasource import DataTable, rows_adapter
 from results_flow.data.extract import ExtractedData, RawTable
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import TableSchema
+from results_flow.data.storable import unstorable_values
 
 #: Per table and code, messages beyond this are counted in one summary message.
 DEFAULT_MESSAGE_LIMIT = 1000
@@ -206,6 +207,32 @@ class TypeValidator(Validator):
                 numbers = [numbers[i] for i in kept]
             context.tables[name] = DataTable(name, schema.model, validated)
             context.row_numbers[name] = numbers
+            self._refuse_unstorable(context, raw, schema)
+
+    @staticmethod
+    def _refuse_unstorable(context: ValidationContext, raw: RawTable, schema: TableSchema) -> None:
+        """Leave out rows holding a value that not every manager can keep (``storable``)."""
+        table = context.tables[raw.name]
+        numbers = context.row_numbers[raw.name]
+        bad: set[int] = set()
+        for found in unstorable_values(schema.model, table.rows, schema.primary_key):
+            bad.add(found.index)
+            number = numbers[found.index]
+            column = schema.file_columns[found.field]
+            if found.missing_key:
+                code, what = "null_primary_key", f"primary key {column!r} has no value (NaN)"
+            else:
+                code, what = "invalid_value", f"column {column!r}: {found.reason}"
+            context.report(
+                Severity.ERROR,
+                code,
+                f"file {raw.file}, table {raw.name!r}, row {number}: {what}; row skipped",
+                raw.name,
+                column=column,
+                row=number,
+            )
+        if bad:
+            context.keep(raw.name, [i not in bad for i in range(len(table.rows))])
 
     @staticmethod
     def _one_by_one(
