@@ -23,6 +23,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultsTaskError (TypeError)            a results_task cannot be built or shipped as asked
     ├── DataError                               the data layer (results_flow.data)
     │   ├── ETLConstructionError                an ETL pipeline cannot be built
+    │   │   └── CsvOptionsError (ValueError)    unusable CSV options of a File
     │   ├── DataSourceExistsError               a dataset name is taken
     │   ├── DataSourceNotFoundError (KeyError)  no dataset of that name
     │   ├── ProtectedDataError                  master data may not be deleted
@@ -116,6 +117,11 @@ class DataError(ResultsFlowError):
 
 class ETLConstructionError(DataError):
     """An ETL pipeline cannot be built (no schema, unknown format, missing file)."""
+
+
+class CsvOptionsError(ETLConstructionError, ValueError):
+    """A File's CSV options cannot work: a delimiter or quote character that is not one
+    character, the two equal, a line break, or an unknown encoding."""
 
 
 class DataSourceExistsError(DataError):

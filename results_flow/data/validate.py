@@ -63,6 +63,11 @@ class ValidationContext:
             file = self.raw[table].file if table in self.raw else None
             self.result.add(severity, code, message, file=file, table=table, column=column, row=row)
 
+    def where(self, table: str) -> str:
+        """``file F, table 'T'``: how every message starts, so it names the file."""
+        file = self.raw[table].file if table in self.raw else None
+        return f"file {file}, table {table!r}" if file else f"table {table!r}"
+
     def summarize(self) -> None:
         """Add one message per (table, code) whose findings passed the limit."""
         for (table, code), count in self._counts.items():
@@ -70,8 +75,9 @@ class ValidationContext:
                 self.result.add(
                     Severity.INFO,
                     "messages_truncated",
-                    f"table {table!r}: {count - self.message_limit} more {code!r} findings "
+                    f"{self.where(table)}: {count - self.message_limit} more {code!r} findings "
                     f"not listed (limit {self.message_limit})",
+                    file=self.raw[table].file if table in self.raw else None,
                     table=table,
                 )
 
@@ -321,7 +327,7 @@ class ForeignKeyValidator(Validator):
                     context.report(
                         Severity.WARNING,
                         "unchecked_foreign_key",
-                        f"table {name!r}: foreign key {_cols(fk.columns)} not checked; "
+                        f"{context.where(name)}: foreign key {_cols(fk.columns)} not checked; "
                         f"table {fk.ref_table!r} was not loaded",
                         name,
                     )
@@ -339,7 +345,7 @@ class ForeignKeyValidator(Validator):
                         context.report(
                             Severity.ERROR,
                             "foreign_key_violation",
-                            f"table {name!r}, row {number}: {_cols(fk.columns)} = {value!r} "
+                            f"{context.where(name)}, row {number}: {_cols(fk.columns)} = {value!r} "
                             f"not found in {fk.ref_table!r}.{_cols(fk.ref_columns)}; row skipped",
                             name,
                             column=",".join(fk.columns),
@@ -409,7 +415,8 @@ def _check_distinct(
                 context.report(
                     Severity.ERROR,
                     "null_primary_key",
-                    f"table {name!r}, row {number}: primary key {_cols(columns)} has no value; "
+                    f"{context.where(name)}, row {number}: primary key {_cols(columns)} "
+                    "has no value; "
                     "row skipped",
                     name,
                     column=",".join(columns),
@@ -422,7 +429,7 @@ def _check_distinct(
             context.report(
                 Severity.ERROR,
                 code,
-                f"table {name!r}, row {number}: {what} {_cols(columns)} = {value!r} "
+                f"{context.where(name)}, row {number}: {what} {_cols(columns)} = {value!r} "
                 f"repeats row {seen}; row skipped",
                 name,
                 column=",".join(columns),
