@@ -24,6 +24,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── DataError                               the data layer (results_flow.data)
     │   ├── ETLConstructionError                an ETL pipeline cannot be built
     │   │   └── CsvOptionsError (ValueError)    unusable CSV options of a File
+    │   ├── ETLFailedError                      an ETL flow run failed on bad data
     │   ├── DataSourceExistsError               a dataset name is taken
     │   ├── DataSourceNotFoundError (KeyError)  no dataset of that name
     │   ├── ProtectedDataError                  master data may not be deleted
@@ -35,6 +36,8 @@ base lets existing ``except`` clauses keep working, it is added as a second base
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ResultsFlowError(Exception):
@@ -122,6 +125,18 @@ class ETLConstructionError(DataError):
 class CsvOptionsError(ETLConstructionError, ValueError):
     """A File's CSV options cannot work: a delimiter or quote character that is not one
     character, the two equal, a line break, or an unknown encoding."""
+
+
+class ETLFailedError(DataError):
+    """An ETL flow run failed on bad data; ``result`` holds its ``ETLResult`` and messages."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect may pickle a flow's exception: keep the result across the round trip.
+        return (type(self), (self.args[0], self.result))
 
 
 class DataSourceExistsError(DataError):
