@@ -19,6 +19,7 @@ that holds a bad value is looked at value by value.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import operator
 from collections.abc import Iterator
@@ -66,8 +67,16 @@ def unstorable_values(
             yield Unstorable(index, field, reason, missing_key=missing)
 
 
+_IS_VALUE = functools.partial(operator.is_not, None)
+
+
+def _present(values: list[Any]) -> list[Any]:
+    """The values that are not None, filtered in C."""
+    return list(filter(_IS_VALUE, values))
+
+
 def _floats(values: list[Any]) -> Iterator[tuple[int, str]]:
-    present = [v for v in values if v is not None]
+    present = _present(values)
     try:
         if math.isfinite(math.fsum(present)):
             return
@@ -79,7 +88,7 @@ def _floats(values: list[Any]) -> Iterator[tuple[int, str]]:
 
 
 def _integers(values: list[Any]) -> Iterator[tuple[int, str]]:
-    present = [v for v in values if v is not None]
+    present = _present(values)
     if min(present) >= INT64_MIN and max(present) <= INT64_MAX:
         return
     for i, v in enumerate(values):
@@ -88,7 +97,7 @@ def _integers(values: list[Any]) -> Iterator[tuple[int, str]]:
 
 
 def _strings(values: list[Any]) -> Iterator[tuple[int, str]]:
-    joined = "".join(v for v in values if v is not None)
+    joined = "".join(_present(values))
     if "\0" not in joined and (joined.isascii() or _encodes(joined)):
         return
     for i, v in enumerate(values):
