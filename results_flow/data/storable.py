@@ -29,6 +29,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from results_flow.data.columns import column_kind
+from results_flow.data.datasource import DataTable
+from results_flow.data.messages import Severity, ValidationResult
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -73,6 +75,34 @@ _IS_VALUE = functools.partial(operator.is_not, None)
 def _present(values: list[Any]) -> list[Any]:
     """The values that are not None, filtered in C."""
     return list(filter(_IS_VALUE, values))
+
+
+def refuse_transformed(
+    tables: dict[str, DataTable],
+    primary_keys: dict[str, tuple[str, ...]],
+    result: ValidationResult,
+) -> None:
+    """Report, as ERRORs, the values transformers made that not every manager can keep,
+    and leave their rows out (validation already refused such values from files)."""
+    for name, table in tables.items():
+        found = list(unstorable_values(table.model, table.rows, primary_keys.get(name, ())))
+        for bad in found:
+            row = bad.index + 1
+            if bad.missing_key:
+                code, what = "null_primary_key", f"primary key {bad.field!r} has no value (NaN)"
+            else:
+                code, what = "invalid_value", f"column {bad.field!r}: {bad.reason}"
+            result.add(
+                Severity.ERROR,
+                code,
+                f"transformed table {name!r}, row {row}: {what}; row skipped",
+                table=name,
+                column=bad.field,
+                row=row,
+            )
+        if found:
+            dropped = {bad.index for bad in found}
+            table.rows = [r for i, r in enumerate(table.rows) if i not in dropped]
 
 
 def _floats(values: list[Any]) -> Iterator[tuple[int, str]]:

@@ -18,11 +18,15 @@ from results_flow.data import (
     DatabaseDataManager,
     DataManager,
     File,
+    SimpleETLFactory,
     StatefulDataManager,
     StatelessDataManager,
+    Transformer,
+    ValidationResult,
     schema,
 )
 from results_flow.data.messages import ValidationMessage
+from results_flow.data.transform import Tables
 
 KINDS = ["stateless", "stateful", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -168,3 +172,32 @@ def test_floats_read_back_exactly(manager: DataManager, tmp_path: Path) -> None:
         (-0.0, -(2**63), "-"),
         (1e308, 0, "x"),
     ]
+
+
+class Breaks(Transformer):
+    """A transformer that makes a value no store keeps: NaN."""
+
+    def transform(self, tables: Tables, result: ValidationResult) -> Tables:
+        table = tables["readings"]
+        table.rows = [row.model_copy(update={"value": float("nan")}) for row in table.rows[:1]]
+        return tables
+
+
+def test_a_value_a_transformer_made_fails_the_load_too(
+    manager: DataManager, tmp_path: Path
+) -> None:
+    path = tmp_path / "readings.csv"
+    path.write_text("id,value,count,note\n1,0.5,1,a\n", encoding="utf-8")
+    factory = SimpleETLFactory(SCHEMAS, transformers=[Breaks()], require_all_files=False)
+    manager.etl_factory = factory
+    result = manager.etl_data([File.from_path(path)], "cells")
+    assert result.status == "failed"
+    [error] = result.validation_result.errors
+    assert (error.code, error.table, error.column, error.row) == (
+        "invalid_value",
+        "readings",
+        "value",
+        1,
+    )
+    assert "transformed table 'readings'" in error.message
+    assert not manager.has_data("cells")
