@@ -153,6 +153,17 @@ def test_batch_reads(manager: ResultsManager) -> None:
     assert manager.get_many([]) == {} and manager.exists_many([]) == set()
 
 
+def test_batch_reads_find_ids_with_quotes_wildcards_and_non_ascii(manager: ResultsManager) -> None:
+    """SQL stores bind a batch's IDs as one array or JSON text: each must arrive intact."""
+    ids = ["q/it's", 'q/say "hi"', "q/100%", "q/a_b", "q/*", "q/é ü 中", "q/[x]", "q/{}", "q/,"]
+    for i, rid in enumerate(ids):
+        manager.set(rid, Item(index=i))
+    assert manager.exists_many([*ids, "q/it"]) == set(ids)
+    assert manager.get_many([*ids, "q/a%b"], Item) == {
+        rid: Item(index=i) for i, rid in enumerate(ids)
+    }
+
+
 def test_clear_removes_everything(manager: ResultsManager) -> None:
     manager.set("a/b", JOHN)
     manager.set("c", JOHN)
