@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 
 import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, SecretStr, field_validator
 
 from results_flow.backends.urls import check_store_url
 from results_flow.errors import InvalidResultIdError, ResultNotFoundError
@@ -23,6 +23,11 @@ from results_flow.prefect.stores import manager_for_url
 from results_flow.registry import register_model
 
 PREFECT_NAMESPACE = "prefect"
+
+# The README's section on the Prefect layer, where the block is described.
+DOCUMENTATION_URL = (
+    "https://github.com/results-flow/results-flow#the-prefect-layer-results_flowprefect"
+)
 
 
 @register_model(namespace=PREFECT_NAMESPACE)
@@ -56,12 +61,18 @@ class ResultsStorage(WritableFileSystem):
         "Store Prefect task and flow results in a results_flow store: a folder of JSON "
         "files, a SQLite file or a PostgreSQL database, next to your validated results."
     )
+    _documentation_url: ClassVar[HttpUrl | None] = HttpUrl(DOCUMENTATION_URL)
+    # No hosted logo: Prefect's UI shows its default icon.
+    _logo_url: ClassVar[HttpUrl | None] = None
     _code_example: ClassVar[str] = """```python
+from prefect import task
+from prefect.cache_policies import INPUTS
 from results_flow.prefect import ResultsStorage
 
 ResultsStorage(store_url="sqlite:///results_store/results.db").save("results")
+results_storage_block = ResultsStorage.load("BLOCK_NAME")
 
-@task(result_storage="results-storage/results", cache_policy=INPUTS)
+@task(result_storage=results_storage_block, cache_policy=INPUTS)
 def work(x: int) -> int: ...
 ```"""
 
