@@ -8,6 +8,7 @@ memory run in worker threads. Validation and SetBehavior are the sync manager's 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -149,6 +150,16 @@ class AsyncResultsManager:
         """See ``ResultsManager.clear``."""
         await self._backend.clear()
 
+    def lock(
+        self, result_id: ResultId, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """See ``ResultsManager.lock``; use ``async with``. Waiting never blocks the event loop.
+
+        Raises:
+            LockTimeoutError: not acquired within ``timeout`` seconds.
+        """
+        return self._backend.lock(normalize_id(result_id), timeout)
+
     async def close(self) -> None:
         """Release the backend's connections and handles."""
         await self._backend.close()
@@ -163,3 +174,6 @@ class AsyncResultsManager:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._backend.location!r})"

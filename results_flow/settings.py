@@ -32,3 +32,17 @@ def refresh_requested() -> bool:
     if value in _FALSE:
         return False
     raise ValueError(f"{REFRESH_ENV}={value!r}: use 1 or 0 (also true/false, yes/no, on/off)")
+
+
+# --- The table of defaults: each one name, one value, one line of why. ----------------
+
+#: How long a SQLite write waits for other writers before ``StoreBusyError``: long
+#: enough for a burst of parallel workers, short enough to surface a stuck writer.
+SQLITE_BUSY_TIMEOUT = 30.0
+#: How long ``lock(id)`` waits on SQL and memory stores: a results_task may compute for
+#: minutes while others wait to read its result.
+STORE_LOCK_TIMEOUT = 600.0
+#: How often a PostgreSQL advisory lock is tried again while another session holds it.
+LOCK_POLL_SECONDS = 0.05
+#: How long a busy SQLite write sleeps before it tries again.
+BUSY_RETRY_SECONDS = 0.01

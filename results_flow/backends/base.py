@@ -15,6 +15,7 @@ from typing import Self
 
 import anyio.to_thread
 
+from results_flow.backends.locks import held_in_thread
 from results_flow.errors import StoreError, UnsupportedStoreUrlError
 from results_flow.records import Record
 
@@ -161,6 +162,16 @@ class AsyncResultsBackend(ABC):
     async def close(self) -> None:
         """See ``ResultsBackend.close``."""
 
+    def lock(
+        self, result_id: str, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """See ``ResultsBackend.lock``; waiting never blocks the event loop.
+
+        Raises:
+            StoreError: this backend offers no such lock.
+        """
+        raise StoreError(f"{type(self).__name__} at {self.location} offers no per-ID locks")
+
 
 class ThreadedAsyncBackend(AsyncResultsBackend):
     """Runs a synchronous backend's calls in worker threads, off the event loop."""
@@ -198,6 +209,11 @@ class ThreadedAsyncBackend(AsyncResultsBackend):
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.backend.close)
+
+    def lock(
+        self, result_id: str, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        return held_in_thread(lambda: self.backend.lock(result_id, timeout))
 
 
 def chunked(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -22,7 +22,12 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chunked, unique
-from results_flow.backends.locks import id_file_lock
+from results_flow.backends.locks import (
+    ADVISORY_UNLOCK,
+    TRY_ADVISORY_LOCK,
+    id_file_lock,
+    sqlite_lock_dir,
+)
 from results_flow.backends.sql_schema import (
     BATCH_SIZE,
     CREATE_LOCK_KEY,
@@ -42,12 +47,12 @@ from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import LockTimeoutError, UnsupportedStoreUrlError
 from results_flow.records import Record
+from results_flow.settings import LOCK_POLL_SECONDS, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
 T = TypeVar("T")
 
-DEFAULT_BUSY_TIMEOUT = 30.0
-DEFAULT_LOCK_TIMEOUT = 600.0
-LOCK_POLL_SECONDS = 0.05
+DEFAULT_BUSY_TIMEOUT = SQLITE_BUSY_TIMEOUT
+DEFAULT_LOCK_TIMEOUT = STORE_LOCK_TIMEOUT
 
 
 class SqlBackend(ResultsBackend):
@@ -203,9 +208,7 @@ class SqlBackend(ResultsBackend):
     ) -> contextlib.AbstractContextManager[None]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.is_sqlite:
-            database = make_url(self.database_url).database or ""
-            lock_dir = Path(database).resolve().parent / f".{Path(database).name}.locks"
-            lock_dir.mkdir(parents=True, exist_ok=True)
+            lock_dir = sqlite_lock_dir(make_url(self.database_url).database or "")
             return id_file_lock(lock_dir, result_id, wait, self.location)
         return self._advisory_lock(result_id, wait)
 
@@ -222,6 +225,8 @@ class SqlBackend(ResultsBackend):
             table=self.table.name,
             schema=self.table.schema,
             busy_timeout=self.busy_timeout,
+            lock_timeout=self.lock_timeout,
+            engine_options=self._engine_options,
         )
 
     def _insert_direct(
@@ -245,7 +250,7 @@ class SqlBackend(ResultsBackend):
             raise mapped_error(exc, self.location) from exc
         with conn:
             try:
-                while not conn.execute(_TRY_ADVISORY_LOCK, key).scalar_one():
+                while not conn.execute(TRY_ADVISORY_LOCK, key).scalar_one():
                     if time.monotonic() > deadline:
                         raise LockTimeoutError(
                             f"lock on {result_id!r} in {self.location} "
@@ -257,7 +262,7 @@ class SqlBackend(ResultsBackend):
             try:
                 yield
             finally:
-                conn.execute(_ADVISORY_UNLOCK, key)
+                conn.execute(ADVISORY_UNLOCK, key)
 
     def _create_engine(self) -> Engine:
         sqlite = make_url(self.database_url).get_backend_name() == "sqlite"
@@ -298,10 +303,6 @@ def _dispose_after_fork(backend: SqlBackend | None) -> None:
     """In a forked child: let go of the parent's pooled connections without closing them."""
     if backend is not None:
         backend.engine.dispose(close=False)
-
-
-_TRY_ADVISORY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtextextended(:id, 0))")
-_ADVISORY_UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtextextended(:id, 0))")
 
 
 class SqliteBackend(SqlBackend):

@@ -7,9 +7,10 @@ event loop never blocks on the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -17,10 +18,18 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from results_flow.backends.base import AsyncResultsBackend, chunked, unique
+from results_flow.backends.locks import (
+    ADVISORY_UNLOCK,
+    TRY_ADVISORY_LOCK,
+    held_in_thread,
+    id_file_lock,
+    sqlite_lock_dir,
+)
 from results_flow.backends.sql_schema import (
     BATCH_SIZE,
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
+    DRIVER_ERRORS,
     RetryTransaction,
     Statements,
     apply_sqlite_settings,
@@ -32,7 +41,14 @@ from results_flow.backends.sql_schema import (
     row_values,
 )
 from results_flow.backends.urls import database_url, mask_url
+from results_flow.errors import LockTimeoutError, ResultsFlowError, StoreBusyError
 from results_flow.records import Record
+from results_flow.settings import (
+    BUSY_RETRY_SECONDS,
+    LOCK_POLL_SECONDS,
+    SQLITE_BUSY_TIMEOUT,
+    STORE_LOCK_TIMEOUT,
+)
 
 T = TypeVar("T")
 
@@ -46,12 +62,16 @@ class AsyncSqlBackend(AsyncResultsBackend):
         *,
         table: str = DEFAULT_TABLE,
         schema: str | None = None,
-        busy_timeout: float = 30.0,
+        busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+        lock_timeout: float = STORE_LOCK_TIMEOUT,
+        engine_options: dict[str, Any] | None = None,
     ) -> None:
         #: The SQLAlchemy URL of the database (it may hold a password).
         self.database_url = database_url(url, "async")
         self.location = mask_url(self.database_url)
         self.busy_timeout = busy_timeout
+        self.lock_timeout = lock_timeout
+        self._engine_options = engine_options or {}
         self.table = records_table(table, schema)
         self.engine = self._create_engine()
         self._sql = Statements(self.table, self.engine.dialect)
@@ -128,11 +148,55 @@ class AsyncSqlBackend(AsyncResultsBackend):
     async def close(self) -> None:
         await self.engine.dispose()
 
-    def _create_engine(self) -> AsyncEngine:
-        if make_url(self.database_url).get_backend_name() == "sqlite":
-            engine = create_async_engine(
-                self.database_url, connect_args={"timeout": self.busy_timeout}
+    def lock(
+        self, result_id: str, timeout: float | None = None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        wait = self.lock_timeout if timeout is None else timeout
+        database = make_url(self.database_url)
+        if database.get_backend_name() == "sqlite":
+            path = database.database or ""
+            return held_in_thread(
+                lambda: id_file_lock(sqlite_lock_dir(path), result_id, wait, self.location)
             )
+        return self._advisory_lock(result_id, wait)
+
+    @contextlib.asynccontextmanager
+    async def _advisory_lock(self, result_id: str, timeout: float) -> AsyncIterator[None]:
+        """``SqlBackend``'s PostgreSQL session lock, awaited."""
+        key = {"id": result_id}
+        deadline = time.monotonic() + timeout
+        try:
+            conn = await self.engine.connect()
+        except DRIVER_ERRORS as exc:
+            raise mapped_error(exc, self.location) from exc
+        try:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            while not await self._try_lock(conn, key):
+                if time.monotonic() > deadline:
+                    raise LockTimeoutError(
+                        f"lock on {result_id!r} in {self.location} not acquired within {timeout}s"
+                    )
+                await asyncio.sleep(LOCK_POLL_SECONDS)
+            try:
+                yield
+            finally:
+                await conn.execute(ADVISORY_UNLOCK, key)
+        finally:
+            await conn.close()
+
+    async def _try_lock(self, conn: AsyncConnection, key: dict[str, str]) -> bool:
+        try:
+            return bool((await conn.execute(TRY_ADVISORY_LOCK, key)).scalar_one())
+        except DRIVER_ERRORS as exc:
+            raise mapped_error(exc, self.location) from exc
+
+    def _create_engine(self) -> AsyncEngine:
+        sqlite = make_url(self.database_url).get_backend_name() == "sqlite"
+        # The same options as SqlBackend's engine (aiosqlite has its own thread).
+        options: dict[str, Any] = {"pool_pre_ping": not sqlite, **self._engine_options}
+        if sqlite:
+            options.setdefault("connect_args", {"timeout": self.busy_timeout})
+            engine = create_async_engine(self.database_url, **options)
             event.listen(
                 engine.sync_engine,
                 "connect",
@@ -140,7 +204,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
             )
             event.listen(engine.sync_engine, "begin", begin_sqlite)
             return engine
-        return create_async_engine(self.database_url, pool_pre_ping=True)
+        return create_async_engine(self.database_url, **options)
 
     async def _ensure_table(self) -> None:
         if self._table_ready:
@@ -175,8 +239,13 @@ class AsyncSqlBackend(AsyncResultsBackend):
                         return await work(conn)
             except RetryTransaction:
                 continue
-            except (sa.exc.SQLAlchemyError, OSError) as exc:
+            except ResultsFlowError:
+                raise  # our own errors (some are OSErrors) pass through unmapped
+            except DRIVER_ERRORS as exc:
                 if write and is_busy(exc) and time.monotonic() < deadline:
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(BUSY_RETRY_SECONDS)
                     continue
-                raise mapped_error(exc, self.location) from exc
+                error = mapped_error(exc, self.location)
+                if isinstance(error, StoreBusyError):
+                    error.add_note(f"gave up after {self.busy_timeout}s")
+                raise error from exc

@@ -19,9 +19,15 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 
-from results_flow.errors import StoreBusyError, StoreError, StoreUnavailableError
+from results_flow.errors import (
+    ResultsFlowError,
+    StoreBusyError,
+    StoreError,
+    StoreUnavailableError,
+)
 from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
 from results_flow.records import Record, parse_time
+from results_flow.settings import BUSY_RETRY_SECONDS
 
 T = TypeVar("T")
 
@@ -184,6 +190,11 @@ def is_busy(exc: BaseException) -> bool:
     return "database is locked" in str(orig or exc)
 
 
+#: The errors a SQL store maps to results_flow's own, sync and async alike: SQLAlchemy's,
+#: and OSError, which some drivers (asyncpg) raise unwrapped when a server is unreachable.
+DRIVER_ERRORS: tuple[type[Exception], ...] = (sa.exc.SQLAlchemyError, OSError)
+
+
 def mapped_error(exc: BaseException, location: str) -> StoreError:
     """The results_flow error for a driver error raised against ``location``."""
     if is_busy(exc):
@@ -218,9 +229,11 @@ def write_transaction(
                     return work(conn)
         except RetryTransaction:
             continue
-        except sa.exc.SQLAlchemyError as exc:
+        except ResultsFlowError:
+            raise  # our own errors (some are OSErrors) pass through unmapped
+        except DRIVER_ERRORS as exc:
             if is_busy(exc) and time.monotonic() < deadline:
-                time.sleep(0.01)
+                time.sleep(BUSY_RETRY_SECONDS)
                 continue
             error = mapped_error(exc, location)
             if isinstance(error, StoreBusyError):
