@@ -15,10 +15,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-from prefect import Task, get_run_logger
+from prefect import State, Task, get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.futures import PrefectFuture, wait
 from prefect.utilities.annotations import unmapped
+from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
 from results_flow.prefect.decorator import runtime_of
@@ -69,7 +70,10 @@ def results_map(
 
     Arguments follow ``Task.map``: each iterable gives one parameter's values
     (positional ones fill the parameters in order), and ``prefect.unmapped(value)``
-    passes the same value to every call. Inputs that share a result ID are computed
+    passes the same value to every call. Like ``Task.map``, it takes Prefect futures
+    and states anywhere in the arguments (``results_map(task, upstream.map(items))``, a
+    list of futures, a future whose result is the list): it waits for them and builds
+    each ID from their results. Inputs that share a result ID are computed
     once. Must run in a flow (or anywhere ``task.submit`` works); it blocks until the
     submitted runs finish.
 
@@ -80,7 +84,8 @@ def results_map(
         ResultsTaskError: ``task`` was not made by ``results_task``.
         ValueError: the iterables differ in length or name no parameter.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
-        Exception: the first failure among the submitted runs, once all have finished.
+        Exception: an upstream future's failure (noted with the parameter), or the first
+            failure among the submitted runs, once all have finished.
     """
     started = time.perf_counter()
     runtime = runtime_of(task)
@@ -169,8 +174,14 @@ def _expand(
     unknown = set(named) - set(parameter_names)
     if unknown:
         raise ValueError(f"results_map {task.name!r}: no parameter named {sorted(unknown)}")
-    static = {k: v.unwrap() for k, v in named.items() if isinstance(v, unmapped)}
-    mapped = {k: _as_list(task, k, v) for k, v in named.items() if not isinstance(v, unmapped)}
+    static = {
+        k: _resolved(task, k, v.unwrap()) for k, v in named.items() if isinstance(v, unmapped)
+    }
+    mapped = {
+        k: _resolved(task, k, _as_list(task, k, _resolved(task, k, v)))
+        for k, v in named.items()
+        if not isinstance(v, unmapped)
+    }
     lengths = {k: len(v) for k, v in mapped.items()}
     if not mapped:
         raise ValueError(f"results_map {task.name!r}: give at least one iterable to map over")
@@ -178,6 +189,41 @@ def _expand(
         raise ValueError(f"results_map {task.name!r}: iterables differ in length: {lengths}")
     count = next(iter(lengths.values()))
     return [{**static, **{k: v[i] for k, v in mapped.items()}} for i in range(count)]
+
+
+def _resolved(task: Task[Any, Any], name: str, value: Any) -> Any:
+    """``value`` with every Prefect future and state in it replaced by its result.
+
+    Raises:
+        Exception: a future or state that did not complete; the note names the parameter.
+    """
+
+    found: list[Any] = []
+
+    def spot(expr: Any) -> Any:
+        if isinstance(expr, PrefectFuture | State):
+            found.append(expr)
+        return expr
+
+    def resolve(expr: Any) -> Any:
+        try:
+            if isinstance(expr, PrefectFuture):
+                return expr.result()
+            if isinstance(expr, State):
+                return expr.result()
+        except Exception as exc:
+            exc.add_note(
+                f"results_map {task.name!r}: an upstream input of parameter {name!r} failed"
+            )
+            raise
+        return expr
+
+    # Only rebuild the arguments when they hold a future: rebuilding copies every model.
+    visit_collection(value, spot, return_data=False)
+    if not found:
+        return value
+    wait([f for f in found if isinstance(f, PrefectFuture)])
+    return visit_collection(value, resolve, return_data=True)
 
 
 def _as_list(task: Task[Any, Any], name: str, value: Any) -> list[Any]:

@@ -17,7 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect import State
 from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+from prefect.utilities.collections import visit_collection
 
 from results_flow.errors import InvalidResultIdError, UnhashableParameterError
 from results_flow.ids import canonical_value, digest_of, normalize_id, safe_segment
@@ -89,6 +92,14 @@ class IdRecipe:
             try:
                 canonical[name] = canonical_value(value, name)
             except UnhashableParameterError as exc:
+                if _holds_future(value):
+                    # ignore= would give every call the same ID: never the advice here.
+                    raise UnhashableParameterError(
+                        f"task {task_name!r}, parameter {name!r}: {exc}; it holds a Prefect "
+                        "future or state, whose result is not known yet: pass the result "
+                        "(future.result()), or give the futures to results_map, which "
+                        "resolves them before building the IDs"
+                    ) from exc
                 raise UnhashableParameterError(
                     f"task {task_name!r}, parameter {name!r}: {exc}; pass "
                     f"ignore=[{name!r}] to leave it out of the result ID, or give an id= template"
@@ -112,6 +123,18 @@ class IdRecipe:
         if self.code_hash is not None:
             suffixes.append(self.code_hash[:12])
         return text + "".join(f"@{s}" for s in suffixes)
+
+
+def _holds_future(value: Any) -> bool:
+    found: list[Any] = []
+
+    def spot(expr: Any) -> Any:
+        if isinstance(expr, PrefectFuture | State):
+            found.append(expr)
+        return expr
+
+    visit_collection(value, spot, return_data=False)
+    return bool(found)
 
 
 def bind_arguments(
