@@ -17,13 +17,14 @@ from typing import Any, Generic, TypeVar, overload
 
 from prefect import State, Task, get_run_logger
 from prefect.exceptions import MissingContextError
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.utilities.annotations import unmapped
 from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
 from results_flow.prefect.decorator import runtime_of
 from results_flow.prefect.naming import current_flow_name
+from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
 from results_flow.prefect.runtime import CACHED_STATE_NAME, logger
 
 M = TypeVar("M", bound=BaseModel)
@@ -64,7 +65,11 @@ class ResumeResults(Sequence[M], Generic[M]):
 
 
 def results_map(
-    task: Task[Any, Any], /, *iterables: Any, **keyword_iterables: Any
+    task: Task[Any, Any],
+    /,
+    *iterables: Any,
+    progress: bool | ProgressHook | None = None,
+    **keyword_iterables: Any,
 ) -> ResumeResults[Any]:
     """Run a results_task over many inputs, submitting only those not yet stored.
 
@@ -77,6 +82,14 @@ def results_map(
     once. Must run in a flow (or anywhere ``task.submit`` works); it blocks until the
     submitted runs finish.
 
+    Args:
+        task: a task made by ``results_task``.
+        *iterables: one iterable per positional parameter, as for ``Task.map``.
+        progress: a callable fed one ``MapProgress`` per distinct result ID as it is
+            settled (stored ones first, then each as its run completes), in the
+            caller's thread; or True for a rich progress bar.
+        **keyword_iterables: one iterable (or ``unmapped`` value) per named parameter.
+
     Returns:
         The results in input order, with counts computed and reused.
 
@@ -85,7 +98,8 @@ def results_map(
         ValueError: the iterables differ in length or name no parameter.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
         Exception: an upstream future's failure (noted with the parameter), or the first
-            failure among the submitted runs, once all have finished.
+            failure among the submitted runs, once all have finished (noted with how
+            many failed and their IDs).
     """
     started = time.perf_counter()
     runtime = runtime_of(task)
@@ -109,10 +123,20 @@ def results_map(
         len(ids) - sum(1 for rid in ids if rid not in found),
         len(missing),
     )
-    futures: dict[str, PrefectFuture[Any]] = {
-        rid: task.submit(**calls_kwargs[first_index[rid]]) for rid in missing
-    }
-    computed_ids = _collect(futures, found)
+    with progress_hook(progress, f"results_map {task.name}", len(unique_ids)) as hook:
+        tally = _Tally(hook, len(unique_ids))
+        for rid in unique_ids:
+            if rid in found:
+                tally.settle(rid, ItemOutcome(found[rid], computed=False))
+        futures = {task.submit(**calls_kwargs[first_index[rid]]): rid for rid in missing}
+        for future in as_completed(list(futures)):
+            tally.settle(futures[future], _outcome_of(future))
+    _raise_failures(task, log, missing, tally.outcomes)
+    for rid in missing:
+        result = tally.outcomes[rid].result
+        if result is not None:
+            found[rid] = result
+    computed_ids = {rid for rid in missing if tally.outcomes[rid].computed}
     results = [found[rid] for rid in ids]
     computed = sum(1 for rid in ids if rid in computed_ids)
     report = ResumeResults(
@@ -126,24 +150,70 @@ def results_map(
     return report
 
 
-def _collect(futures: dict[str, PrefectFuture[Any]], found: dict[str, BaseModel]) -> set[str]:
-    """Wait for every submitted run, put its result in ``found``; the IDs computed now."""
-    wait(list(futures.values()))
-    computed: set[str] = set()
-    failure: BaseException | None = None
-    for rid, future in futures.items():
-        state = future.state
-        if not state.is_completed():
-            failure = failure or _exception_of(future)
-            continue
-        found[rid] = future.result()
-        if state.name != CACHED_STATE_NAME:
-            computed.add(rid)
-    if failure is not None:
-        failed = sum(1 for f in futures.values() if not f.state.is_completed())
-        failure.add_note(f"results_map: {failed} of {len(futures)} submitted runs did not complete")
-        raise failure
-    return computed
+@dataclass(frozen=True)
+class ItemOutcome:
+    """What became of one result ID: its result and whether it was computed now, or
+    the error its run ended with."""
+
+    result: BaseModel | None
+    computed: bool
+    error: BaseException | None = None
+
+
+class _Tally:
+    """The outcome of every settled ID, fed to the progress hook as it arrives."""
+
+    def __init__(self, hook: ProgressHook | None, total: int) -> None:
+        self.hook = hook
+        self.total = total
+        self.outcomes: dict[str, ItemOutcome] = {}
+
+    def settle(self, rid: str, outcome: ItemOutcome) -> None:
+        self.outcomes[rid] = outcome
+        if self.hook is not None:
+            self.hook(
+                MapProgress(
+                    result_id=rid,
+                    result=outcome.result,
+                    computed=outcome.computed,
+                    error=outcome.error,
+                    done=len(self.outcomes),
+                    total=self.total,
+                )
+            )
+
+
+def _outcome_of(future: PrefectFuture[Any]) -> ItemOutcome:
+    future.wait()  # records the final state; before that, .state may ask the server
+    state = future.state
+    if not state.is_completed():
+        return ItemOutcome(None, computed=False, error=_exception_of(future))
+    return ItemOutcome(future.result(), computed=state.name != CACHED_STATE_NAME)
+
+
+#: How many failed IDs a results_map failure names.
+_NAMED_FAILURES = 5
+
+
+def _raise_failures(
+    task: Task[Any, Any],
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    missing: list[str],
+    outcomes: dict[str, ItemOutcome],
+) -> None:
+    """Log each failed ID; re-raise the first failure (in input order) with a note."""
+    failed = [(rid, error) for rid in missing if (error := outcomes[rid].error) is not None]
+    if not failed:
+        return
+    for rid, error in failed:
+        log.error("results_map %s: %s failed: %r", task.name, rid, error)
+    named = ", ".join(rid for rid, _ in failed[:_NAMED_FAILURES])
+    more = ", ..." if len(failed) > _NAMED_FAILURES else ""
+    first = failed[0][1]
+    first.add_note(
+        f"results_map: {len(failed)} of {len(missing)} submitted items failed: {named}{more}"
+    )
+    raise first
 
 
 def _exception_of(future: PrefectFuture[Any]) -> BaseException:
