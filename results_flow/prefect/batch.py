@@ -22,6 +22,7 @@ from prefect.utilities.annotations import unmapped
 from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
+from results_flow.prefect.chunks import ItemOutcome, chunk_task
 from results_flow.prefect.decorator import runtime_of
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
@@ -68,6 +69,7 @@ def results_map(
     task: Task[Any, Any],
     /,
     *iterables: Any,
+    chunk_size: int | None = None,
     progress: bool | ProgressHook | None = None,
     **keyword_iterables: Any,
 ) -> ResumeResults[Any]:
@@ -85,6 +87,9 @@ def results_map(
     Args:
         task: a task made by ``results_task``.
         *iterables: one iterable per positional parameter, as for ``Task.map``.
+        chunk_size: send the missing inputs in chunks of this many, one task run per
+            chunk, instead of one task run per input. Each item is still stored under
+            its own ID (the same as without chunks) as soon as it is computed.
         progress: a callable fed one ``MapProgress`` per distinct result ID as it is
             settled (stored ones first, then each as its run completes), in the
             caller's thread; or True for a rich progress bar.
@@ -95,7 +100,8 @@ def results_map(
 
     Raises:
         ResultsTaskError: ``task`` was not made by ``results_task``.
-        ValueError: the iterables differ in length or name no parameter.
+        ValueError: the iterables differ in length or name no parameter, or
+            ``chunk_size`` is below 1.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
         Exception: an upstream future's failure (noted with the parameter), or the first
             failure among the submitted runs, once all have finished (noted with how
@@ -103,6 +109,8 @@ def results_map(
     """
     started = time.perf_counter()
     runtime = runtime_of(task)
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"results_map {task.name!r}: chunk_size must be at least 1")
     calls_kwargs = _expand(task, runtime.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
     ids = [
@@ -128,9 +136,24 @@ def results_map(
         for rid in unique_ids:
             if rid in found:
                 tally.settle(rid, ItemOutcome(found[rid], computed=False))
-        futures = {task.submit(**calls_kwargs[first_index[rid]]): rid for rid in missing}
-        for future in as_completed(list(futures)):
-            tally.settle(futures[future], _outcome_of(future))
+        if chunk_size is None:
+            futures = {task.submit(**calls_kwargs[first_index[rid]]): rid for rid in missing}
+            for future in as_completed(list(futures)):
+                tally.settle(futures[future], _outcome_of(future))
+        else:
+            runner = chunk_task(task)
+            chunks = {
+                runner.submit(
+                    [calls_kwargs[first_index[rid]] for rid in chunk], first_index[chunk[0]]
+                ): chunk
+                for chunk in (
+                    missing[i : i + chunk_size] for i in range(0, len(missing), chunk_size)
+                )
+            }
+            for future in as_completed(list(chunks)):
+                chunk = chunks[future]
+                for rid, outcome in zip(chunk, _chunk_outcomes(future, len(chunk)), strict=True):
+                    tally.settle(rid, outcome)
     _raise_failures(task, log, missing, tally.outcomes)
     for rid in missing:
         result = tally.outcomes[rid].result
@@ -148,16 +171,6 @@ def results_map(
     )
     log.info("results_map %s: %s", task.name, report.summary())
     return report
-
-
-@dataclass(frozen=True)
-class ItemOutcome:
-    """What became of one result ID: its result and whether it was computed now, or
-    the error its run ended with."""
-
-    result: BaseModel | None
-    computed: bool
-    error: BaseException | None = None
 
 
 class _Tally:
@@ -189,6 +202,17 @@ def _outcome_of(future: PrefectFuture[Any]) -> ItemOutcome:
     if not state.is_completed():
         return ItemOutcome(None, computed=False, error=_exception_of(future))
     return ItemOutcome(future.result(), computed=state.name != CACHED_STATE_NAME)
+
+
+def _chunk_outcomes(future: PrefectFuture[Any], size: int) -> list[ItemOutcome]:
+    """Each item's outcome in a chunk run; the run's own failure for each when it failed
+    as a whole (its worker died, say; items it stored before are found on resume)."""
+    future.wait()
+    if not future.state.is_completed():
+        error = _exception_of(future)
+        return [ItemOutcome(None, computed=False, error=error)] * size
+    outcomes: list[ItemOutcome] = future.result()
+    return outcomes
 
 
 #: How many failed IDs a results_map failure names.
