@@ -8,7 +8,7 @@ caching into the same store. Importing this module registers the block and the
 serializer with Prefect (``prefect block register -m results_flow.prefect``).
 """
 
-from results_flow.prefect.batch import ResumeResults, results_map
+from results_flow.prefect.batch import ResumeResults, aresults_map, results_map
 from results_flow.prefect.cache import RESULT_ID, ResultIdPolicy
 from results_flow.prefect.decorator import ResultsTask, result_id_for, results_task
 from results_flow.prefect.naming import NO_FLOW
@@ -29,6 +29,7 @@ __all__ = [
     "ResultsStorage",
     "ResultsTask",
     "ResumeResults",
+    "aresults_map",
     "result_id_for",
     "results_map",
     "results_task",

@@ -9,12 +9,14 @@ read, not N Prefect task runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
+import anyio.to_thread
 from prefect import State, Task, get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.futures import PrefectFuture, as_completed, wait
@@ -171,6 +173,31 @@ def results_map(
     )
     log.info("results_map %s: %s", task.name, report.summary())
     return report
+
+
+async def aresults_map(
+    task: Task[Any, Any],
+    /,
+    *iterables: Any,
+    chunk_size: int | None = None,
+    progress: bool | ProgressHook | None = None,
+    **keyword_iterables: Any,
+) -> ResumeResults[Any]:
+    """``results_map`` for ``async def`` flows: the same arguments, awaited.
+
+    The store read, the submissions and the wait run in a worker thread (with the
+    flow's context), so the event loop keeps running other coroutines meanwhile; the
+    progress hook is called in that thread. Works with sync and async results_tasks.
+    """
+    call = functools.partial(
+        results_map,
+        task,
+        *iterables,
+        chunk_size=chunk_size,
+        progress=progress,
+        **keyword_iterables,
+    )
+    return await anyio.to_thread.run_sync(call)
 
 
 class _Tally:
