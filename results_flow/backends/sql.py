@@ -108,7 +108,7 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> dict[str, Record]:
             found = {}
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                for row in conn.execute(self._sql.read_many, {"ids": list(batch)}):
+                for row in conn.execute(self._sql.read_many, self._sql.batch(batch)):
                     found[row[0]] = record_from_row(row)
             return found
 
@@ -125,7 +125,7 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> set[str]:
             found: set[str] = set()
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                found.update(conn.execute(self._sql.exists_many, {"ids": list(batch)}).scalars())
+                found.update(conn.execute(self._sql.exists_many, self._sql.batch(batch)).scalars())
             return found
 
         return self._run_read(query)

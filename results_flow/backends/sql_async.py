@@ -68,7 +68,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
         async def query(conn: AsyncConnection) -> dict[str, Record]:
             found = {}
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                for row in await conn.execute(self._sql.read_many, {"ids": list(batch)}):
+                for row in await conn.execute(self._sql.read_many, self._sql.batch(batch)):
                     found[row[0]] = record_from_row(row)
             return found
 
@@ -82,7 +82,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
             found: set[str] = set()
             for batch in chunked(unique(result_ids), BATCH_SIZE):
                 found.update(
-                    (await conn.execute(self._sql.exists_many, {"ids": list(batch)})).scalars()
+                    (await conn.execute(self._sql.exists_many, self._sql.batch(batch))).scalars()
                 )
             return found
 

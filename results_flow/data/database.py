@@ -48,6 +48,7 @@ from results_flow.data.sql_tables import (
     TableEntry,
     catalogue_table,
     data_table,
+    naive_datetime_columns,
     sql_table_name,
 )
 from results_flow.errors import (
@@ -187,6 +188,7 @@ class DatabaseDataManager(DataManager):
                     columns=columns,
                     # the declared key, as long as this table still has its columns
                     primary_key=key if set(key) <= {c.name for c in columns} else [],
+                    naive_datetimes=naive_datetime_columns(table),
                 )
             )
 
