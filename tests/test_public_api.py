@@ -41,6 +41,7 @@ EXPECTED = {
     "aresults_map",
     "clear_registry",
     "get_model_class",
+    "mask_url",
     "register_model",
     "result_id_for",
     "results_map",

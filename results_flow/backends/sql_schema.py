@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 from results_flow.errors import StoreBusyError, StoreError, StoreUnavailableError
 from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
@@ -226,11 +226,6 @@ def write_transaction(
             if isinstance(error, StoreBusyError):
                 error.add_note(f"gave up after {busy_timeout}s")
             raise error from exc
-
-
-def safe_url(url: str | URL) -> str:
-    """A URL fit for messages: the password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _first_line(exc: BaseException) -> str:
