@@ -12,6 +12,7 @@ its server can both pass ``If-None-Match: *``; real S3 settles that on the serve
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -81,6 +82,7 @@ def start_server() -> tuple[Any, S3Server]:
     from moto.server import ThreadedMotoServer
 
     _serialize_puts()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
