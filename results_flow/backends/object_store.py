@@ -61,6 +61,8 @@ INTERNAL_PREFIX = ".results_flow"
 DEFAULT_CONCURRENCY = 32
 DEFAULT_LEASE_TTL = 30.0
 DEFAULT_LOCK_TIMEOUT = 600.0
+#: The longest object key S3, GCS and Azure all accept (bytes of UTF-8).
+MAX_KEY_BYTES = 1024
 #: How often a write retries when a concurrent writer keeps changing the object.
 MAX_WRITE_ATTEMPTS = 50
 
@@ -284,10 +286,26 @@ class ObjectStoreBackend(ResultsBackend):
 
     # -- keys -----------------------------------------------------------------------
 
-    @staticmethod
-    def key_for(result_id: str) -> str:
-        """The object key (below the prefix) that holds an ID."""
-        return result_id + SUFFIX
+    def key_for(self, result_id: str) -> str:
+        """The object key (below the prefix) that holds an ID.
+
+        Raises:
+            InvalidResultIdError: prefix, ID and suffix exceed the object store's key limit.
+        """
+        key = result_id + SUFFIX
+        if len(self.prefix.encode()) + 1 + len(key.encode()) > MAX_KEY_BYTES:
+            raise InvalidResultIdError(
+                f"result ID {result_id[:80]!r}... is too long for {self.location}: with the "
+                f"prefix and {SUFFIX!r} its object key would exceed {MAX_KEY_BYTES} bytes"
+            )
+        return key
+
+    def unfit_reason(self, result_id: str, record: Record) -> str | None:
+        try:
+            self.key_for(result_id)
+        except InvalidResultIdError as exc:
+            return str(exc)
+        return None
 
     @staticmethod
     def id_for(key: str) -> str | None:

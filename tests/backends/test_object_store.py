@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from results_flow import (
+    InvalidResultIdError,
     LockLostError,
     LockTimeoutError,
     ResultsManager,
@@ -28,6 +29,7 @@ from results_flow import (
 )
 from results_flow.backends import leases
 from results_flow.backends.object_store import ObjectStoreBackend, mask_url
+from results_flow.records import Record
 from tests.backends.models import Item
 from tests.s3_server import S3Server, free_port
 
@@ -125,14 +127,22 @@ def test_clear_and_list_stay_inside_the_prefix(s3_server: S3Server) -> None:
     assert {f"{prefix}/notes.txt", f"{prefix}.json"} <= keys
 
 
+def test_an_id_too_long_for_an_object_key_is_named(s3_server: S3Server) -> None:
+    rm = open_store(s3_server.url("a-long-prefix/" + "p" * 100))
+    long_id = "/".join(["s" * 150] * 6)  # a valid ID of 905 bytes; the key would pass 1024
+    with pytest.raises(InvalidResultIdError, match="too long"):
+        rm.set(long_id, Item(index=1))
+    record = Record("Item", "default", '{"index": 1}')
+    assert "too long" in str(rm.backend.unfit_reason(long_id, record))
+    assert rm.backend.unfit_reason("short/id", record) is None
+
+
 def test_records_are_the_shared_envelope(s3_server: S3Server) -> None:
     url = s3_server.url()
     open_store(url).set("people/p1", Item(index=7), metadata={"flow": "f"})
     prefix = ObjectStoreBackend(url, check=False).prefix
     raw = s3_server.client()
     body = raw.get_object(Bucket=s3_server.bucket, Key=f"{prefix}/people/p1.json")["Body"].read()
-    from results_flow.records import Record
-
     record = Record.from_document(body, "raw")
     assert record.model_type == "Item" and record.metadata == {"flow": "f"}
 
