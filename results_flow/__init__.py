@@ -20,6 +20,7 @@ from results_flow.backends import (
     SqlBackend,
     SqliteBackend,
 )
+from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     CorruptRecordError,
     DataError,
@@ -101,6 +102,7 @@ __all__ = [
     "UnsupportedStoreUrlError",
     "clear_registry",
     "get_model_class",
+    "mask_url",
     "register_model",
     "result_id_for",
     "results_map",

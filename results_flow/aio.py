@@ -39,7 +39,7 @@ class AsyncResultsManager:
     ) -> None:
         if isinstance(backend, AsyncResultsBackend):
             self._backend = backend
-        elif location is not None and isinstance(location, str) and "://" in location:
+        elif location is not None and backend is None:
             self._backend = async_backend_from_url(location)
         else:
             self._backend = resolve_backend(location, backend).to_async()

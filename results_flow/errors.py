@@ -7,7 +7,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── InvalidResultIdError (ValueError)       an ID breaks the grammar
     ├── ResultNotFoundError (KeyError, FileNotFoundError)
     ├── ResultExistsError (FileExistsError)     RAISE_IF_EXISTS met a stored ID
-    ├── ResultConflictError                     RAISE_IF_DIFFERENT met other data
+    ├── ResultConflictError (FileExistsError)   RAISE_IF_DIFFERENT met other data
     ├── ResultValidationError (ValueError)      a value does not fit its model
     ├── CorruptRecordError                      a stored record cannot be decoded
     ├── ModelRegistryError                      registering a model went wrong
@@ -23,6 +23,8 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultsTaskError (TypeError)            a results_task cannot be built or shipped as asked
     ├── DataError                               the data layer (results_flow.data)
     │   ├── ETLConstructionError                an ETL pipeline cannot be built
+    │   │   └── CsvOptionsError (ValueError)    unusable CSV options of a File
+    │   ├── ETLFailedError                      an ETL flow run failed on bad data
     │   ├── DataSourceExistsError               a dataset name is taken
     │   ├── DataSourceNotFoundError (KeyError)  no dataset of that name
     │   ├── ProtectedDataError                  master data may not be deleted
@@ -34,6 +36,8 @@ base lets existing ``except`` clauses keep working, it is added as a second base
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ResultsFlowError(Exception):
@@ -56,8 +60,9 @@ class ResultExistsError(ResultsFlowError, FileExistsError):
     """A result is already stored under the ID (RAISE_IF_EXISTS)."""
 
 
-class ResultConflictError(ResultsFlowError):
-    """Different data or type is stored under the ID (RAISE_IF_DIFFERENT)."""
+class ResultConflictError(ResultsFlowError, FileExistsError):
+    """Different data or type is stored under the ID (RAISE_IF_DIFFERENT); a FileExistsError
+    as in the original ResultsManager."""
 
 
 class ResultValidationError(ResultsFlowError, ValueError):
@@ -115,6 +120,23 @@ class DataError(ResultsFlowError):
 
 class ETLConstructionError(DataError):
     """An ETL pipeline cannot be built (no schema, unknown format, missing file)."""
+
+
+class CsvOptionsError(ETLConstructionError, ValueError):
+    """A File's CSV options cannot work: a delimiter or quote character that is not one
+    character, the two equal, a line break, or an unknown encoding."""
+
+
+class ETLFailedError(DataError):
+    """An ETL flow run failed on bad data; ``result`` holds its ``ETLResult`` and messages."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect may pickle a flow's exception: keep the result across the round trip.
+        return (type(self), (self.args[0], self.result))
 
 
 class DataSourceExistsError(DataError):

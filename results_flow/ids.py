@@ -35,8 +35,10 @@ from results_flow.errors import InvalidResultIdError, UnhashableParameterError
 
 ResultId = str | Sequence[str]
 
-#: ``/``, ``\\`` and the control characters (Unicode category Cc: C0, DEL and C1).
-_FORBIDDEN = re.compile(r"[/\\\x00-\x1f\x7f-\x9f]")
+#: ``\\`` and the control characters (Unicode category Cc: C0, DEL and C1); with ``/``,
+#: the characters no segment may hold.
+_FORBIDDEN_CHARS = r"\\\x00-\x1f\x7f-\x9f"
+_FORBIDDEN = re.compile(f"[/{_FORBIDDEN_CHARS}]")
 
 SEPARATOR = "/"
 MAX_SEGMENT_BYTES = 200
@@ -61,7 +63,22 @@ def _normalize_text(result_id: str) -> str:
     return _normalize(result_id)
 
 
+#: Anything that can make a text ID invalid apart from length: a forbidden character,
+#: or a segment that is empty or starts with ``.`` (at the start, after ``/``, or at
+#: the end). No match proves a text ID valid when it is also short enough.
+_SUSPECT = re.compile(f"[{_FORBIDDEN_CHARS}]|(?:^|/)(?:[./]|$)")
+
+
 def _normalize(result_id: ResultId) -> str:
+    if (
+        isinstance(result_id, str)
+        and len(result_id) * 4 <= MAX_SEGMENT_BYTES
+        and _SUSPECT.search(result_id) is None
+    ):
+        # Every segment fits in MAX_SEGMENT_BYTES (4 bytes per character at most), and so
+        # does the whole ID; nothing else can be wrong. Planning 100k IDs spent a third
+        # of its time checking segment by segment.
+        return result_id
     segments = split_id(result_id)
     text = SEPARATOR.join(segments)
     if len(text.encode("utf-8")) > MAX_ID_BYTES:

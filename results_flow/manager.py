@@ -21,7 +21,6 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from results_flow.backends.base import ResultsBackend
-from results_flow.backends.file import FileBackend
 from results_flow.backends.urls import backend_from_url
 from results_flow.errors import (
     ResultConflictError,
@@ -225,9 +224,7 @@ def resolve_backend(
         return backend
     if location is None:
         return backend_from_url(default_store_url())
-    if isinstance(location, str) and "://" in location:
-        return backend_from_url(location)
-    return FileBackend(location)
+    return backend_from_url(location)
 
 
 def encode(

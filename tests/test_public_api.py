@@ -40,6 +40,7 @@ EXPECTED = {
     "UnsupportedStoreUrlError",
     "clear_registry",
     "get_model_class",
+    "mask_url",
     "register_model",
     "result_id_for",
     "results_map",

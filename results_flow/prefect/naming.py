@@ -11,6 +11,7 @@ segment as ``@<version>`` (``@<hash>``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import string
 from collections.abc import Callable, Mapping
@@ -65,16 +66,24 @@ class IdRecipe:
             hashed["version"] = self.version
         if self.code_hash is not None:
             hashed["code"] = self.code_hash
-        key = digest_of(hashed)
         if self.template is None:
-            raw = f"{safe_segment(flow)}/{safe_segment(task_name)}/{key}"
+            raw = f"{safe_segment(flow)}/{safe_segment(task_name)}/{digest_of(hashed)}"
         else:
+            # Hashing is a third of building an ID; a template without {key} needs none.
+            key = digest_of(hashed) if self._template_uses_key else ""
             raw = self._fill(task_name, arguments, flow, key)
         try:
             result_id = normalize_id(raw)
         except InvalidResultIdError as exc:
             raise InvalidResultIdError(f"task {task_name!r}: {exc}") from exc
         return Call(result_id, flow, task_name, parameters)
+
+    @functools.cached_property
+    def _template_uses_key(self) -> bool:
+        return any(
+            name is not None and name.split(".", 1)[0].split("[", 1)[0] == "key"
+            for _, name, _, _ in string.Formatter().parse(self.template or "")
+        )
 
     def canonical_parameters(self, task_name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """The canonical JSON form of every argument not ignored.

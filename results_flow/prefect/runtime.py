@@ -52,6 +52,7 @@ class TaskRuntime:
         self.lock = lock
         self.lock_timeout = lock_timeout
         self._signature: inspect.Signature | None = None
+        self._plain_names: set[str] | None = None
 
     @property
     def skips(self) -> bool:
@@ -64,17 +65,28 @@ class TaskRuntime:
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The call's arguments by parameter name, defaults applied."""
-        if self._signature is None:
-            self._signature = inspect.signature(self.fn)
-        bound = self._signature.bind(*args, **kwargs)
+        signature = self.signature()
+        if not args and self._plain_names is not None and kwargs.keys() == self._plain_names:
+            # Every parameter named (how results_map calls): Signature.bind would only
+            # check what is already true, at a fifth of the cost of building an ID.
+            return {name: kwargs[name] for name in signature.parameters}
+        bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         return dict(bound.arguments)
 
     def bind_names(self) -> list[str]:
         """The function's parameter names, in order."""
+        return list(self.signature().parameters)
+
+    def signature(self) -> inspect.Signature:
+        """The function's signature, read once per process."""
         if self._signature is None:
             self._signature = inspect.signature(self.fn)
-        return list(self._signature.parameters)
+            kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            parameters = self._signature.parameters.values()
+            if all(p.kind in kinds for p in parameters):
+                self._plain_names = {p.name for p in parameters}
+        return self._signature
 
     def call(
         self, task_name: str, arguments: Mapping[str, Any], flow_name: str | None = None

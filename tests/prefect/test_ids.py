@@ -134,3 +134,28 @@ def test_bad_templates_and_models_fail_at_the_right_time() -> None:
         results_task(untyped)
     with pytest.raises(ResultsTaskError, match="names no parameter"):
         results_task(ignore=["nope"])(body)
+
+
+def test_a_template_with_key_holds_the_key_of_the_default_id() -> None:
+    def work(a: int, b: str = "x") -> Score:
+        return Score(value=a)
+
+    plain = results_task(manager="memory://ids-key", name="work")(work)
+    templated = results_task(manager="memory://ids-key", name="work", id="k/{key}")(work)
+    labelled = results_task(manager="memory://ids-key", name="work", id="k/{a}")(work)
+    key = plain.result_id(1, b="y").rsplit("/", 1)[1]
+    assert templated.result_id(1, b="y") == f"k/{key}"
+    assert labelled.result_id(1, b="y") == "k/1"
+
+
+def test_arguments_by_name_give_the_ids_of_arguments_by_position() -> None:
+    """results_map passes every argument by name, through a shortcut past
+    Signature.bind; the IDs must be those of any other way of calling."""
+
+    def work(a: int, b: str = "x", *, c: int = 0) -> Score:
+        return Score(value=a)
+
+    task = results_task(manager="memory://ids-bind", name="work")(work)
+    assert task.result_id(a=1, b="x", c=0) == task.result_id(1) == task.result_id(1, "x", c=0)
+    assert task.result_id(c=0, b="x", a=1) == task.result_id(1)
+    assert task.result_id(1, b="y") != task.result_id(1)

@@ -1,0 +1,42 @@
+"""The ID grammar's fast path for text IDs agrees with the segment-by-segment check."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from results_flow.errors import InvalidResultIdError
+from results_flow.ids import SEPARATOR, normalize_id, split_id
+
+# Every character class the grammar cares about, and the separator in every position.
+ALPHABET = ["a", "é", ".", "/", "\\", "\x00", "\x1f", "\x7f", "\x9f", " "]
+
+
+def checked_segment_by_segment(result_id: str) -> str | None:
+    try:
+        return SEPARATOR.join(split_id(result_id))
+    except InvalidResultIdError:
+        return None
+
+
+def normalized(result_id: str) -> str | None:
+    try:
+        return normalize_id(result_id)
+    except InvalidResultIdError:
+        return None
+
+
+@pytest.mark.parametrize("length", range(5))
+def test_every_short_id_is_judged_as_the_segment_check_judges_it(length: int) -> None:
+    for chars in itertools.product(ALPHABET, repeat=length):
+        result_id = "".join(chars)
+        assert normalized(result_id) == checked_segment_by_segment(result_id), repr(result_id)
+
+
+@pytest.mark.parametrize(
+    "result_id",
+    ["a" * 200, "a" * 201, "é" * 100, "é" * 101, "x/" + "a" * 201, "/".join(["abcd"] * 205)],
+)
+def test_long_ids_are_judged_as_the_segment_check_judges_them(result_id: str) -> None:
+    assert normalized(result_id) == checked_segment_by_segment(result_id)
