@@ -35,9 +35,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, S
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from results_flow.backends.base import ResultsBackend, unique
+from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     InvalidResultIdError,
     StoreError,
@@ -80,8 +81,6 @@ _CLIENT_KEYS = frozenset(
     }
 )
 _BOOL_KEYS = frozenset({"allow_http", "allow_invalid_certificates", "skip_signature"})
-#: Query keys whose values are secrets, masked in every message.
-_SECRET_WORDS = ("secret", "token", "key", "password", "sas", "sig", "credential")
 _QUERY_IN_TEXT = re.compile(r"(https?://[^\s?\"'<>]*)\?[^\s\"'<>]*")
 #: obstore reports a failed list request as a GenericError; only its text tells that
 #: the bucket (or container) is missing or the credentials were refused.
@@ -94,23 +93,6 @@ _REFUSED = (
     "AccessDenied",
     "AuthenticationFailed",
 )
-
-
-def mask_url(url: str) -> str:
-    """``url`` fit for messages: secret query values and any user info replaced by ``***``."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    query = urlencode(
-        [
-            (key, "***" if any(word in key.lower() for word in _SECRET_WORDS) else value)
-            for key, value in parse_qsl(parts.query, keep_blank_values=True)
-        ],
-        safe=":/*",
-    )
-    text = f"{parts.scheme}://{netloc}{parts.path}"
-    return f"{text}?{query}" if query else text
 
 
 #: Whether this process has used obstore, and whether it was forked from one that had.

@@ -28,7 +28,8 @@ from results_flow import (
     UnsupportedStoreUrlError,
 )
 from results_flow.backends import leases
-from results_flow.backends.object_store import ObjectStoreBackend, mask_url
+from results_flow.backends.object_store import ObjectStoreBackend
+from results_flow.backends.urls import mask_url
 from results_flow.records import Record
 from tests.backends.models import Item
 from tests.s3_server import S3Server, free_port
