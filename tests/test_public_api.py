@@ -13,6 +13,7 @@ EXPECTED = {
     "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
+    "InvalidResultsError",
     "LockLostError",
     "LockTimeoutError",
     "MemoryBackend",
