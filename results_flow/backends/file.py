@@ -101,14 +101,18 @@ class FileBackend(ResultsBackend):
         except OSError as exc:
             raise _mapped(exc, path) from exc
         try:
-            chunks = [os.read(fd, info.st_size + 1)]
-            while chunks[-1]:
-                chunks.append(os.read(fd, 65_536))
+            # One read when the size is unchanged: a short read of a regular file is its end.
+            data = os.read(fd, info.st_size + 1)
+            if len(data) > info.st_size:  # it grew since the lstat: read to the end
+                chunks = [data]
+                while chunk := os.read(fd, 65_536):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
         except OSError as exc:
             raise _mapped(exc, path) from exc
         finally:
             os.close(fd)
-        return Record.from_document(b"".join(chunks), path)
+        return Record.from_document(data, path)
 
     def exists(self, result_id: str) -> bool:
         path = self._file_of(result_id)
