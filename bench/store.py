@@ -474,7 +474,8 @@ def main() -> None:
             "decoding the envelope (type tag, namespace, two timestamps, metadata) and, on "
             "`set`, the dump-and-validate-back of the model and BEGIN IMMEDIATE. Batch reads "
             "and listing still go through SQLAlchemy Core. A file `get` checks the ID, "
-            "resolves the path (one lstat per folder level, to refuse symlink escapes) and "
+            "resolves the path (an lstat per folder level below the root, once per folder, then "
+            "cached, to refuse symlinks), lstats the record (never opening a FIFO) and "
             "parses the envelope before validating; the raw baseline does none of that.",
             "Because the stores take turns, every `set` (memory's too) runs right after "
             "another store's fsync, when the CPU has just idled or run other work (cold "

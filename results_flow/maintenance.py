@@ -23,13 +23,12 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from results_flow.backends.base import ResultsBackend, chunked
-from results_flow.backends.file import INTERNAL_DIR, FileBackend
+from results_flow.backends.file import FileBackend, shown_path
 from results_flow.backends.urls import mask_url, missing_local_store
 from results_flow.errors import (
     CorruptRecordError,
@@ -123,7 +122,8 @@ class VerifyReport(Report):
     valid: int
     failures: list[VerifyFailure]
     orphans: list[str]
-    """Files in a file store that hold no listed record (e.g. a killed writer's temp file)."""
+    """Entries in a file store that hold no record: a killed writer's temp file, a foreign
+    file, a symlink or FIFO, a name that is not UTF-8 (its bytes shown as ``\\xe9``)."""
 
     @property
     def ok(self) -> bool:
@@ -433,15 +433,9 @@ def _failure(result_id: str, record: Record, kind: FailureKind, exc: Exception) 
 
 
 def _file_orphans(backend: FileBackend, prefix: str | None) -> list[str]:
-    """Files under a file store's root (or the prefix's folder) that hold no listed record."""
-    listed = {backend.path_for(result_id) for result_id in backend.list_ids(prefix)}
-    start = backend.root if prefix is None else backend.root.joinpath(*prefix.split(SEPARATOR))
-    found: list[str] = []
-    for folder, dirs, files in os.walk(start):
-        if Path(folder) == backend.root:
-            dirs[:] = [d for d in dirs if d != INTERNAL_DIR]
-        found.extend(str(Path(folder, n)) for n in files if Path(folder, n) not in listed)
-    return sorted(found)
+    """Stray entries in a file store's folders (under the prefix's folder): foreign,
+    hidden or temporary files, symlinks, FIFOs, names that are not UTF-8; printable."""
+    return [shown_path(path) for path in backend.stray_paths(prefix)]
 
 
 # --- export, import, migrate ------------------------------------------------------------
