@@ -26,7 +26,7 @@ from results_flow.prefect import (
     ResultIdPolicy,
     ResultsStorage,
 )
-from tests.prefect.conftest import CallLog, start_worker
+from tests.prefect.conftest import ROOT, CallLog, start_worker
 from tests.prefect.tasks import Item, Score, plain_flow
 
 
@@ -98,8 +98,17 @@ def test_pydantic_serializer_validates_on_load() -> None:
     tampered = blob.replace(b"2.0", b'"two"')
     with pytest.raises(ResultValidationError, match="does not validate as Score"):
         serializer.loads(tampered)
-    with pytest.raises(UnknownModelError, match="register_model"):
-        serializer.loads(serializer.dumps(NeverRegistered(id="x")))
+    # A blob's recorded type is rebuilt from imported modules only, never by importing.
+    unregistered = serializer.dumps(NeverRegistered(id="x"))
+    assert serializer.loads(unregistered) == NeverRegistered(id="x")
+    elsewhere = serializer.dumps([NeverRegistered(id="x")])
+    elsewhere = elsewhere.replace(__name__.encode(), b"no_such_module_rf")
+    with pytest.raises(UnknownModelError, match="'no_such_module_rf', which is not imported"):
+        serializer.loads(elsewhere)
+    assert "no_such_module_rf" not in sys.modules
+    moved = unregistered.replace(__name__.encode(), b"no_such_module_rf")
+    with pytest.raises(UnknownModelError, match="register_model"):  # then the registry
+        serializer.loads(moved)
     explicit = PydanticSerializer(model="tests.prefect.tasks.Item")
     assert explicit.loads(explicit.dumps(Item(id="x"))) == Item(id="x")
 
@@ -162,3 +171,30 @@ def test_block_registers_from_the_cli_and_the_collection_entry_point(
     )
     assert done.returncode == 0, done.stderr
     assert "Results Storage" in done.stdout
+
+
+def test_cache_hits_in_another_process_return_the_types_of_a_computed_run(
+    store_url: str, calls: CallLog, worker_env: dict[str, str]
+) -> None:
+    from tests.prefect import typed_tasks
+
+    ResultsStorage(store_url=store_url).save("rf-typed", overwrite=True)
+    computed = typed_tasks.typed_flow()
+    assert all(
+        typed_tasks.same(r, e) for r, e in zip(computed, typed_tasks.expected(), strict=True)
+    )
+    assert len(calls.lines()) == 6
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.prefect.typed_tasks"],
+        cwd=ROOT,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["same"] == [True] * 6, report["types"]
+    assert len(calls.lines()) == 6  # every call in the second process was a cache hit
