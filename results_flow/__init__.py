@@ -40,6 +40,7 @@ from results_flow.errors import (
     UnhashableParameterError,
     UnknownModelError,
     UnsupportedStoreUrlError,
+    UntrustedRecordError,
 )
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.records import Record
@@ -99,6 +100,7 @@ __all__ = [
     "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
+    "UntrustedRecordError",
     "clear_registry",
     "get_model_class",
     "register_model",

@@ -38,6 +38,7 @@ EXPECTED = {
     "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
+    "UntrustedRecordError",
     "clear_registry",
     "get_model_class",
     "register_model",
