@@ -20,11 +20,13 @@ from results_flow.backends import (
     SqlBackend,
     SqliteBackend,
 )
+from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     CorruptRecordError,
     DataError,
     ETLConstructionError,
     InvalidResultIdError,
+    InvalidResultsError,
     LockLostError,
     LockTimeoutError,
     ModelRegistryError,
@@ -75,6 +77,7 @@ __all__ = [
     "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
+    "InvalidResultsError",
     "LockLostError",
     "LockTimeoutError",
     "MemoryBackend",
@@ -103,6 +106,7 @@ __all__ = [
     "UntrustedRecordError",
     "clear_registry",
     "get_model_class",
+    "mask_url",
     "register_model",
     "result_id_for",
     "results_map",

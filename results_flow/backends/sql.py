@@ -36,10 +36,10 @@ from results_flow.backends.sql_schema import (
     record_from_row,
     records_table,
     row_values,
-    safe_url,
     write_transaction,
 )
 from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
+from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import LockTimeoutError, UnsupportedStoreUrlError
 from results_flow.records import Record
 
@@ -63,8 +63,9 @@ class SqlBackend(ResultsBackend):
         lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
-        self.url = sync_url(url)
-        self.location = safe_url(self.url)
+        #: The SQLAlchemy URL of the database (it may hold a password).
+        self.database_url = database_url(url, "sync")
+        self.location = mask_url(self.database_url)
         self.busy_timeout = busy_timeout
         self.lock_timeout = lock_timeout
         self.table = records_table(table, schema)
@@ -79,7 +80,7 @@ class SqlBackend(ResultsBackend):
         self._direct: SqliteDirect | None = None
         if self.is_sqlite:
             self._direct = SqliteDirect(
-                make_url(self.url).database or "", busy_timeout, self.location
+                make_url(self.database_url).database or "", busy_timeout, self.location
             )
             self._compiled = {
                 name: CompiledStatement(
@@ -87,6 +88,19 @@ class SqlBackend(ResultsBackend):
                 )
                 for name in ("read", "exists", "insert", "upsert", "delete")
             }
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlBackend:
+        """A store in the default table of the database ``url`` names."""
+        return cls(url)
+
+    @property
+    def url(self) -> str | None:
+        """The database URL when the store uses the default table, else None: a URL
+        cannot say which table to use."""
+        if self.table.name != DEFAULT_TABLE or self.table.schema is not None:
+            return None
+        return self.database_url
 
     @property
     def engine(self) -> Engine:
@@ -108,7 +122,7 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> dict[str, Record]:
             found = {}
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                for row in conn.execute(self._sql.read_many, {"ids": list(batch)}):
+                for row in conn.execute(self._sql.read_many, self._sql.batch(batch)):
                     found[row[0]] = record_from_row(row)
             return found
 
@@ -125,7 +139,7 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> set[str]:
             found: set[str] = set()
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                found.update(conn.execute(self._sql.exists_many, {"ids": list(batch)}).scalars())
+                found.update(conn.execute(self._sql.exists_many, self._sql.batch(batch)).scalars())
             return found
 
         return self._run_read(query)
@@ -189,7 +203,7 @@ class SqlBackend(ResultsBackend):
     ) -> contextlib.AbstractContextManager[None]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.is_sqlite:
-            database = make_url(self.url).database or ""
+            database = make_url(self.database_url).database or ""
             lock_dir = Path(database).resolve().parent / f".{Path(database).name}.locks"
             lock_dir.mkdir(parents=True, exist_ok=True)
             return id_file_lock(lock_dir, result_id, wait, self.location)
@@ -204,7 +218,7 @@ class SqlBackend(ResultsBackend):
         from results_flow.backends.sql_async import AsyncSqlBackend
 
         return AsyncSqlBackend(
-            self.url,
+            self.database_url,
             table=self.table.name,
             schema=self.table.schema,
             busy_timeout=self.busy_timeout,
@@ -246,20 +260,20 @@ class SqlBackend(ResultsBackend):
                 conn.execute(_ADVISORY_UNLOCK, key)
 
     def _create_engine(self) -> Engine:
-        sqlite = make_url(self.url).get_backend_name() == "sqlite"
+        sqlite = make_url(self.database_url).get_backend_name() == "sqlite"
         # A local SQLite file never drops a connection: a ping would only add a query per call.
         options: dict[str, Any] = {"pool_pre_ping": not sqlite, **self._engine_options}
         if sqlite:
             options.setdefault(
                 "connect_args", {"timeout": self.busy_timeout, "check_same_thread": False}
             )
-            engine = sa.create_engine(self.url, **options)
+            engine = sa.create_engine(self.database_url, **options)
             event.listen(
                 engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, self.busy_timeout)
             )
             event.listen(engine, "begin", begin_sqlite)
             return engine
-        return sa.create_engine(self.url, **options)
+        return sa.create_engine(self.database_url, **options)
 
     def _create_table(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
@@ -290,24 +304,6 @@ _TRY_ADVISORY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtextextended(:id, 
 _ADVISORY_UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtextextended(:id, 0))")
 
 
-def sync_url(url: str) -> str:
-    """The URL with the synchronous driver results_flow uses (psycopg 3 for PostgreSQL).
-
-    Raises:
-        UnsupportedStoreUrlError: not a SQLite or PostgreSQL URL.
-    """
-    try:
-        parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise UnsupportedStoreUrlError(f"malformed database URL {url!r}: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    raise UnsupportedStoreUrlError(f"{safe_url(url)}: SqlBackend supports sqlite and postgresql")
-
-
 class SqliteBackend(SqlBackend):
     """A ``SqlBackend`` on the SQLite file at ``path`` (its folder is created)."""
 
@@ -317,11 +313,21 @@ class SqliteBackend(SqlBackend):
         self.path = database
         super().__init__(f"sqlite:///{database}", **options)
 
+    @classmethod
+    def from_url(cls, url: str) -> SqliteBackend:
+        """A store in the SQLite file of a ``sqlite:///path`` URL."""
+        return cls(sqlite_path(url))
+
 
 class PostgresBackend(SqlBackend):
     """A ``SqlBackend`` on a PostgreSQL database (``postgresql://user@host/db``)."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        if make_url(url).get_backend_name() != "postgresql":
-            raise UnsupportedStoreUrlError(f"{safe_url(url)} is not a postgresql:// URL")
+        if make_url(database_url(url)).get_backend_name() != "postgresql":
+            raise UnsupportedStoreUrlError(f"{mask_url(url)} is not a postgresql:// URL")
         super().__init__(url, **options)
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresBackend:
+        """A store in the default table of a ``postgresql://`` (or ``postgres://``) URL."""
+        return cls(url)
