@@ -8,51 +8,26 @@ from) the same database or folder as results_flow's own results.
 
 from __future__ import annotations
 
-import base64
 import json
 import sys
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from results_flow.backends.urls import check_store_url
+from results_flow.blobs import PrefectResultBlob
 from results_flow.errors import InvalidResultIdError, ResultNotFoundError, UntrustedRecordError
 from results_flow.ids import normalize_id
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.runtime import logger
 from results_flow.prefect.serializer import SERIALIZER_TYPE
 from results_flow.prefect.stores import manager_for_url
-from results_flow.registry import register_model
-
-PREFECT_NAMESPACE = "prefect"
 
 #: Serializers whose records ResultsStorage reads and writes without ``allow_pickle``.
 TRUSTED_SERIALIZERS = ("json", SERIALIZER_TYPE)
 _JSON_DECODER = "prefect.serializers.prefect_json_object_decoder"
-
-
-@register_model(namespace=PREFECT_NAMESPACE)
-class PrefectResultBlob(BaseModel):
-    """The bytes Prefect wrote for one result key, as text (or base64 when not UTF-8)."""
-
-    content: str
-    encoding: Literal["utf-8", "base64"] = "utf-8"
-
-    @classmethod
-    def of(cls, content: bytes) -> PrefectResultBlob:
-        """The blob that keeps ``content`` exactly."""
-        try:
-            return cls(content=content.decode("utf-8"))
-        except UnicodeDecodeError:
-            return cls(content=base64.b64encode(content).decode("ascii"), encoding="base64")
-
-    def to_bytes(self) -> bytes:
-        """The bytes Prefect wrote."""
-        if self.encoding == "base64":
-            return base64.b64decode(self.content)
-        return self.content.encode("utf-8")
 
 
 class ResultsStorage(WritableFileSystem):
