@@ -85,8 +85,11 @@ def test_block_paths_sync_and_async(store_url: str) -> None:
     block = ResultsStorage(store_url=store_url, prefix="pf/runs")
     assert block.write_path("k1", b'{"x": 1}', _sync=True) == "k1"
     assert block.read_path("k1", _sync=True) == b'{"x": 1}'
-    asyncio.run(block.awrite_path("a/k2", b"\xff\x00 binary"))
-    assert asyncio.run(block.aread_path("a/k2")) == b"\xff\x00 binary"
+    with pytest.raises(UntrustedRecordError, match="not a JSON record"):
+        asyncio.run(block.awrite_path("a/k2", b"\xff\x00 binary"))
+    trusting = ResultsStorage(store_url=store_url, prefix="pf/runs", allow_pickle=True)
+    asyncio.run(trusting.awrite_path("a/k2", b"\xff\x00 binary"))  # kept as base64
+    assert asyncio.run(trusting.aread_path("a/k2")) == b"\xff\x00 binary"
     assert ResultsManager.from_url(store_url).list_ids() == ["pf/runs/a/k2", "pf/runs/k1"]
     with pytest.raises(FileNotFoundError, match="'nope'"):
         block.read_path("nope")
