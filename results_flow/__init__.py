@@ -52,13 +52,21 @@ if TYPE_CHECKING:
     from results_flow.prefect import (
         PydanticSerializer,
         ResultsStorage,
+        aresults_map,
         result_id_for,
         results_map,
         results_task,
     )
 
 _PREFECT_NAMES = frozenset(
-    {"PydanticSerializer", "ResultsStorage", "result_id_for", "results_map", "results_task"}
+    {
+        "PydanticSerializer",
+        "ResultsStorage",
+        "aresults_map",
+        "result_id_for",
+        "results_map",
+        "results_task",
+    }
 )
 
 
@@ -104,6 +112,7 @@ __all__ = [
     "UnknownModelError",
     "UnsupportedStoreUrlError",
     "UntrustedRecordError",
+    "aresults_map",
     "clear_registry",
     "get_model_class",
     "mask_url",
