@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from results_flow.backends.base import ResultsBackend, chunked
 from results_flow.backends.file import FileBackend, shown_path
 from results_flow.backends.urls import mask_url, missing_local_store
+from results_flow.blobs import PREFECT_NAMESPACE, PrefectResultBlob
 from results_flow.errors import (
     CorruptRecordError,
     MaintenanceError,
@@ -41,6 +42,7 @@ from results_flow.errors import (
 from results_flow.ids import SEPARATOR, normalize_id
 from results_flow.manager import ResultsManager, decode, not_found
 from results_flow.records import Record, utc_now
+from results_flow.registry import ensure_registered
 from results_flow.settings import default_store_url
 
 #: Records read per ``read_many`` call (one round trip on SQL backends).
@@ -378,10 +380,12 @@ def verify(
     not registered in its namespace (``unknown_model``; import the module that
     registers it first), or whose data does not validate (``invalid``). A file
     store also lists stray files that hold no record (``orphans``, not failures).
+    results_flow's own ``PrefectResultBlob`` records are always known.
 
     Raises:
         InvalidResultIdError: the prefix breaks the ID grammar.
     """
+    ensure_registered(PrefectResultBlob, PREFECT_NAMESPACE)  # even after clear_registry()
     failures: list[VerifyFailure] = []
     checked = 0
     for result_id, item in scan(store, prefix, progress=progress):
