@@ -45,7 +45,11 @@ from results_flow.backends.sql_schema import (
 )
 from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
-from results_flow.errors import LockTimeoutError, UnsupportedStoreUrlError
+from results_flow.errors import (
+    CorruptRecordError,
+    LockTimeoutError,
+    UnsupportedStoreUrlError,
+)
 from results_flow.records import Record
 from results_flow.settings import LOCK_POLL_SECONDS, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
@@ -127,7 +131,14 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> dict[str, Record]:
             found = {}
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                for row in conn.execute(self._sql.read_many, self._sql.batch(batch)):
+                try:
+                    rows = conn.execute(self._sql.read_many, self._sql.batch(batch)).all()
+                except ValueError as exc:  # SQLAlchemy parsing a stored time (SQLite text)
+                    raise CorruptRecordError(
+                        f"a row among {len(batch)} IDs in {self.location} holds a damaged "
+                        f"time: {exc}"
+                    ) from exc
+                for row in rows:
                     found[row[0]] = record_from_row(row)
             return found
 
