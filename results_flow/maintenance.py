@@ -43,10 +43,7 @@ from results_flow.ids import SEPARATOR, normalize_id
 from results_flow.manager import ResultsManager, decode, not_found
 from results_flow.records import Record, utc_now
 from results_flow.registry import ensure_registered
-from results_flow.settings import default_store_url
-
-#: Records read per ``read_many`` call (one round trip on SQL backends).
-BATCH_SIZE = 1000
+from results_flow.settings import RECORDS_PER_STEP, default_store_url
 
 Store = ResultsManager | ResultsBackend
 
@@ -212,7 +209,7 @@ def scan(
     store: Store,
     prefix: str | None = None,
     *,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = RECORDS_PER_STEP,
     progress: ProgressSink | None = None,
 ) -> Iterator[tuple[str, Record | CorruptRecordError]]:
     """Every stored record under ``prefix`` (all if None), in ID order, read in batches.
@@ -237,7 +234,7 @@ def iter_records(
     store: Store,
     prefix: str | None = None,
     *,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = RECORDS_PER_STEP,
     progress: ProgressSink | None = None,
 ) -> Iterator[tuple[str, Record]]:
     """Every stored record under ``prefix``, in ID order, read in batches.
@@ -550,7 +547,7 @@ def delete_planned(
     store: Store,
     plan: DeletePlan,
     *,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = RECORDS_PER_STEP,
     progress: ProgressSink | None = None,
 ) -> DeleteReport:
     """Delete the IDs of a plan.

@@ -39,10 +39,23 @@ def refresh_requested() -> bool:
 #: How long a SQLite write waits for other writers before ``StoreBusyError``: long
 #: enough for a burst of parallel workers, short enough to surface a stuck writer.
 SQLITE_BUSY_TIMEOUT = 30.0
-#: How long ``lock(id)`` waits on SQL and memory stores: a results_task may compute for
-#: minutes while others wait to read its result.
-STORE_LOCK_TIMEOUT = 600.0
-#: How often a PostgreSQL advisory lock is tried again while another session holds it.
-LOCK_POLL_SECONDS = 0.05
 #: How long a busy SQLite write sleeps before it tries again.
 BUSY_RETRY_SECONDS = 0.01
+#: How long a file store's ``lock(id)`` waits: its locks guard short writes.
+FILE_LOCK_TIMEOUT = 60.0
+#: How long ``lock(id)`` waits on SQL, memory and object stores: a results_task may
+#: compute for minutes while others wait to read its result.
+STORE_LOCK_TIMEOUT = 600.0
+#: How long a results_task waits for another worker computing the same ID: tasks may
+#: run for long, and a waiter reads the result instead of computing it again.
+COMPUTE_LOCK_TIMEOUT = 3600.0
+#: How often a PostgreSQL advisory lock is tried again while another session holds it.
+LOCK_POLL_SECONDS = 0.05
+#: Lock files per lock folder: unrelated IDs rarely share one, and the folder stays small.
+LOCK_STRIPES = 1024
+#: How long an object-store lease lives unless renewed: a dead holder frees it soon.
+LEASE_TTL_SECONDS = 30.0
+#: IDs bound in one SQL batch read: below SQLite's and PostgreSQL's parameter limits.
+SQL_IDS_PER_STATEMENT = 30_000
+#: Records one maintenance or transfer step reads and writes at a time: bounds memory.
+RECORDS_PER_STEP = 1000

@@ -34,7 +34,6 @@ from results_flow.errors import (
 )
 from results_flow.ids import normalize_id
 from results_flow.maintenance import (
-    BATCH_SIZE,
     ProgressSink,
     Report,
     Store,
@@ -43,6 +42,7 @@ from results_flow.maintenance import (
 )
 from results_flow.manager import SetBehavior, settle
 from results_flow.records import Record
+from results_flow.settings import RECORDS_PER_STEP
 
 
 class Refusal(Report):
@@ -104,7 +104,7 @@ def export_jsonl(
     destination: str | os.PathLike[str] | IO[str],
     prefix: str | None = None,
     *,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = RECORDS_PER_STEP,
     progress: ProgressSink | None = None,
 ) -> TransferReport:
     """Write every record under ``prefix`` to a JSON Lines file, one per line, in ID order.
@@ -262,7 +262,7 @@ def migrate(
     prefix: str | None = None,
     *,
     on_conflict: SetBehavior = SetBehavior.RAISE_IF_DIFFERENT,
-    batch_size: int = BATCH_SIZE,
+    batch_size: int = RECORDS_PER_STEP,
     progress: ProgressSink | None = None,
 ) -> TransferReport:
     """Copy every record under ``prefix`` from one store to another, envelopes unchanged.

@@ -38,10 +38,10 @@ from results_flow.errors import (
 )
 from results_flow.ids import SEPARATOR, normalize_id, split_id
 from results_flow.records import Record
+from results_flow.settings import FILE_LOCK_TIMEOUT
 
 SUFFIX = ".json"
 INTERNAL_DIR = ".results_flow"
-DEFAULT_LOCK_TIMEOUT = 60.0
 
 #: Folders below the root known to be real folders (not symlinks), per store: a read
 #: then costs one ``lstat`` of the record, not one per folder level.
@@ -54,9 +54,7 @@ _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLO
 class FileBackend(ResultsBackend):
     """Stores each record as a JSON file under ``base_dir``."""
 
-    def __init__(
-        self, base_dir: str | os.PathLike[str], lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    ):
+    def __init__(self, base_dir: str | os.PathLike[str], lock_timeout: float = FILE_LOCK_TIMEOUT):
         self.root = Path(base_dir).resolve()
         self._root_text = str(self.root)
         self.location = f"file://{self.root}"

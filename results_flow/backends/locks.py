@@ -26,10 +26,10 @@ import sqlalchemy as sa
 from filelock import FileLock, Timeout
 
 from results_flow.errors import LockTimeoutError, StoreUnavailableError
+from results_flow.settings import LOCK_STRIPES
 
-#: Lock files per lock folder: enough that unrelated IDs rarely share one, few enough
-#: that a folder of them stays small however many IDs a store holds.
-STRIPES = 1024
+#: Lock files per lock folder (``settings.LOCK_STRIPES``); tests read it here.
+STRIPES = LOCK_STRIPES
 
 
 def stripe_of(result_id: str, stripes: int = STRIPES) -> int:

@@ -10,15 +10,13 @@ from results_flow.backends.base import ResultsBackend
 from results_flow.errors import LockTimeoutError
 from results_flow.ids import is_under
 from results_flow.records import Record
-
-#: As for the SQL stores: ``lock(id)`` without a timeout waits this long.
-DEFAULT_LOCK_TIMEOUT = 600.0
+from results_flow.settings import STORE_LOCK_TIMEOUT
 
 
 class MemoryBackend(ResultsBackend):
     """Keeps records in this process's memory; thread-safe, gone when the process ends."""
 
-    def __init__(self, name: str = "", lock_timeout: float = DEFAULT_LOCK_TIMEOUT) -> None:
+    def __init__(self, name: str = "", lock_timeout: float = STORE_LOCK_TIMEOUT) -> None:
         self.location = f"memory://{name}"
         self.lock_timeout = lock_timeout
         self._records: dict[str, Record] = {}

@@ -47,6 +47,7 @@ from results_flow.errors import (
 )
 from results_flow.ids import SEPARATOR, normalize_id
 from results_flow.records import Record
+from results_flow.settings import LEASE_TTL_SECONDS, STORE_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
     from obstore.store import AzureStore, GCSStore, S3Store
@@ -60,8 +61,6 @@ SUFFIX = ".json"
 #: Internal objects (leases) live here; no result ID segment starts with a dot.
 INTERNAL_PREFIX = ".results_flow"
 DEFAULT_CONCURRENCY = 32
-DEFAULT_LEASE_TTL = 30.0
-DEFAULT_LOCK_TIMEOUT = 600.0
 #: The longest object key S3, GCS and Azure all accept (bytes of UTF-8).
 MAX_KEY_BYTES = 1024
 #: How often a write retries when a concurrent writer keeps changing the object.
@@ -134,8 +133,8 @@ class ObjectStoreBackend(ResultsBackend):
         *,
         config: Mapping[str, Any] | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
-        lease_ttl: float = DEFAULT_LEASE_TTL,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        lease_ttl: float = LEASE_TTL_SECONDS,
+        lock_timeout: float = STORE_LOCK_TIMEOUT,
         check: bool = True,
     ) -> None:
         parts = urlsplit(url)

@@ -29,7 +29,6 @@ from results_flow.backends.locks import (
     sqlite_lock_dir,
 )
 from results_flow.backends.sql_schema import (
-    BATCH_SIZE,
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
     ROW_KEYS,
@@ -51,12 +50,14 @@ from results_flow.errors import (
     UnsupportedStoreUrlError,
 )
 from results_flow.records import Record
-from results_flow.settings import LOCK_POLL_SECONDS, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
+from results_flow.settings import (
+    LOCK_POLL_SECONDS,
+    SQL_IDS_PER_STATEMENT,
+    SQLITE_BUSY_TIMEOUT,
+    STORE_LOCK_TIMEOUT,
+)
 
 T = TypeVar("T")
-
-DEFAULT_BUSY_TIMEOUT = SQLITE_BUSY_TIMEOUT
-DEFAULT_LOCK_TIMEOUT = STORE_LOCK_TIMEOUT
 
 
 class SqlBackend(ResultsBackend):
@@ -68,8 +69,8 @@ class SqlBackend(ResultsBackend):
         *,
         table: str = DEFAULT_TABLE,
         schema: str | None = None,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
-        lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+        busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+        lock_timeout: float = STORE_LOCK_TIMEOUT,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         #: The SQLAlchemy URL of the database (it may hold a password).
@@ -130,7 +131,7 @@ class SqlBackend(ResultsBackend):
     def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
         def query(conn: Connection) -> dict[str, Record]:
             found = {}
-            for batch in chunked(unique(result_ids), BATCH_SIZE):
+            for batch in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT):
                 try:
                     rows = conn.execute(self._sql.read_many, self._sql.batch(batch)).all()
                 except ValueError as exc:  # SQLAlchemy parsing a stored time (SQLite text)
@@ -154,7 +155,7 @@ class SqlBackend(ResultsBackend):
     def exists_many(self, result_ids: Sequence[str]) -> set[str]:
         def query(conn: Connection) -> set[str]:
             found: set[str] = set()
-            for batch in chunked(unique(result_ids), BATCH_SIZE):
+            for batch in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT):
                 found.update(conn.execute(self._sql.exists_many, self._sql.batch(batch)).scalars())
             return found
 

@@ -26,7 +26,6 @@ from results_flow.backends.locks import (
     sqlite_lock_dir,
 )
 from results_flow.backends.sql_schema import (
-    BATCH_SIZE,
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
     DRIVER_ERRORS,
@@ -46,6 +45,7 @@ from results_flow.records import Record
 from results_flow.settings import (
     BUSY_RETRY_SECONDS,
     LOCK_POLL_SECONDS,
+    SQL_IDS_PER_STATEMENT,
     SQLITE_BUSY_TIMEOUT,
     STORE_LOCK_TIMEOUT,
 )
@@ -87,7 +87,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
     async def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
         async def query(conn: AsyncConnection) -> dict[str, Record]:
             found = {}
-            for batch in chunked(unique(result_ids), BATCH_SIZE):
+            for batch in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT):
                 for row in await conn.execute(self._sql.read_many, self._sql.batch(batch)):
                     found[row[0]] = record_from_row(row)
             return found
@@ -100,7 +100,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
     async def exists_many(self, result_ids: Sequence[str]) -> set[str]:
         async def query(conn: AsyncConnection) -> set[str]:
             found: set[str] = set()
-            for batch in chunked(unique(result_ids), BATCH_SIZE):
+            for batch in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT):
                 found.update(
                     (await conn.execute(self._sql.exists_many, self._sql.batch(batch))).scalars()
                 )

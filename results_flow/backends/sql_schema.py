@@ -33,8 +33,6 @@ from results_flow.settings import BUSY_RETRY_SECONDS
 T = TypeVar("T")
 
 DEFAULT_TABLE = "results_flow_records"
-#: Rows asked for in one ``IN (...)``; below SQLite's and PostgreSQL's parameter limits.
-BATCH_SIZE = 30_000
 #: Applied to every new SQLite connection (diskcache's habit: settings are data).
 SQLITE_PRAGMAS: dict[str, str] = {
     "journal_mode": "wal",

@@ -55,12 +55,12 @@ from results_flow.errors import (
     CorruptDatasetError,
 )
 from results_flow.records import parse_time
+from results_flow.settings import SQLITE_BUSY_TIMEOUT
 
 T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///results_flow_datasets.db"
 DEFAULT_CACHE_SIZE = 8
-DEFAULT_BUSY_TIMEOUT = 30.0
 
 
 class DatabaseDataManager(DataManager):
@@ -89,7 +89,7 @@ class DatabaseDataManager(DataManager):
         catalogue: str = DEFAULT_CATALOGUE,
         table_prefix: str = DEFAULT_PREFIX,
         db_schema: str | None = None,
-        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        busy_timeout: float = SQLITE_BUSY_TIMEOUT,
     ) -> None:
         super().__init__(schemas, etl_factory=etl_factory, protect_master_data=protect_master_data)
         self.busy_timeout = busy_timeout

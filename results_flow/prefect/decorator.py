@@ -34,13 +34,11 @@ from results_flow.prefect.runtime import (
 from results_flow.prefect.stores import StoreRef
 from results_flow.records import utc_now
 from results_flow.registry import ensure_registered, namespace_of
+from results_flow.settings import COMPUTE_LOCK_TIMEOUT
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: How long a worker waits, by default, for another worker computing the same ID. The
-#: stores' own lock defaults (60 s for files) suit short writes, not computations.
-COMPUTE_LOCK_TIMEOUT = 3600.0
 
 #: Options that mean the caller wants Prefect's own result persistence as well.
 _PERSISTENCE_OPTIONS = (
