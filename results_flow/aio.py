@@ -2,7 +2,7 @@
 
 SQL stores run on SQLAlchemy's asyncio engine (aiosqlite, asyncpg); files and
 memory run in worker threads. Validation and SetBehavior are the sync manager's own
-``encode``/``decode``/``settle``, so both managers behave identically.
+(``codec`` and ``write_policy``), so both managers behave identically.
 """
 
 from __future__ import annotations
@@ -18,18 +18,11 @@ from pydantic import BaseModel
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
 from results_flow.backends.urls import async_backend_from_url
+from results_flow.codec import decode, encode
 from results_flow.ids import ResultId, normalize_id
-from results_flow.manager import (
-    OnInvalid,
-    SetBehavior,
-    decode,
-    decode_many,
-    encode,
-    not_found,
-    resolve_backend,
-    settle,
-)
+from results_flow.manager import OnInvalid, decode_many, not_found, resolve_backend
 from results_flow.records import Record
+from results_flow.write_policy import SetBehavior, awrite_record
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -80,11 +73,7 @@ class AsyncResultsManager:
         """See ``ResultsManager.set``."""
         rid = normalize_id(result_id)
         record = encode(rid, data, namespace, metadata)
-        if behavior is SetBehavior.OVERWRITE:
-            await self._backend.upsert(rid, record)
-            return True
-        existing = await self._backend.insert(rid, record)
-        return settle(behavior, rid, record, existing, self._backend.location)
+        return await awrite_record(self._backend, rid, record, behavior)
 
     @overload
     async def get(self, result_id: ResultId, model_class: type[M]) -> M: ...

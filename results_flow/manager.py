@@ -3,57 +3,53 @@
 Validation happens here and only here: a model is dumped to JSON and validated back
 before it is stored (so whatever is stored can be read), and a stored record is
 validated against the asked (or registered) model when it is read. The
-``encode``/``decode``/``settle`` helpers are shared with ``AsyncResultsManager``.
+envelope codec (``results_flow.codec``) and the write policy
+(``results_flow.write_policy``) are shared with ``AsyncResultsManager`` and ``transfer``.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import json
 import os
 from collections.abc import Mapping, Sequence
-from enum import StrEnum
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import PydanticSerializationError
+from pydantic import BaseModel
 
 from results_flow.backends.base import ResultsBackend
 from results_flow.backends.urls import backend_from_url
+from results_flow.codec import decode, encode
 from results_flow.errors import (
     InvalidResultsError,
-    ResultConflictError,
-    ResultExistsError,
     ResultNotFoundError,
     ResultsFlowError,
     ResultValidationError,
     UnknownModelError,
 )
 from results_flow.ids import ResultId, normalize_id
-from results_flow.records import Record, utc_now
-from results_flow.registry import get_model_class, namespace_of
+from results_flow.records import Record
 from results_flow.settings import default_store_url
+from results_flow.write_policy import SetBehavior, write_record
+
+__all__ = [
+    "ON_INVALID_CHOICES",
+    "OnInvalid",
+    "ResultsManager",
+    "SetBehavior",
+    "decode",
+    "decode_many",
+    "encode",
+    "not_found",
+    "resolve_backend",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
 OnInvalid = Literal["raise", "skip"]
 """What ``get_many`` does with stored records that no longer validate."""
 ON_INVALID_CHOICES: tuple[OnInvalid, ...] = ("raise", "skip")
-
-
-class SetBehavior(StrEnum):
-    """What ``set`` does when the ID already holds a result."""
-
-    RAISE_IF_EXISTS = "raise_if_exists"
-    """Raise ``ResultExistsError``."""
-    SKIP_IF_EXISTS = "skip_if_exists"
-    """Write nothing, whatever is stored; ``set`` returns False."""
-    RAISE_IF_DIFFERENT = "raise_if_different"
-    """Write nothing if type and data are equal (returns False); else ``ResultConflictError``."""
-    OVERWRITE = "overwrite"
-    """Replace it (the creation time is kept)."""
 
 
 class ResultsManager:
@@ -113,12 +109,7 @@ class ResultsManager:
             ResultConflictError: RAISE_IF_DIFFERENT and other data is stored.
         """
         rid = normalize_id(result_id)
-        record = encode(rid, data, namespace, metadata)
-        if behavior is SetBehavior.OVERWRITE:
-            self._backend.upsert(rid, record)
-            return True
-        existing = self._backend.insert(rid, record)
-        return settle(behavior, rid, record, existing, self._backend.location)
+        return write_record(self._backend, rid, encode(rid, data, namespace, metadata), behavior)
 
     @overload
     def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
@@ -257,76 +248,6 @@ def resolve_backend(
     return backend_from_url(location)
 
 
-def encode(
-    result_id: str,
-    data: BaseModel,
-    namespace: str | None,
-    metadata: Mapping[str, Any] | None,
-) -> Record:
-    """The record that stores ``data``, after checking it reads back as its own class.
-
-    Raises:
-        ResultValidationError: not a model, or its JSON does not validate as its class.
-    """
-    if not isinstance(data, BaseModel):
-        raise ResultValidationError(
-            f"result {result_id!r}: set() takes a pydantic model instance, "
-            f"not {type(data).__name__}"
-        )
-    cls = type(data)
-    try:
-        text = data.model_dump_json(warnings="error")
-        cls.model_validate_json(text)
-    except (ValidationError, PydanticSerializationError) as exc:
-        raise ResultValidationError(
-            f"result {result_id!r}: {cls.__name__} does not round-trip through JSON: {exc}"
-        ) from exc
-    try:
-        extra = json.loads(json.dumps(dict(metadata or {})))
-    except (TypeError, ValueError) as exc:
-        raise ResultValidationError(
-            f"result {result_id!r}: metadata must be JSON-serializable: {exc}"
-        ) from exc
-    now = utc_now()
-    return Record(
-        model_type=cls.__name__,
-        namespace=namespace or namespace_of(cls),
-        data=text,
-        created_at=now,
-        updated_at=now,
-        metadata=extra,
-    )
-
-
-@overload
-def decode(result_id: str, record: Record, model_class: type[M]) -> M: ...
-@overload
-def decode(result_id: str, record: Record, model_class: None) -> BaseModel: ...
-@overload
-def decode(result_id: str, record: Record, model_class: type[M] | None) -> M | BaseModel: ...
-def decode(result_id: str, record: Record, model_class: type[M] | None) -> M | BaseModel:
-    """Validate a stored record as ``model_class`` or its registered class.
-
-    Raises:
-        UnknownModelError: no class given and the stored tag is not registered.
-        ResultValidationError: the data does not validate.
-    """
-    if model_class is None:
-        try:
-            cls: type[BaseModel] = get_model_class(record.model_type, record.namespace)
-        except UnknownModelError as exc:
-            raise UnknownModelError(f"result {result_id!r}: {exc}") from exc
-    else:
-        cls = model_class
-    try:
-        return cls.model_validate_json(record.data)
-    except ValidationError as exc:
-        raise ResultValidationError(
-            f"result {result_id!r} (stored as {record.namespace}:{record.model_type}) "
-            f"does not validate as {cls.__name__}: {exc}"
-        ) from exc
-
-
 def decode_many(
     result_ids: Sequence[str],
     records: Mapping[str, Record],
@@ -359,41 +280,6 @@ def decode_many(
             hint='pass on_invalid="skip" to leave them out',
         )
     return found
-
-
-def settle(
-    behavior: SetBehavior,
-    result_id: str,
-    record: Record,
-    existing: Record | None,
-    location: str,
-) -> bool:
-    """The outcome of an insert-if-absent under ``behavior``.
-
-    Raises:
-        ResultExistsError: RAISE_IF_EXISTS and the ID was taken.
-        ResultConflictError: RAISE_IF_DIFFERENT and the stored content differs.
-    """
-    if existing is None:
-        return True
-    if behavior is SetBehavior.SKIP_IF_EXISTS:
-        return False
-    if behavior is SetBehavior.RAISE_IF_EXISTS:
-        raise ResultExistsError(
-            f"result {result_id!r} already exists in {location}; "
-            "pass behavior=SetBehavior.OVERWRITE or SKIP_IF_EXISTS"
-        )
-    if existing.same_content(record):
-        return False
-    what = (
-        "data"
-        if (existing.model_type, existing.namespace) == (record.model_type, record.namespace)
-        else f"type {existing.namespace}:{existing.model_type}"
-    )
-    raise ResultConflictError(
-        f"result {result_id!r} in {location} holds different {what} than the "
-        f"{record.namespace}:{record.model_type} being set"
-    )
 
 
 def not_found(result_id: str, location: str) -> ResultNotFoundError:

@@ -40,9 +40,9 @@ from results_flow.maintenance import (
     backend_of,
     iter_records,
 )
-from results_flow.manager import SetBehavior, settle
 from results_flow.records import Record
 from results_flow.settings import RECORDS_PER_STEP
+from results_flow.write_policy import SetBehavior, write_record
 
 
 class Refusal(Report):
@@ -322,12 +322,8 @@ def put(backend: ResultsBackend, result_id: str, record: Record, on_conflict: Se
         ResultConflictError: RAISE_IF_DIFFERENT and the store holds other data.
         ResultExistsError: RAISE_IF_EXISTS and the ID is stored.
     """
-    if on_conflict is SetBehavior.OVERWRITE:
-        backend.upsert(result_id, record)
-        return True
-    existing = backend.insert(result_id, record)
     try:
-        return settle(on_conflict, result_id, record, existing, backend.location)
+        return write_record(backend, result_id, record, on_conflict)
     except ResultExistsError as exc:  # without settle's hint, which names set()'s argument
         raise ResultExistsError(
             f"result {result_id!r} already exists in {backend.location}"

@@ -1,0 +1,89 @@
+"""The write policy: what a write does when its ID is taken (``SetBehavior``), decided
+in one place for ``ResultsManager``, ``AsyncResultsManager`` and ``transfer``.
+
+OVERWRITE is an upsert; every other behavior is an insert-if-absent, settled by
+``settle`` against whatever the store kept, so concurrent writers agree on one winner.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
+from results_flow.errors import ResultConflictError, ResultExistsError
+from results_flow.records import Record
+
+
+class SetBehavior(StrEnum):
+    """What ``set`` does when the ID already holds a result."""
+
+    RAISE_IF_EXISTS = "raise_if_exists"
+    """Raise ``ResultExistsError``."""
+    SKIP_IF_EXISTS = "skip_if_exists"
+    """Write nothing, whatever is stored; ``set`` returns False."""
+    RAISE_IF_DIFFERENT = "raise_if_different"
+    """Write nothing if type and data are equal (returns False); else ``ResultConflictError``."""
+    OVERWRITE = "overwrite"
+    """Replace it (the creation time is kept)."""
+
+
+def settle(
+    behavior: SetBehavior,
+    result_id: str,
+    record: Record,
+    existing: Record | None,
+    location: str,
+) -> bool:
+    """The outcome of an insert-if-absent under ``behavior``.
+
+    Raises:
+        ResultExistsError: RAISE_IF_EXISTS and the ID was taken.
+        ResultConflictError: RAISE_IF_DIFFERENT and the stored content differs.
+    """
+    if existing is None:
+        return True
+    if behavior is SetBehavior.SKIP_IF_EXISTS:
+        return False
+    if behavior is SetBehavior.RAISE_IF_EXISTS:
+        raise ResultExistsError(
+            f"result {result_id!r} already exists in {location}; "
+            "pass behavior=SetBehavior.OVERWRITE or SKIP_IF_EXISTS"
+        )
+    if existing.same_content(record):
+        return False
+    what = (
+        "data"
+        if (existing.model_type, existing.namespace) == (record.model_type, record.namespace)
+        else f"type {existing.namespace}:{existing.model_type}"
+    )
+    raise ResultConflictError(
+        f"result {result_id!r} in {location} holds different {what} than the "
+        f"{record.namespace}:{record.model_type} being set"
+    )
+
+
+def write_record(
+    backend: ResultsBackend, result_id: str, record: Record, behavior: SetBehavior
+) -> bool:
+    """Store ``record`` under ``behavior``; True when written.
+
+    Raises:
+        ResultExistsError: RAISE_IF_EXISTS and the ID was taken.
+        ResultConflictError: RAISE_IF_DIFFERENT and the stored content differs.
+    """
+    if behavior is SetBehavior.OVERWRITE:
+        backend.upsert(result_id, record)
+        return True
+    existing = backend.insert(result_id, record)
+    return settle(behavior, result_id, record, existing, backend.location)
+
+
+async def awrite_record(
+    backend: AsyncResultsBackend, result_id: str, record: Record, behavior: SetBehavior
+) -> bool:
+    """``write_record`` on an async backend (same rule, same errors)."""
+    if behavior is SetBehavior.OVERWRITE:
+        await backend.upsert(result_id, record)
+        return True
+    existing = await backend.insert(result_id, record)
+    return settle(behavior, result_id, record, existing, backend.location)

@@ -1,0 +1,50 @@
+"""The write policy lives in one place: ``write_policy.write_record`` (and its async
+twin) is what ResultsManager, AsyncResultsManager and transfer call."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import results_flow
+from results_flow import manager, write_policy
+from results_flow.backends.memory import MemoryBackend
+from results_flow.codec import encode
+from results_flow.errors import ResultConflictError, ResultExistsError
+from results_flow.write_policy import SetBehavior, awrite_record, write_record
+
+PACKAGE = Path(results_flow.__file__).parent
+
+
+class Point(BaseModel):
+    x: int
+
+
+def test_set_behavior_is_still_importable_from_manager() -> None:
+    assert manager.SetBehavior is write_policy.SetBehavior is results_flow.SetBehavior
+
+
+def test_write_record_follows_the_table() -> None:
+    backend = MemoryBackend()
+    one, two = encode("a", Point(x=1), None, None), encode("a", Point(x=2), None, None)
+    assert write_record(backend, "a", one, SetBehavior.RAISE_IF_EXISTS) is True
+    with pytest.raises(ResultExistsError):
+        write_record(backend, "a", one, SetBehavior.RAISE_IF_EXISTS)
+    assert write_record(backend, "a", two, SetBehavior.SKIP_IF_EXISTS) is False
+    assert write_record(backend, "a", one, SetBehavior.RAISE_IF_DIFFERENT) is False
+    with pytest.raises(ResultConflictError):
+        write_record(backend, "a", two, SetBehavior.RAISE_IF_DIFFERENT)
+    assert write_record(backend, "a", two, SetBehavior.OVERWRITE) is True
+    twin = backend.to_async()
+    assert asyncio.run(awrite_record(twin, "a", one, SetBehavior.SKIP_IF_EXISTS)) is False
+    assert asyncio.run(awrite_record(twin, "b", one, SetBehavior.OVERWRITE)) is True
+
+
+@pytest.mark.parametrize("module", ["manager.py", "aio.py", "transfer.py"])
+def test_writers_do_not_restate_the_rule(module: str) -> None:
+    text = (PACKAGE / module).read_text()
+    assert "SetBehavior.OVERWRITE:" not in text
+    assert "settle(" not in text
