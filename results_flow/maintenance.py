@@ -439,7 +439,7 @@ def _file_orphans(backend: FileBackend, prefix: str | None) -> list[str]:
     return [shown_path(path) for path in backend.stray_paths(prefix)]
 
 
-# --- export, import, migrate ------------------------------------------------------------
+# --- rm and gc: delete plans, ages, deletion --------------------------------------------
 
 
 def plan_delete(

@@ -347,6 +347,3 @@ def _transfer(
 def _stream_name(stream: IO[str]) -> str:
     name = getattr(stream, "name", None)
     return name if isinstance(name, str) else "<stream>"
-
-
-# --- rm and gc --------------------------------------------------------------------------

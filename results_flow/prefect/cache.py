@@ -39,7 +39,7 @@ class ResultIdPolicy(CachePolicy):
             UnhashableParameterError: an input has no canonical JSON; names it.
         """
         recipe = IdRecipe(template=self.id, version=self.version, ignore=frozenset(self.ignore))
-        return recipe.call(task_ctx.task.fn, task_ctx.task.name, inputs or {}).result_id
+        return recipe.call(task_ctx.task.name, inputs or {}).result_id
 
 
 RESULT_ID = ResultIdPolicy()

@@ -12,10 +12,9 @@ segment as ``@<version>`` (``@<hash>``).
 from __future__ import annotations
 
 import functools
-import inspect
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,12 +58,11 @@ class IdRecipe:
 
     def call(
         self,
-        fn: Callable[..., Any],
         task_name: str,
         arguments: Mapping[str, Any],
         flow_name: str | None = None,
     ) -> Call:
-        """The call of ``fn`` (as task ``task_name``) with bound ``arguments``.
+        """The call of task ``task_name`` with bound ``arguments``.
 
         Raises:
             UnhashableParameterError: an argument has no canonical JSON; names it.
@@ -256,19 +254,6 @@ def _holds_future(value: Any) -> bool:
 
     visit_collection(value, spot, return_data=False)
     return bool(found)
-
-
-def bind_arguments(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The arguments of a call by parameter name, defaults applied.
-
-    Raises:
-        TypeError: the arguments do not fit the signature.
-    """
-    bound = inspect.signature(fn).bind(*args, **kwargs)
-    bound.apply_defaults()
-    return dict(bound.arguments)
 
 
 def current_flow_name() -> str:

@@ -122,7 +122,7 @@ class TaskRuntime:
         self, task_name: str, arguments: Mapping[str, Any], flow_name: str | None = None
     ) -> Call:
         """The result ID of a call and what it was built from."""
-        return self.recipe.call(self.fn, task_name, arguments, flow_name)
+        return self.recipe.call(task_name, arguments, flow_name)
 
     def replace(self, **changes: Any) -> TaskRuntime:
         """A copy with other policies (``refresh``, ``on_invalid``)."""
