@@ -20,11 +20,13 @@ from results_flow.backends import (
     SqlBackend,
     SqliteBackend,
 )
+from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     CorruptRecordError,
     DataError,
     ETLConstructionError,
     InvalidResultIdError,
+    InvalidResultsError,
     LockLostError,
     LockTimeoutError,
     ModelRegistryError,
@@ -74,6 +76,7 @@ __all__ = [
     "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
+    "InvalidResultsError",
     "LockLostError",
     "LockTimeoutError",
     "MemoryBackend",
@@ -101,6 +104,7 @@ __all__ = [
     "UnsupportedStoreUrlError",
     "clear_registry",
     "get_model_class",
+    "mask_url",
     "register_model",
     "result_id_for",
     "results_map",

@@ -29,7 +29,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
 
-from results_flow import maintenance, transfer
+from results_flow import legacy, maintenance, transfer
 from results_flow import stray as stray_files
 from results_flow.errors import (
     MaintenanceError,
@@ -330,33 +330,53 @@ def export(
 @app.command(name="import")
 @_handles_errors
 def import_(
-    file: FileArg,
+    file: FileArg | None = None,
     /,
     *,
+    from_resultsmanager: Annotated[str | None, Parameter(name="--from-resultsmanager")] = None,
     on_conflict: OnConflict = SetBehavior.RAISE_IF_DIFFERENT,
     common: Common | None = None,
 ) -> int:
-    """Store every record of a JSON Lines export ('-' for stdin), envelopes unchanged.
+    """Store every record of a JSON Lines export ('-' for stdin), envelopes unchanged, or
+    every result of an original ResultsManager store (--from-resultsmanager PATH).
 
     Parameters
     ----------
     file
         A file written by ``results-flow export``; read through once before the store is
         opened, so a bad file stores (and creates) nothing.
+    from_resultsmanager
+        Instead of FILE: the original ResultsManager's store, a folder of ``<id>.json``
+        files or its SQLite database; IDs, model types, namespaces, data and times are
+        kept. Read through once first, like FILE; never changed.
     on_conflict
         For an ID already stored: raise-if-different (equal records are skipped),
         skip-if-exists, raise-if-exists or overwrite.
     """
     opts = common or Common()
-    if file != "-":  # a missing or malformed file must not leave a new, empty store
-        transfer.check_jsonl(file)
-    with (
-        _conflict_hint(),
-        _store(opts, create=True) as store,
-        _progress("import") as bar,
-    ):
-        source = sys.stdin if file == "-" else file
-        report = transfer.import_jsonl(store, source, on_conflict=on_conflict, progress=bar)
+    if file is not None and from_resultsmanager is None:
+        if file != "-":  # a missing or malformed file must not leave a new, empty store
+            transfer.check_jsonl(file)
+        with (
+            _conflict_hint(),
+            _store(opts, create=True) as store,
+            _progress("import") as bar,
+        ):
+            source = sys.stdin if file == "-" else file
+            report = transfer.import_jsonl(store, source, on_conflict=on_conflict, progress=bar)
+    elif from_resultsmanager is not None and file is None:
+        legacy.check_resultsmanager_store(from_resultsmanager)  # likewise
+        with (
+            _conflict_hint(),
+            _store(opts, create=True) as store,
+            _progress("import") as bar,
+        ):
+            report = legacy.import_resultsmanager(
+                store, from_resultsmanager, on_conflict=on_conflict, progress=bar
+            )
+    else:
+        _fail("import needs FILE or --from-resultsmanager PATH (one of them)")
+        return 2
     return _transferred(report, opts, "imported")
 
 

@@ -7,8 +7,9 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── InvalidResultIdError (ValueError)       an ID breaks the grammar
     ├── ResultNotFoundError (KeyError, FileNotFoundError)
     ├── ResultExistsError (FileExistsError)     RAISE_IF_EXISTS met a stored ID
-    ├── ResultConflictError                     RAISE_IF_DIFFERENT met other data
+    ├── ResultConflictError (FileExistsError)   RAISE_IF_DIFFERENT met other data
     ├── ResultValidationError (ValueError)      a value does not fit its model
+    │   └── InvalidResultsError                 stored results of a batch no longer validate
     ├── CorruptRecordError                      a stored record cannot be decoded
     ├── ModelRegistryError                      registering a model went wrong
     │   ├── UnknownModelError (LookupError)     no model for a stored tag
@@ -23,6 +24,8 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultsTaskError (TypeError)            a results_task cannot be built or shipped as asked
     ├── DataError                               the data layer (results_flow.data)
     │   ├── ETLConstructionError                an ETL pipeline cannot be built
+    │   │   └── CsvOptionsError (ValueError)    unusable CSV options of a File
+    │   ├── ETLFailedError                      an ETL flow run failed on bad data
     │   ├── DataSourceExistsError               a dataset name is taken
     │   ├── DataSourceNotFoundError (KeyError)  no dataset of that name
     │   ├── ProtectedDataError                  master data may not be deleted
@@ -34,6 +37,8 @@ base lets existing ``except`` clauses keep working, it is added as a second base
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class ResultsFlowError(Exception):
@@ -56,12 +61,55 @@ class ResultExistsError(ResultsFlowError, FileExistsError):
     """A result is already stored under the ID (RAISE_IF_EXISTS)."""
 
 
-class ResultConflictError(ResultsFlowError):
-    """Different data or type is stored under the ID (RAISE_IF_DIFFERENT)."""
+class ResultConflictError(ResultsFlowError, FileExistsError):
+    """Different data or type is stored under the ID (RAISE_IF_DIFFERENT); a FileExistsError
+    as in the original ResultsManager."""
 
 
 class ResultValidationError(ResultsFlowError, ValueError):
     """A value does not validate against its model."""
+
+
+class InvalidResultsError(ResultValidationError):
+    """Stored results among a batch (or a task's stored result) no longer validate.
+
+    ``invalid`` maps every such ID to its error; ``found`` holds the batch's results that
+    did validate, so a caller can keep them (``get_many(on_invalid="raise")``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        invalid: dict[str, ResultsFlowError] | None = None,
+        found: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.invalid: dict[str, ResultsFlowError] = dict(invalid or {})
+        self.found: dict[str, Any] = dict(found or {})
+
+    @classmethod
+    def of(
+        cls,
+        invalid: dict[str, ResultsFlowError],
+        found: dict[str, Any] | None = None,
+        *,
+        total: int | None = None,
+        hint: str = "",
+    ) -> InvalidResultsError:
+        """The error for ``invalid`` (ID -> error): counts them, names the first few."""
+        ids = list(invalid)
+        shown = ", ".join(repr(rid) for rid in ids[:SHOWN_INVALID_IDS])
+        more = f" and {len(ids) - SHOWN_INVALID_IDS} more" if len(ids) > SHOWN_INVALID_IDS else ""
+        of_total = f" of {total}" if total is not None else ""
+        noun = "result no longer validates" if len(ids) == 1 else "results no longer validate"
+        message = (
+            f"{len(ids)}{of_total} stored {noun}: {shown}{more}; first error: {invalid[ids[0]]}"
+        )
+        return cls(message + (f"; {hint}" if hint else ""), invalid, found)
+
+
+#: How many bad IDs an ``InvalidResultsError`` message names before "and N more".
+SHOWN_INVALID_IDS = 5
 
 
 class CorruptRecordError(ResultsFlowError):
@@ -115,6 +163,23 @@ class DataError(ResultsFlowError):
 
 class ETLConstructionError(DataError):
     """An ETL pipeline cannot be built (no schema, unknown format, missing file)."""
+
+
+class CsvOptionsError(ETLConstructionError, ValueError):
+    """A File's CSV options cannot work: a delimiter or quote character that is not one
+    character, the two equal, a line break, or an unknown encoding."""
+
+
+class ETLFailedError(DataError):
+    """An ETL flow run failed on bad data; ``result`` holds its ``ETLResult`` and messages."""
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Prefect may pickle a flow's exception: keep the result across the round trip.
+        return (type(self), (self.args[0], self.result))
 
 
 class DataSourceExistsError(DataError):

@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal, Protocol
-from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from results_flow.backends.base import ResultsBackend, chunked
 from results_flow.backends.file import INTERNAL_DIR, FileBackend
+from results_flow.backends.urls import mask_url, missing_local_store
 from results_flow.errors import (
     CorruptRecordError,
     MaintenanceError,
@@ -168,30 +168,12 @@ def open_store(url: str | None = None, *, create: bool = True) -> ResultsManager
     """
     url = default_store_url() if url is None else url
     if not create:
-        missing = _missing_local_store(url)
+        missing = missing_local_store(url)
         if missing is not None:
-            raise StoreUnavailableError(f"no results_flow store at {missing} (from {url!r})")
+            raise StoreUnavailableError(
+                f"no results_flow store at {missing} (from {mask_url(url)!r})"
+            )
     return ResultsManager.from_url(url)
-
-
-def _missing_local_store(url: str) -> Path | None:
-    """The path of a file or SQLite store URL when nothing is there; else None.
-
-    Mirrors ``backend_from_url``'s reading of URLs; other schemes are left to it.
-    """
-    scheme, sep, rest = url.partition("://")
-    base = scheme.split("+", 1)[0].lower()
-    if not url.strip():
-        return None
-    if not sep or base == "file":
-        folder = Path(unquote(urlsplit(url).path) or rest) if sep else Path(url)
-        return None if (folder / INTERNAL_DIR).is_dir() else folder
-    if base == "sqlite":
-        path = unquote(rest[1:] if rest.startswith("/") else rest)
-        if not path or path == ":memory:":
-            return None  # backend_from_url names the problem
-        return None if Path(path).expanduser().is_file() else Path(path)
-    return None
 
 
 def import_model_modules(modules: Iterable[str], *, search_path: str | None = None) -> list[str]:

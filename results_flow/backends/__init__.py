@@ -5,9 +5,15 @@ from results_flow.backends.file import FileBackend
 from results_flow.backends.memory import MemoryBackend
 from results_flow.backends.sql import PostgresBackend, SqlBackend, SqliteBackend
 from results_flow.backends.sql_async import AsyncSqlBackend
-from results_flow.backends.urls import backend_from_url
+from results_flow.backends.urls import (
+    ENTRY_POINT_GROUP,
+    backend_from_url,
+    mask_url,
+    register_backend,
+)
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "AsyncResultsBackend",
     "AsyncSqlBackend",
     "FileBackend",
@@ -18,4 +24,6 @@ __all__ = [
     "SqliteBackend",
     "ThreadedAsyncBackend",
     "backend_from_url",
+    "mask_url",
+    "register_backend",
 ]

@@ -11,18 +11,39 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Self
 
 import anyio.to_thread
 
-from results_flow.errors import StoreError
+from results_flow.errors import StoreError, UnsupportedStoreUrlError
 from results_flow.records import Record
 
 
 class ResultsBackend(ABC):
     """Where records live. ``insert`` and ``upsert`` are each atomic per ID."""
 
-    #: A URL or path that names this store in messages.
+    #: A URL or path that names this store in messages (any password masked).
     location: str = ""
+
+    @classmethod
+    def from_url(cls, url: str) -> Self:
+        """Open the store ``url`` names (the factory ``register_backend`` calls).
+
+        Raises:
+            UnsupportedStoreUrlError: this backend cannot be opened from a URL, or the
+                URL is malformed.
+        """
+        from results_flow.backends.urls import mask_url
+
+        raise UnsupportedStoreUrlError(f"{cls.__name__} cannot be opened from {mask_url(url)!r}")
+
+    @property
+    def url(self) -> str | None:
+        """A URL that reopens this store in another process, or None (memory, custom).
+
+        It may hold a password: show ``location`` (or ``mask_url(url)``) instead.
+        """
+        return None
 
     @abstractmethod
     def read(self, result_id: str) -> Record | None:

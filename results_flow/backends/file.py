@@ -19,6 +19,7 @@ from pathlib import Path
 from results_flow.backends.atomic import write_atomic
 from results_flow.backends.base import ResultsBackend
 from results_flow.backends.locks import id_file_lock
+from results_flow.backends.urls import file_path
 from results_flow.errors import InvalidResultIdError, StoreError, StoreUnavailableError
 from results_flow.ids import SEPARATOR, is_under, normalize_id
 from results_flow.records import Record
@@ -50,6 +51,15 @@ class FileBackend(ResultsBackend):
             raise StoreUnavailableError(
                 f"cannot create the store folder {self.root}: {exc}"
             ) from exc
+
+    @classmethod
+    def from_url(cls, url: str) -> FileBackend:
+        """A store on the folder of a ``file:///path`` URL."""
+        return cls(file_path(url))
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.root}"
 
     def path_for(self, result_id: str) -> Path:
         """The file that holds an ID; never outside the root.

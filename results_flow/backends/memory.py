@@ -25,6 +25,11 @@ class MemoryBackend(ResultsBackend):
         self._guard = threading.Lock()
         self._id_locks: dict[str, threading.Lock] = {}
 
+    @classmethod
+    def from_url(cls, url: str) -> MemoryBackend:
+        """A new, empty store; ``memory://name`` only names it in messages."""
+        return cls(url.partition("://")[2])
+
     def read(self, result_id: str) -> Record | None:
         return self._records.get(result_id)
 

@@ -42,10 +42,10 @@ from results_flow.backends.sql_schema import (
     record_from_row,
     records_table,
     row_values,
-    safe_url,
     write_transaction,
 )
 from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
+from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import UnsupportedStoreUrlError
 from results_flow.records import Record
 
@@ -70,15 +70,18 @@ class SqlBackend(ResultsBackend):
         statement_timeout: float | None = None,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
-        self.url = sync_url(url)
-        self.location = safe_url(self.url)
+        #: The SQLAlchemy URL of the database (it may hold a password).
+        self.database_url = database_url(url, "sync")
+        self.location = mask_url(self.database_url)
         self.busy_timeout = busy_timeout
         self.lock_timeout = lock_timeout
         self.table = records_table(table, schema)
         # PostgreSQL: the bounds leave the URL's query (libpq would refuse some) and
         # reach the driver as connect arguments.
         self.bounds, self._engine_url = PgBounds.from_url(
-            make_url(self.url), connect_timeout=connect_timeout, statement_timeout=statement_timeout
+            make_url(self.database_url),
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
         )
         self._engine_options = engine_options or {}
         self._engine = self._create_engine()
@@ -97,7 +100,7 @@ class SqlBackend(ResultsBackend):
         self._direct: SqliteDirect | None = None
         if self.is_sqlite:
             self._direct = SqliteDirect(
-                make_url(self.url).database or "", busy_timeout, self.location
+                make_url(self.database_url).database or "", busy_timeout, self.location
             )
             self._compiled = {
                 name: CompiledStatement(
@@ -105,6 +108,19 @@ class SqlBackend(ResultsBackend):
                 )
                 for name in ("read", "exists", "insert", "upsert", "delete")
             }
+
+    @classmethod
+    def from_url(cls, url: str) -> SqlBackend:
+        """A store in the default table of the database ``url`` names."""
+        return cls(url)
+
+    @property
+    def url(self) -> str | None:
+        """The database URL when the store uses the default table, else None: a URL
+        cannot say which table to use."""
+        if self.table.name != DEFAULT_TABLE or self.table.schema is not None:
+            return None
+        return self.database_url
 
     @property
     def engine(self) -> Engine:
@@ -117,7 +133,7 @@ class SqlBackend(ResultsBackend):
 
     @property
     def is_sqlite_url(self) -> bool:
-        return make_url(self.url).get_backend_name() == "sqlite"
+        return make_url(self.database_url).get_backend_name() == "sqlite"
 
     def read(self, result_id: str) -> Record | None:
         if self._direct is not None:
@@ -130,7 +146,7 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> dict[str, Record]:
             found = {}
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                for row in conn.execute(self._sql.read_many, {"ids": list(batch)}):
+                for row in conn.execute(self._sql.read_many, self._sql.batch(batch)):
                     found[row[0]] = record_from_row(row)
             return found
 
@@ -147,7 +163,7 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> set[str]:
             found: set[str] = set()
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                found.update(conn.execute(self._sql.exists_many, {"ids": list(batch)}).scalars())
+                found.update(conn.execute(self._sql.exists_many, self._sql.batch(batch)).scalars())
             return found
 
         return self._run_read(query)
@@ -213,7 +229,7 @@ class SqlBackend(ResultsBackend):
     ) -> contextlib.AbstractContextManager[None]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.is_sqlite:
-            database = make_url(self.url).database or ""
+            database = make_url(self.database_url).database or ""
             lock_dir = Path(database).resolve().parent / f".{Path(database).name}.locks"
             lock_dir.mkdir(parents=True, exist_ok=True)
             return id_file_lock(lock_dir, result_id, wait, self.location)
@@ -230,7 +246,7 @@ class SqlBackend(ResultsBackend):
         from results_flow.backends.sql_async import AsyncSqlBackend
 
         return AsyncSqlBackend(
-            self.url,
+            self.database_url,
             table=self.table.name,
             schema=self.table.schema,
             busy_timeout=self.busy_timeout,
@@ -256,7 +272,7 @@ class SqlBackend(ResultsBackend):
             options.setdefault(
                 "connect_args", {"timeout": self.busy_timeout, "check_same_thread": False}
             )
-            engine = sa.create_engine(self.url, **options)
+            engine = sa.create_engine(self.database_url, **options)
             event.listen(
                 engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, self.busy_timeout)
             )
@@ -317,24 +333,6 @@ def _dispose_after_fork(backend: SqlBackend | None) -> None:
             backend._locks.dispose(close=False)
 
 
-def sync_url(url: str) -> str:
-    """The URL with the synchronous driver results_flow uses (psycopg 3 for PostgreSQL).
-
-    Raises:
-        UnsupportedStoreUrlError: not a SQLite or PostgreSQL URL.
-    """
-    try:
-        parsed = make_url(url)
-    except sa.exc.ArgumentError as exc:
-        raise UnsupportedStoreUrlError(f"malformed database URL {url!r}: {exc}") from exc
-    backend = parsed.get_backend_name()
-    if backend == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    raise UnsupportedStoreUrlError(f"{safe_url(url)}: SqlBackend supports sqlite and postgresql")
-
-
 class SqliteBackend(SqlBackend):
     """A ``SqlBackend`` on the SQLite file at ``path`` (its folder is created)."""
 
@@ -344,11 +342,21 @@ class SqliteBackend(SqlBackend):
         self.path = database
         super().__init__(f"sqlite:///{database}", **options)
 
+    @classmethod
+    def from_url(cls, url: str) -> SqliteBackend:
+        """A store in the SQLite file of a ``sqlite:///path`` URL."""
+        return cls(sqlite_path(url))
+
 
 class PostgresBackend(SqlBackend):
     """A ``SqlBackend`` on a PostgreSQL database (``postgresql://user@host/db``)."""
 
     def __init__(self, url: str, **options: Any) -> None:
-        if make_url(url).get_backend_name() != "postgresql":
-            raise UnsupportedStoreUrlError(f"{safe_url(url)} is not a postgresql:// URL")
+        if make_url(database_url(url)).get_backend_name() != "postgresql":
+            raise UnsupportedStoreUrlError(f"{mask_url(url)} is not a postgresql:// URL")
         super().__init__(url, **options)
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresBackend:
+        """A store in the default table of a ``postgresql://`` (or ``postgres://``) URL."""
+        return cls(url)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -31,9 +31,8 @@ from results_flow.backends.sql_schema import (
     record_from_row,
     records_table,
     row_values,
-    safe_url,
 )
-from results_flow.errors import UnsupportedStoreUrlError
+from results_flow.backends.urls import database_url, mask_url
 from results_flow.records import Record
 
 T = TypeVar("T")
@@ -52,11 +51,14 @@ class AsyncSqlBackend(AsyncResultsBackend):
         connect_timeout: float | None = None,
         statement_timeout: float | None = None,
     ) -> None:
-        self.url = async_url(url)
-        self.location = safe_url(self.url)
+        #: The SQLAlchemy URL of the database (it may hold a password).
+        self.database_url = database_url(url, "async")
+        self.location = mask_url(self.database_url)
         self.busy_timeout = busy_timeout
         self.bounds, self._engine_url = PgBounds.from_url(
-            make_url(self.url), connect_timeout=connect_timeout, statement_timeout=statement_timeout
+            make_url(self.database_url),
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
         )
         self.table = records_table(table, schema)
         self.engine = self._create_engine()
@@ -74,7 +76,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
         async def query(conn: AsyncConnection) -> dict[str, Record]:
             found = {}
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                for row in await conn.execute(self._sql.read_many, {"ids": list(batch)}):
+                for row in await conn.execute(self._sql.read_many, self._sql.batch(batch)):
                     found[row[0]] = record_from_row(row)
             return found
 
@@ -88,7 +90,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
             found: set[str] = set()
             for batch in chunked(unique(result_ids), BATCH_SIZE):
                 found.update(
-                    (await conn.execute(self._sql.exists_many, {"ids": list(batch)})).scalars()
+                    (await conn.execute(self._sql.exists_many, self._sql.batch(batch))).scalars()
                 )
             return found
 
@@ -135,8 +137,10 @@ class AsyncSqlBackend(AsyncResultsBackend):
         await self.engine.dispose()
 
     def _create_engine(self) -> AsyncEngine:
-        if make_url(self.url).get_backend_name() == "sqlite":
-            engine = create_async_engine(self.url, connect_args={"timeout": self.busy_timeout})
+        if make_url(self.database_url).get_backend_name() == "sqlite":
+            engine = create_async_engine(
+                self.database_url, connect_args={"timeout": self.busy_timeout}
+            )
             event.listen(
                 engine.sync_engine,
                 "connect",
@@ -195,19 +199,3 @@ class AsyncSqlBackend(AsyncResultsBackend):
                     await asyncio.sleep(0.01)
                     continue
                 raise mapped_error(exc, self.location) from exc
-
-
-def async_url(url: str) -> str:
-    """The URL with the asyncio driver (aiosqlite, asyncpg).
-
-    Raises:
-        UnsupportedStoreUrlError: not a SQLite or PostgreSQL URL.
-    """
-    parsed = make_url(url)
-    drivers: dict[str, Any] = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
-    driver = drivers.get(parsed.get_backend_name())
-    if driver is None:
-        raise UnsupportedStoreUrlError(
-            f"{safe_url(url)}: AsyncSqlBackend supports sqlite and postgresql"
-        )
-    return parsed.set(drivername=driver).render_as_string(hide_password=False)

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, Connection, Dialect, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine
 
 from results_flow.backends.pg_bounds import is_unavailable
 from results_flow.errors import StoreBusyError, StoreError, StoreUnavailableError
@@ -76,10 +76,16 @@ class Statements:
         )
         self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
         self.exists = sa.select(c.id).where(c.id == sa.bindparam("id"))
-        self.read_many = sa.select(*self.columns).where(
-            c.id.in_(sa.bindparam("ids", expanding=True))
-        )
-        self.exists_many = sa.select(c.id).where(c.id.in_(sa.bindparam("ids", expanding=True)))
+        # Batches bind their IDs as ONE parameter (an array, or JSON text for SQLite):
+        # an expanding IN renders and binds a parameter per ID, which cost PostgreSQL
+        # more than running the query. ``batch`` makes the parameters.
+        if dialect.name == "postgresql":
+            in_batch = c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
+        else:
+            listed = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
+            in_batch = c.id.in_(sa.select(listed.c.value))
+        self.read_many = sa.select(*self.columns).where(in_batch)
+        self.exists_many = sa.select(c.id).where(in_batch)
         self.delete = sa.delete(table).where(c.id == sa.bindparam("id"))
         self.clear = sa.delete(table)
         insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
@@ -92,6 +98,11 @@ class Statements:
                 for name in ("model_type", "namespace", "data", "metadata", "updated_at")
             },
         )
+
+    def batch(self, result_ids: Sequence[str]) -> dict[str, list[str] | str]:
+        """The parameters of ``read_many`` and ``exists_many`` for ``result_ids``."""
+        ids = list(result_ids)
+        return {"ids": ids if self.dialect_name == "postgresql" else json.dumps(ids)}
 
     def list_ids(self, prefix: str | None) -> sa.Select[str]:
         """IDs equal to ``prefix`` or below it by whole segments, sorted."""
@@ -235,11 +246,6 @@ def write_transaction(
             if isinstance(error, StoreBusyError):
                 error.add_note(f"gave up after {busy_timeout}s")
             raise error from exc
-
-
-def safe_url(url: str | URL) -> str:
-    """A URL fit for messages: the password hidden."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def _first_line(exc: BaseException) -> str:

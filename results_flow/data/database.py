@@ -20,14 +20,13 @@ from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from results_flow.backends.sql import sync_url
 from results_flow.backends.sql_schema import (
     apply_sqlite_settings,
     begin_sqlite,
     mapped_error,
-    safe_url,
     write_transaction,
 )
+from results_flow.backends.urls import database_url, mask_url
 from results_flow.data.datasource import (
     DataKind,
     DataSource,
@@ -48,6 +47,7 @@ from results_flow.data.sql_tables import (
     TableEntry,
     catalogue_table,
     data_table,
+    naive_datetime_columns,
     sql_table_name,
 )
 from results_flow.errors import (
@@ -95,7 +95,7 @@ class DatabaseDataManager(DataManager):
         self.busy_timeout = busy_timeout
         self._owns_engine = not isinstance(url, Engine)
         self.engine = url if isinstance(url, Engine) else _create_engine(url, busy_timeout)
-        self.location = safe_url(self.engine.url)
+        self.location = mask_url(self.engine.url)
         self.cache_size = cache_size
         self.table_prefix = table_prefix
         self.db_schema = db_schema
@@ -187,6 +187,7 @@ class DatabaseDataManager(DataManager):
                     columns=columns,
                     # the declared key, as long as this table still has its columns
                     primary_key=key if set(key) <= {c.name for c in columns} else [],
+                    naive_datetimes=naive_datetime_columns(table),
                 )
             )
 
@@ -338,7 +339,7 @@ class DatabaseDataManager(DataManager):
 
 def _create_engine(url: str, busy_timeout: float) -> Engine:
     """An engine on ``url`` (psycopg 3 for PostgreSQL; WAL and BEGIN IMMEDIATE on SQLite)."""
-    url = sync_url(url)
+    url = database_url(url, "sync")
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -21,6 +21,7 @@ from results_flow.data.extract import ExtractedData, Extractor, extractor_for
 from results_flow.data.files import File
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import FileSchema, TableSchema, check_schemas
+from results_flow.data.storable import refuse_transformed
 from results_flow.data.transform import Tables, Transformer
 from results_flow.data.validate import (
     DEFAULT_MESSAGE_LIMIT,
@@ -122,6 +123,9 @@ class ETLPipeline:
         """Apply the transformers in order."""
         for transformer in self.transformers:
             tables = transformer.transform(tables, result)
+        if self.transformers:  # what they made must be storable, as validation ensured for files
+            keys = {name: schema.primary_key for name, schema in self.schemas.items()}
+            refuse_transformed(tables, keys, result)
         return tables
 
     def load(self, tables: Tables, result: ValidationResult) -> DataSource:

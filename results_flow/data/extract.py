@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -71,10 +72,17 @@ class Extractor(ABC):
         try:
             return content.decode(encoding)
         except (UnicodeDecodeError, LookupError) as exc:
+            if self.file.format is FileFormat.CSV or self.schema.format is FileFormat.CSV:
+                hint = (
+                    "; give its encoding, e.g. File.from_path(path, encoding='cp1252') "
+                    "or encoding='latin-1'"
+                )
+            else:
+                hint = "; JSON files must be UTF-8"
             result.add(
                 Severity.CRITICAL,
                 "encoding_error",
-                f"file {self.file.source}: not valid {encoding}: {exc}",
+                f"file {self.file.source}: not valid {encoding}: {exc}{hint}",
                 file=self.file.source,
             )
             return None
@@ -91,6 +99,7 @@ class CsvExtractor(Extractor):
         if text is None:
             return []
         options = self.file.csv
+        _allow_cells_of(len(text))
         reader = csv.reader(
             io.StringIO(text, newline=""),
             delimiter=options.delimiter,
@@ -123,7 +132,8 @@ class CsvExtractor(Extractor):
                         Severity.ERROR,
                         "malformed_row",
                         f"file {source}, table {table!r}, row {number} (line {reader.line_num}): "
-                        f"{len(values)} fields where the header has {width}; row skipped",
+                        f"{_fields(len(values))} where the header has {_fields(width)}; "
+                        "row skipped",
                         file=source,
                         table=table,
                         row=number,
@@ -312,3 +322,21 @@ def _json_table(rows: Any, table: str, source: str, result: ValidationResult) ->
         numbers.append(number)
     skipped = numbers if len(numbers) != len(rows) else None
     return RawTable(name=table, file=source, columns=list(columns), rows=kept, row_numbers=skipped)
+
+
+_FIELD_LIMIT_LOCK = threading.Lock()
+
+
+def _allow_cells_of(length: int) -> None:
+    """Let the csv module read a cell as long as ``length`` characters.
+
+    Its field size limit (131,072 characters by default) is process-wide; it is only
+    ever raised here, never lowered, so a cell may be as long as its file.
+    """
+    with _FIELD_LIMIT_LOCK:
+        if csv.field_size_limit() < length:
+            csv.field_size_limit(length)
+
+
+def _fields(count: int) -> str:
+    return f"{count} field" if count == 1 else f"{count} fields"

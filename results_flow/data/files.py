@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
 from results_flow.data.schemas import FileFormat
-from results_flow.errors import ETLConstructionError
+from results_flow.errors import CsvOptionsError, ETLConstructionError
 
 _MIME_FORMATS = {
     "text/csv": FileFormat.CSV,
@@ -36,6 +37,21 @@ class CsvOptions:
     quotechar: str = '"'
     encoding: str = "utf-8-sig"
     """The default reads UTF-8 with or without a byte-order mark."""
+
+    def __post_init__(self) -> None:
+        for option, value in (("delimiter", self.delimiter), ("quotechar", self.quotechar)):
+            if not isinstance(value, str) or len(value) != 1 or value in "\r\n":
+                raise CsvOptionsError(
+                    f"CSV {option}={value!r}: give exactly one character, not a line break"
+                )
+        if self.delimiter == self.quotechar:
+            raise CsvOptionsError(
+                f"CSV delimiter and quotechar are both {self.delimiter!r}; they must differ"
+            )
+        try:
+            codecs.lookup(self.encoding)
+        except (LookupError, TypeError) as exc:
+            raise CsvOptionsError(f"CSV encoding={self.encoding!r}: unknown encoding") from exc
 
 
 @dataclass(frozen=True)

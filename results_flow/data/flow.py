@@ -9,6 +9,11 @@ load does not redo extraction and validation; changed files make a new run key.
 Load always runs (it writes to the manager) unless this run key already loaded a
 dataset the manager still holds.
 
+A run that fails on bad data logs its failing messages at ERROR and, by default,
+ends the flow run Failed by raising ``ETLFailedError`` (its ``result`` is the
+``ETLResult``); with ``raise_on_failure=False`` the flow run completes and returns
+the failed result.
+
 This module imports Prefect; the rest of ``results_flow.data`` does not.
 """
 
@@ -18,7 +23,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
@@ -28,7 +33,7 @@ from results_flow.data.extract import ExtractedData
 from results_flow.data.manager import DataManager
 from results_flow.data.messages import ValidationResult
 from results_flow.data.transform import Tables
-from results_flow.errors import DataSourceExistsError
+from results_flow.errors import DataSourceExistsError, ETLFailedError
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect import results_task
 from results_flow.records import utc_now
@@ -36,6 +41,8 @@ from results_flow.records import utc_now
 __all__ = ["STAGE_PREFIX", "LoadReport", "StagedTables", "etl_flow", "run_key"]
 
 STAGE_PREFIX = "etl"
+#: Failing messages logged one by one before the rest are counted in one line.
+LOGGED_MESSAGES = 20
 
 
 class StagedTables(BaseModel):
@@ -143,6 +150,7 @@ def etl_flow(
     *,
     store: ResultsManager | str | None = None,
     overwrite: bool = False,
+    raise_on_failure: bool = True,
 ) -> ETLResult:
     """Run ``manager``'s ETL on ``files`` into ``dataset_name``, one stored task per stage.
 
@@ -154,11 +162,16 @@ def etl_flow(
         store: where stage outputs are kept (a ResultsManager or a store URL); the
             default results_flow store when None.
         overwrite: replace a dataset of that name.
+        raise_on_failure: when bad data fails the run, end the flow run Failed by
+            raising ``ETLFailedError``; False completes it and returns the failed result.
+            The failing messages are logged at ERROR either way.
 
     Returns:
-        The ``ETLResult``; bad data fails it with messages, it never raises.
+        The ``ETLResult``.
 
     Raises:
+        ETLFailedError: bad data failed the run and ``raise_on_failure`` is True; its
+            ``result`` is the ``ETLResult``.
         ETLConstructionError: the pipeline cannot be built.
         DataSourceExistsError: the name is taken by another load and ``overwrite`` is False.
     """
@@ -174,10 +187,32 @@ def etl_flow(
                 f"dataset {dataset_name!r} already exists in {manager!r}; delete it or pass "
                 "overwrite=True"
             )
-        return _run_stages(manager, pipeline, results, key, overwrite)
+        outcome = _run_stages(manager, pipeline, results, key, overwrite)
     finally:
         if results is not store:
             results.close()
+    if not outcome.succeeded:
+        _report_failure(outcome, pipeline, raise_on_failure)
+    return outcome
+
+
+def _report_failure(outcome: ETLResult, pipeline: ETLPipeline, raise_on_failure: bool) -> None:
+    """Log the failing messages at ERROR; raise ``ETLFailedError`` when asked to."""
+    logger = get_run_logger()
+    failing = outcome.validation_result.at_least(pipeline.fail_on) or list(
+        outcome.validation_result.errors
+    )
+    for message in failing[:LOGGED_MESSAGES]:
+        logger.error("%s", message)
+    if len(failing) > LOGGED_MESSAGES:
+        logger.error("... and %d more failing messages", len(failing) - LOGGED_MESSAGES)
+    if raise_on_failure:
+        first = f"; first: {failing[0]}" if failing else ""
+        raise ETLFailedError(
+            f"ETL {outcome.dataset_name!r} failed ({outcome.validation_result.summary()})"
+            f"{first}; the result is on this error's .result, or pass raise_on_failure=False",
+            outcome,
+        )
 
 
 def _run_stages(

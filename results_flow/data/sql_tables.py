@@ -10,6 +10,7 @@ key. Each dataset table is a real table named ``<prefix>__<dataset>__<table>``
 from __future__ import annotations
 
 import hashlib
+import operator
 import re
 from datetime import datetime
 from decimal import Decimal
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
 from results_flow.data.columns import ColumnKind, ColumnSpec
+from results_flow.data.datasource import DataTable
 
 DEFAULT_CATALOGUE = "results_flow_datasets"
 DEFAULT_PREFIX = "ds"
@@ -38,6 +40,11 @@ class TableEntry(BaseModel):
     sql_table: str
     columns: list[ColumnSpec]
     primary_key: list[str] = Field(default_factory=list)
+    naive_datetimes: list[str] = Field(
+        default_factory=list,
+        description="Datetime columns whose values have no UTC offset: on PostgreSQL a "
+        "TIMESTAMP WITHOUT TIME ZONE, so they read back without one.",
+    )
 
 
 TABLE_ENTRIES: TypeAdapter[list[TableEntry]] = TypeAdapter(list[TableEntry])
@@ -98,8 +105,14 @@ class DecimalText(sa.TypeDecorator[Decimal]):
         return None if value is None else Decimal(value)
 
 
-def column_type(kind: ColumnKind) -> sa.types.TypeEngine[Any]:
-    """The SQL type of a column kind, with the SQLite variants where SQLite lacks one."""
+def column_type(kind: ColumnKind, *, naive: bool = False) -> sa.types.TypeEngine[Any]:
+    """The SQL type of a column kind, with the SQLite variants where SQLite lacks one.
+
+    ``naive`` datetimes (no UTC offset) get a timestamp without time zone, so that
+    PostgreSQL does not read them back in its session's time zone.
+    """
+    if kind == "datetime" and naive:
+        return sa.DateTime(timezone=False).with_variant(IsoDateTime(), "sqlite")
     types: dict[ColumnKind, sa.types.TypeEngine[Any]] = {
         "integer": sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
         "float": sa.Double(),
@@ -115,13 +128,28 @@ def column_type(kind: ColumnKind) -> sa.types.TypeEngine[Any]:
     return types[kind]
 
 
+def naive_datetime_columns(table: DataTable) -> list[str]:
+    """The datetime columns of ``table`` whose values have no UTC offset (validation
+    refuses a column that mixes both kinds, so the first value tells)."""
+    naive = []
+    for column in table.columns:
+        if column.kind != "datetime":
+            continue
+        getter = operator.attrgetter(column.name)
+        first = next((v for v in map(getter, table.rows) if v is not None), None)
+        if first is not None and first.utcoffset() is None:
+            naive.append(column.name)
+    return naive
+
+
 def data_table(entry: TableEntry, metadata: sa.MetaData, schema: str | None = None) -> sa.Table:
     """The SQL table of one dataset table."""
     key = set(entry.primary_key)
+    naive = set(entry.naive_datetimes)
     columns = [
         sa.Column(
             c.name,
-            column_type(c.kind),
+            column_type(c.kind, naive=c.name in naive),
             primary_key=c.name in key,
             nullable=c.nullable and c.name not in key,
             autoincrement=False,

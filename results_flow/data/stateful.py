@@ -1,19 +1,24 @@
 """StatefulDataManager: datasets kept as JSON files in a folder, held in memory too.
 
 One file per dataset, ``<folder>/<name>.json``, written atomically (a temporary file
-in the same folder, flushed, fsynced, then ``os.replace``d; removed on error).
+in the same folder, flushed, fsynced, then ``os.replace``d; removed on error). A new
+name is claimed with ``os.link`` of the fully written temporary file, which fails when
+the name exists: of several processes adding the same new name, exactly one wins and
+the others get ``DataSourceExistsError``.
 ``startup()`` loads each file on its own: a corrupt file is skipped and reported in
 ``startup_errors`` while the others load. ``delete_data`` removes the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from results_flow.backends.atomic import write_atomic
+from results_flow.backends.atomic import fsync_folder, write_atomic
 from results_flow.data.datasource import DataSource, check_dataset_name
 from results_flow.data.etl import ETLFactory
 from results_flow.data.manager import DataManager
@@ -103,7 +108,12 @@ class StatefulDataManager(DataManager):
         return data_source
 
     def _store(self, data_source: DataSource, *, replace: bool) -> None:
-        write_dataset_file(self.path_of(data_source.name), data_source.to_json().encode())
+        path = self.path_of(data_source.name)
+        content = data_source.to_json().encode()
+        if replace:
+            write_dataset_file(path, content)
+        elif not create_dataset_file(path, content):
+            raise self._exists_error(data_source.name)  # another process took the name first
         self._data[data_source.name] = data_source
 
     def _remove(self, name: str) -> None:
@@ -131,3 +141,34 @@ def write_dataset_file(path: Path, content: bytes) -> None:
         write_atomic(path, content)
     except OSError as exc:
         raise StoreError(f"cannot write dataset file {path}: {exc}") from exc
+
+
+def create_dataset_file(path: Path, content: bytes) -> bool:
+    """Create ``path`` holding ``content`` unless it exists; False when it exists.
+
+    The content is written in full to a temporary file first and then hard-linked to
+    ``path``: the link fails when ``path`` exists, so of racing creators exactly one
+    wins, and no reader ever sees half a file.
+
+    Raises:
+        StoreError: the file cannot be written (or the filesystem has no hard links).
+    """
+    try:
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise StoreError(f"cannot write dataset file {path}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.link(temp, path)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot write dataset file {path}: {exc}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+    fsync_folder(path.parent)
+    return True

@@ -22,6 +22,7 @@ from results_flow.data.datasource import DataTable, rows_adapter
 from results_flow.data.extract import ExtractedData, RawTable
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import TableSchema
+from results_flow.data.storable import unstorable_values
 
 #: Per table and code, messages beyond this are counted in one summary message.
 DEFAULT_MESSAGE_LIMIT = 1000
@@ -62,6 +63,11 @@ class ValidationContext:
             file = self.raw[table].file if table in self.raw else None
             self.result.add(severity, code, message, file=file, table=table, column=column, row=row)
 
+    def where(self, table: str) -> str:
+        """``file F, table 'T'``: how every message starts, so it names the file."""
+        file = self.raw[table].file if table in self.raw else None
+        return f"file {file}, table {table!r}" if file else f"table {table!r}"
+
     def summarize(self) -> None:
         """Add one message per (table, code) whose findings passed the limit."""
         for (table, code), count in self._counts.items():
@@ -69,8 +75,9 @@ class ValidationContext:
                 self.result.add(
                     Severity.INFO,
                     "messages_truncated",
-                    f"table {table!r}: {count - self.message_limit} more {code!r} findings "
+                    f"{self.where(table)}: {count - self.message_limit} more {code!r} findings "
                     f"not listed (limit {self.message_limit})",
+                    file=self.raw[table].file if table in self.raw else None,
                     table=table,
                 )
 
@@ -206,6 +213,32 @@ class TypeValidator(Validator):
                 numbers = [numbers[i] for i in kept]
             context.tables[name] = DataTable(name, schema.model, validated)
             context.row_numbers[name] = numbers
+            self._refuse_unstorable(context, raw, schema)
+
+    @staticmethod
+    def _refuse_unstorable(context: ValidationContext, raw: RawTable, schema: TableSchema) -> None:
+        """Leave out rows holding a value that not every manager can keep (``storable``)."""
+        table = context.tables[raw.name]
+        numbers = context.row_numbers[raw.name]
+        bad: set[int] = set()
+        for found in unstorable_values(schema.model, table.rows, schema.primary_key):
+            bad.add(found.index)
+            number = numbers[found.index]
+            column = schema.file_columns[found.field]
+            if found.missing_key:
+                code, what = "null_primary_key", f"primary key {column!r} has no value (NaN)"
+            else:
+                code, what = "invalid_value", f"column {column!r}: {found.reason}"
+            context.report(
+                Severity.ERROR,
+                code,
+                f"file {raw.file}, table {raw.name!r}, row {number}: {what}; row skipped",
+                raw.name,
+                column=column,
+                row=number,
+            )
+        if bad:
+            context.keep(raw.name, [i not in bad for i in range(len(table.rows))])
 
     @staticmethod
     def _one_by_one(
@@ -294,7 +327,7 @@ class ForeignKeyValidator(Validator):
                     context.report(
                         Severity.WARNING,
                         "unchecked_foreign_key",
-                        f"table {name!r}: foreign key {_cols(fk.columns)} not checked; "
+                        f"{context.where(name)}: foreign key {_cols(fk.columns)} not checked; "
                         f"table {fk.ref_table!r} was not loaded",
                         name,
                     )
@@ -312,7 +345,7 @@ class ForeignKeyValidator(Validator):
                         context.report(
                             Severity.ERROR,
                             "foreign_key_violation",
-                            f"table {name!r}, row {number}: {_cols(fk.columns)} = {value!r} "
+                            f"{context.where(name)}, row {number}: {_cols(fk.columns)} = {value!r} "
                             f"not found in {fk.ref_table!r}.{_cols(fk.ref_columns)}; row skipped",
                             name,
                             column=",".join(fk.columns),
@@ -382,7 +415,8 @@ def _check_distinct(
                 context.report(
                     Severity.ERROR,
                     "null_primary_key",
-                    f"table {name!r}, row {number}: primary key {_cols(columns)} has no value; "
+                    f"{context.where(name)}, row {number}: primary key {_cols(columns)} "
+                    "has no value; "
                     "row skipped",
                     name,
                     column=",".join(columns),
@@ -395,7 +429,7 @@ def _check_distinct(
             context.report(
                 Severity.ERROR,
                 code,
-                f"table {name!r}, row {number}: {what} {_cols(columns)} = {value!r} "
+                f"{context.where(name)}, row {number}: {what} {_cols(columns)} = {value!r} "
                 f"repeats row {seen}; row skipped",
                 name,
                 column=",".join(columns),

@@ -78,6 +78,8 @@ def results_map(
 
     Raises:
         ResultsTaskError: ``task`` was not made by ``results_task``.
+        InvalidResultsError: stored results no longer validate and the task's
+            ``on_invalid="raise"``; raised after every other input has run.
         ValueError: the iterables differ in length or name no parameter.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
         Exception: the first failure among the submitted runs, once all have finished.
@@ -91,11 +93,12 @@ def results_map(
         for kwargs in calls_kwargs
     ]
     unique_ids = list(dict.fromkeys(ids))
-    found: dict[str, BaseModel] = (
-        dict(runtime.manager().get_many(unique_ids, runtime.model)) if runtime.skips else {}
-    )
+    # Stored results that no longer validate never stop the rest from being submitted:
+    # "recompute" submits them too; "raise" raises after the others have run.
+    found, invalid = runtime.stored_results(unique_ids, task)
+    held_back = set(invalid) if runtime.on_invalid == "raise" else set()
     first_index = {rid: i for i, rid in reversed(list(enumerate(ids)))}
-    missing = [rid for rid in unique_ids if rid not in found]
+    missing = [rid for rid in unique_ids if rid not in found and rid not in held_back]
     log = _logger()
     log.info(
         "results_map %s: %d inputs, %d stored results reused, %d to run",
@@ -108,6 +111,8 @@ def results_map(
         rid: task.submit(**calls_kwargs[first_index[rid]]) for rid in missing
     }
     computed_ids = _collect(futures, found)
+    if held_back:
+        runtime.invalid_found(invalid, total=len(unique_ids))
     results = [found[rid] for rid in ids]
     computed = sum(1 for rid in ids if rid in computed_ids)
     report = ResumeResults(

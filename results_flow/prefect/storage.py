@@ -15,10 +15,11 @@ import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from results_flow.backends.urls import check_store_url
 from results_flow.errors import InvalidResultIdError, ResultNotFoundError
 from results_flow.ids import normalize_id
 from results_flow.manager import ResultsManager, SetBehavior
-from results_flow.prefect.stores import check_store_url, manager_for_url
+from results_flow.prefect.stores import manager_for_url
 from results_flow.registry import register_model
 
 PREFECT_NAMESPACE = "prefect"
@@ -65,7 +66,8 @@ def work(x: int) -> int: ...
 ```"""
 
     # A URL edited after construction is checked too, so a bad one is never saved.
-    model_config = ConfigDict(validate_assignment=True)
+    # hide_input_in_errors: pydantic's "input_value=" would show the URL's password.
+    model_config = ConfigDict(validate_assignment=True, hide_input_in_errors=True)
 
     store_url: SecretStr = Field(
         default=...,

@@ -11,14 +11,8 @@ import os
 import threading
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
-from results_flow.backends.file import FileBackend
-from results_flow.backends.sql import SqlBackend
-from results_flow.backends.sql_schema import DEFAULT_TABLE
-from results_flow.backends.urls import SCHEMES
-from results_flow.errors import ResultsTaskError, UnsupportedStoreUrlError
+from results_flow.backends.urls import mask_url
+from results_flow.errors import ResultsTaskError
 from results_flow.manager import ResultsManager
 from results_flow.settings import default_store_url
 
@@ -40,18 +34,6 @@ def manager_for_url(url: str) -> ResultsManager:
             manager = ResultsManager.from_url(url)
             _managers[key] = manager
         return manager
-
-
-def url_of(manager: ResultsManager) -> str | None:
-    """A URL that reopens ``manager``'s store in another process, or None (memory, custom)."""
-    backend = manager.backend
-    if isinstance(backend, SqlBackend):
-        if backend.table.name != DEFAULT_TABLE or backend.table.schema is not None:
-            return None
-        return backend.url
-    if isinstance(backend, FileBackend):
-        return f"file://{backend.root}"
-    return None
 
 
 class StoreRef:
@@ -80,12 +62,12 @@ class StoreRef:
         """The store's location for messages."""
         if self._manager is not None:
             return self._manager.backend.location
-        return self._url or f"{default_store_url()} (default)"
+        return mask_url(self._url or f"{default_store_url()} (default)")
 
     def __getstate__(self) -> dict[str, Any]:
         if self._manager is None:
             return {"url": self._url}
-        url = url_of(self._manager)
+        url = self._manager.backend.url
         if url is None:
             raise ResultsTaskError(
                 f"the store {self._manager.backend.location} cannot be reopened in another "
@@ -97,53 +79,3 @@ class StoreRef:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._manager = None
         self._url = state["url"]
-
-
-def check_store_url(url: str) -> str:
-    """``url`` if it names a store that can keep results across processes, without
-    opening it.
-
-    Raises:
-        UnsupportedStoreUrlError: empty, malformed, an unknown scheme, or ``memory://``.
-    """
-    if not isinstance(url, str) or not url.strip():
-        raise UnsupportedStoreUrlError(f"store URL must be a non-empty string, got {url!r}")
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url  # a bare path: a FileBackend folder
-    base = scheme.split("+", 1)[0].lower()
-    if base not in SCHEMES:
-        raise UnsupportedStoreUrlError(
-            f"unknown store URL scheme {scheme!r} in {safe_text(url)!r}; use one of "
-            "file://, sqlite:///, postgresql://"
-        )
-    if base == "memory":
-        raise UnsupportedStoreUrlError(
-            f"{url!r}: a memory:// store lives in one process and cannot keep Prefect results"
-        )
-    if base == "file" and not rest.strip("/"):
-        raise UnsupportedStoreUrlError(f"{url!r}: give file:// a folder (file:///path/to/store)")
-    if base in ("sqlite", "postgresql", "postgres"):
-        try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise UnsupportedStoreUrlError(
-                f"malformed database URL {safe_text(url)!r}: {exc}"
-            ) from exc
-        if base == "sqlite" and parsed.database in (None, "", ":memory:"):
-            raise UnsupportedStoreUrlError(
-                f"{url!r}: give SQLite a file (sqlite:///path/results.db)"
-            )
-        if base != "sqlite" and not parsed.database:
-            raise UnsupportedStoreUrlError(
-                f"{safe_text(url)!r}: name the database (postgresql://host/db)"
-            )
-    return url
-
-
-def safe_text(url: str) -> str:
-    """A store URL fit for messages: a database password hidden."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url

@@ -103,6 +103,15 @@ class TestSetBehavior:
             manager.set("k", Person(name="John Doe", age=31), SetBehavior.RAISE_IF_DIFFERENT)
         assert manager.get("k") == JOHN
 
+    def test_conflict_error_is_a_file_exists_error_like_the_originals(
+        self, manager: ResultsManager
+    ) -> None:
+        # Regression (issue 13 item 13): code written for the original ResultsManager catches
+        # FileExistsError around RAISE_IF_DIFFERENT.
+        manager.set("k", JOHN)
+        with pytest.raises(FileExistsError):
+            manager.set("k", Person(name="John Doe", age=31), SetBehavior.RAISE_IF_DIFFERENT)
+
     def test_raise_if_different_other_model_type_raises(self, manager: ResultsManager) -> None:
         manager.set("k", Item(index=1))
         # Same JSON shape is not enough: the type tag differs.
@@ -142,6 +151,17 @@ def test_batch_reads(manager: ResultsManager) -> None:
     assert found["batch/7"] == Item(index=7)
     assert manager.get_many(["batch/3"]) == {"batch/3": Item(index=3)}
     assert manager.get_many([]) == {} and manager.exists_many([]) == set()
+
+
+def test_batch_reads_find_ids_with_quotes_wildcards_and_non_ascii(manager: ResultsManager) -> None:
+    """SQL stores bind a batch's IDs as one array or JSON text: each must arrive intact."""
+    ids = ["q/it's", 'q/say "hi"', "q/100%", "q/a_b", "q/*", "q/é ü 中", "q/[x]", "q/{}", "q/,"]
+    for i, rid in enumerate(ids):
+        manager.set(rid, Item(index=i))
+    assert manager.exists_many([*ids, "q/it"]) == set(ids)
+    assert manager.get_many([*ids, "q/a%b"], Item) == {
+        rid: Item(index=i) for i, rid in enumerate(ids)
+    }
 
 
 def test_clear_removes_everything(manager: ResultsManager) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +23,7 @@ from results_flow.data import (
 )
 from results_flow.data.flow import LoadReport, StagedTables, etl_flow
 from results_flow.data.transform import Tables
-from results_flow.errors import DataSourceExistsError
+from results_flow.errors import DataSourceExistsError, ETLFailedError
 from tests.data.models import copy_shop, shop_files, shop_schemas
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -148,9 +150,70 @@ def test_bad_data_fails_the_flow_result_without_raising(tmp_path: Path) -> None:
     folder = copy_shop(tmp_path / "in")
     (folder / "customers.csv").write_text("id,name,country,signed_up\nx,Ann,GB,2023-01-01\n")
     result = etl_flow(
-        manager, shop_files(folder), "shop", store=ResultsManager(tmp_path / "stages")
+        manager,
+        shop_files(folder),
+        "shop",
+        store=ResultsManager(tmp_path / "stages"),
+        raise_on_failure=False,
     )
     assert result.status == "failed"
     assert "invalid_value" in result.validation_result.codes()
     assert calls["transform"] == 1  # the failed validation stopped the flow before transform
+    assert not manager.has_data("shop")
+
+
+def failing_run_logs(flow_run_id: UUID, expected: str) -> list[str]:
+    """The flow run's ERROR logs, once one holding ``expected`` reached the server (logs
+    are shipped in the background: wait for them, patiently, never on a short deadline)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        LogFilter,
+        LogFilterFlowRunId,
+        LogFilterLevel,
+    )
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    only_errors = LogFilter(
+        flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]), level=LogFilterLevel(ge_=40)
+    )
+    deadline = time.monotonic() + 300
+    with get_client(sync_client=True) as client:
+        while True:
+            logs = [log.message for log in client.read_logs(log_filter=only_errors)]
+            if any(expected in line for line in logs) or time.monotonic() > deadline:
+                return logs
+            time.sleep(0.5)
+
+
+def test_a_failed_etl_ends_the_flow_run_failed_with_its_messages_at_error(
+    tmp_path: Path,
+) -> None:
+    """Regression (issue 9 item 13): a failed ETL showed as Completed, nothing above INFO."""
+    from prefect.client.orchestration import get_client
+
+    manager = DatabaseDataManager(f"sqlite:///{tmp_path / 'data.db'}", shop_schemas())
+    folder = copy_shop(tmp_path / "in")
+    (folder / "customers.csv").write_text("id,name,country,signed_up\nx,Ann,GB,2023-01-01\n")
+    stages = ResultsManager(tmp_path / "stages")
+    state = etl_flow(manager, shop_files(folder), "shop", store=stages, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(ETLFailedError, match="ETL 'shop' failed") as caught:
+        state.result()
+    assert caught.value.result.status == "failed"
+    assert "invalid_value" in caught.value.result.validation_result.codes()
+    flow_run_id = state.state_details.flow_run_id
+    assert flow_run_id is not None
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(flow_run_id).state_type.value == "FAILED"
+    logs = failing_run_logs(flow_run_id, "[invalid_value]")
+    assert any("[invalid_value]" in line and "customers.csv" in line for line in logs), logs
+
+    with pytest.raises(ETLFailedError):  # called plainly, the flow raises it
+        etl_flow(manager, shop_files(folder), "shop", store=stages)
+    kept = etl_flow(
+        manager, shop_files(folder), "shop", store=stages, raise_on_failure=False, return_state=True
+    )
+    assert kept.is_completed()
+    assert kept.result().status == "failed"
     assert not manager.has_data("shop")
