@@ -42,6 +42,7 @@ from results_flow.errors import (
     UnhashableParameterError,
     UnknownModelError,
     UnsupportedStoreUrlError,
+    UntrustedRecordError,
 )
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.records import Record
@@ -51,13 +52,21 @@ if TYPE_CHECKING:
     from results_flow.prefect import (
         PydanticSerializer,
         ResultsStorage,
+        aresults_map,
         result_id_for,
         results_map,
         results_task,
     )
 
 _PREFECT_NAMES = frozenset(
-    {"PydanticSerializer", "ResultsStorage", "result_id_for", "results_map", "results_task"}
+    {
+        "PydanticSerializer",
+        "ResultsStorage",
+        "aresults_map",
+        "result_id_for",
+        "results_map",
+        "results_task",
+    }
 )
 
 
@@ -102,6 +111,8 @@ __all__ = [
     "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
+    "UntrustedRecordError",
+    "aresults_map",
     "clear_registry",
     "get_model_class",
     "mask_url",

@@ -46,7 +46,11 @@ from results_flow.backends.sql_schema import (
 )
 from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
-from results_flow.errors import UnsupportedStoreUrlError
+from results_flow.errors import (
+    CorruptRecordError,
+    StoreUnavailableError,
+    UnsupportedStoreUrlError,
+)
 from results_flow.records import Record
 
 T = TypeVar("T")
@@ -146,7 +150,14 @@ class SqlBackend(ResultsBackend):
         def query(conn: Connection) -> dict[str, Record]:
             found = {}
             for batch in chunked(unique(result_ids), BATCH_SIZE):
-                for row in conn.execute(self._sql.read_many, self._sql.batch(batch)):
+                try:
+                    rows = conn.execute(self._sql.read_many, self._sql.batch(batch)).all()
+                except ValueError as exc:  # SQLAlchemy parsing a stored time (SQLite text)
+                    raise CorruptRecordError(
+                        f"a row among {len(batch)} IDs in {self.location} holds a damaged "
+                        f"time: {exc}"
+                    ) from exc
+                for row in rows:
                     found[row[0]] = record_from_row(row)
             return found
 
@@ -231,7 +242,12 @@ class SqlBackend(ResultsBackend):
         if self.is_sqlite:
             database = make_url(self.database_url).database or ""
             lock_dir = Path(database).resolve().parent / f".{Path(database).name}.locks"
-            lock_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                lock_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"cannot create the lock folder {lock_dir}: {exc.strerror or exc}"
+                ) from exc
             return id_file_lock(lock_dir, result_id, wait, self.location)
         return PgLock(self._lock_engine(), self, result_id, wait, self.location)
 

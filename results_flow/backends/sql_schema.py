@@ -20,7 +20,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 
 from results_flow.backends.pg_bounds import is_unavailable
-from results_flow.errors import StoreBusyError, StoreError, StoreUnavailableError
+from results_flow.errors import (
+    CorruptRecordError,
+    StoreBusyError,
+    StoreError,
+    StoreUnavailableError,
+)
 from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
 from results_flow.records import Record, parse_time
 
@@ -132,16 +137,29 @@ def row_values(result_id: str, record: Record) -> dict[str, Any]:
 
 
 def record_from_row(row: Sequence[Any]) -> Record:
-    """A ``Record`` from a row of ``Statements.columns``."""
-    _, model_type, namespace, data, metadata, created_at, updated_at = row
-    return Record(
-        model_type=model_type,
-        namespace=namespace,
-        data=data,
-        created_at=parse_time(created_at),
-        updated_at=parse_time(updated_at),
-        metadata={} if metadata == "{}" else json.loads(metadata),
-    )
+    """A ``Record`` from a row of ``Statements.columns``.
+
+    Raises:
+        CorruptRecordError: the row's metadata is not a JSON object, or a time is not
+            a time (a row written by hand or by another program); names the ID.
+    """
+    result_id, model_type, namespace, data, metadata, created_at, updated_at = row
+    try:
+        decoded = {} if metadata == "{}" else json.loads(metadata)
+        if not isinstance(decoded, dict):
+            raise TypeError(f"metadata is a JSON {type(decoded).__name__}, not an object")
+        return Record(
+            model_type=model_type,
+            namespace=namespace,
+            data=data,
+            created_at=parse_time(created_at),
+            updated_at=parse_time(updated_at),
+            metadata=decoded,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(
+            f"the row of result ID {result_id!r} is a damaged results_flow record: {exc}"
+        ) from exc
 
 
 def apply_sqlite_settings(dbapi_connection: Any, busy_timeout: float) -> None:

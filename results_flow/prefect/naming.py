@@ -19,7 +19,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect import State
 from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+from prefect.utilities.collections import visit_collection
 
 from results_flow.errors import InvalidResultIdError, UnhashableParameterError
 from results_flow.ids import (
@@ -106,6 +109,14 @@ class IdRecipe:
             try:
                 canonical[name] = canonical_value(value, name)
             except UnhashableParameterError as exc:
+                if _holds_future(value):
+                    # ignore= would give every call the same ID: never the advice here.
+                    raise UnhashableParameterError(
+                        f"task {task_name!r}, parameter {name!r}: {exc}; it holds a Prefect "
+                        "future or state, whose result is not known yet: pass the result "
+                        "(future.result()), or give the futures to results_map, which "
+                        "resolves them before building the IDs"
+                    ) from exc
                 raise UnhashableParameterError(
                     f"task {task_name!r}, parameter {name!r}: {exc}; pass "
                     f"ignore=[{name!r}] to leave it out of the result ID, or give an id= template"
@@ -233,6 +244,18 @@ def _bad_segment(
 def _root(field_name: str) -> str:
     """The parameter a template field reads (``item`` of ``item.id`` or ``item[0]``)."""
     return re.split(r"[.\[]", field_name, maxsplit=1)[0]
+
+
+def _holds_future(value: Any) -> bool:
+    found: list[Any] = []
+
+    def spot(expr: Any) -> Any:
+        if isinstance(expr, PrefectFuture | State):
+            found.append(expr)
+        return expr
+
+    visit_collection(value, spot, return_data=False)
+    return bool(found)
 
 
 def bind_arguments(
