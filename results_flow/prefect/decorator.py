@@ -19,6 +19,8 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 import anyio
 import anyio.to_thread
 from prefect import Flow, State, Task
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from results_flow.errors import ModelRegistryError, ResultsTaskError
@@ -85,6 +87,17 @@ class ResultsTask(Task[P, R]):
         if changes:
             copy.fn = _wrap(runtime_of(self).replace(**changes))
         return cast(ResultsTask[P, R], copy)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        """``Task.submit``; a store that other processes cannot open fails here, with
+        ``ResultsTaskError``, not inside the task runner's serializer."""
+        check_runner_reaches(self)
+        return super().submit(*args, **kwargs)
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        """``Task.map``, with the store checked as in ``submit``."""
+        check_runner_reaches(self)
+        return super().map(*args, **kwargs)
 
     @property
     def runtime(self) -> TaskRuntime:
@@ -399,3 +412,16 @@ def result_id_for(
         )
     flow_name = flow.name if isinstance(flow, Flow) else flow
     return runtime.call(task.name, runtime.bind(args, kwargs), flow_name).result_id
+
+
+def check_runner_reaches(task: Task[Any, Any]) -> None:
+    """Fail early when the flow's task runner runs tasks in other processes (Dask, a
+    process pool) and ``task``'s store cannot be reopened there.
+
+    Raises:
+        ResultsTaskError: the store is process-local (memory://, a custom table).
+    """
+    context = FlowRunContext.get()
+    if context is None or isinstance(context.task_runner, ThreadPoolTaskRunner):
+        return
+    runtime_of(task).store.portable_url()
