@@ -174,3 +174,44 @@ def test_going_on_past_errors_loads_the_valid_rows_of_every_chunk(url: str, tmp_
 
 def _critical() -> Severity:
     return Severity.CRITICAL
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_etl_flow_stage_records_stay_small_and_a_rerun_skips(
+    manager: DatabaseDataManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from results_flow import ResultsManager
+    from results_flow.data import flow
+
+    monkeypatch.setattr(flow, "STAGE_CHUNK_ROWS", CHUNK)
+    store = ResultsManager(f"sqlite:///{tmp_path / 'stages.db'}")
+    files = write(tmp_path, *clean())
+
+    result = flow.etl_flow(manager, files, "flowed", store=store)
+
+    assert result.succeeded, result.validation_result.summary()
+    assert count(manager, "flowed", "clients") == 230
+    assert count(manager, "flowed", "purchases") == 170
+    stages = store.list_ids("etl/flowed")
+    assert [s.rsplit("/", 1)[1] for s in stages] == ["extract", "load", "transform", "validate"]
+    for stage_id in stages:
+        # a row count and chunk IDs, not 400 rows: well under the ~20 kB the rows take
+        assert len(store.record(stage_id).to_document()) < 6_000, stage_id
+    staged = store.get(stages[3], flow.StagedTables)
+    assert {t.name: (t.rows, len(t.chunks)) for t in staged.tables} == {
+        "clients": (230, 5),
+        "purchases": (170, 4),
+    }
+    assert len(store.get(staged.tables[0].chunks[0], flow.RowChunk).rows) == CHUNK
+
+    again = flow.etl_flow(manager, files, "flowed", store=store)
+    assert again.succeeded and store.list_ids("etl/flowed") == stages
+
+    clients, purchases = clean()
+    clients[120] = "10,again,"
+    purchases[150] = "151,999,1.0,"
+    bad = write(tmp_path, clients, purchases)
+    failed = flow.etl_flow(manager, bad, "flowed2", store=store, raise_on_failure=False)
+    assert not failed.succeeded
+    assert sorted(str(m) for m in failed.validation_result.messages) == in_memory_messages(bad)
+    store.close()
