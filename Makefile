@@ -13,7 +13,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,dev,bench]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,s3,dev,bench]"
 	touch $(STAMP)
 
 # The main job on the embedded default store, with Prefect's temporary server in a

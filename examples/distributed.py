@@ -8,9 +8,11 @@ from whatever any worker stored::
 
     python examples/distributed.py postgresql://postgres@127.0.0.1:5432/results
     python examples/distributed.py postgresql://db.internal/results --address tcp://scheduler:8786
+    python examples/distributed.py --store s3://my-bucket/results   # or gs://, az://
 
-The workers of an existing cluster need results_flow (with its ``postgres`` extra)
-and this folder's ``parallel_resume.py`` importable, and must reach the database.
+The workers of an existing cluster need results_flow (with its ``postgres`` or ``s3``
+extra) and this folder's ``parallel_resume.py`` importable, and must reach the store;
+an object store's credentials come from each worker's own environment.
 """
 
 from __future__ import annotations
@@ -71,13 +73,22 @@ def distributed_resume(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("store", help="store URL shared by every worker, e.g. postgresql://...")
+    parser.add_argument(
+        "store_arg",
+        nargs="?",
+        metavar="store",
+        help="store URL shared by every worker, e.g. postgresql://... or s3://bucket/prefix",
+    )
+    parser.add_argument("--store", help="the same, as an option")
     parser.add_argument("--items", type=int, default=1000, help="how many inputs (1000)")
     parser.add_argument("--difficulty", type=int, default=12, help="zero bits per proof (12)")
     parser.add_argument("--workers", type=int, default=2, help="local worker processes (2)")
     parser.add_argument("--address", help="scheduler of an existing Dask cluster")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if (args.store is None) == (args.store_arg is None):
+        parser.error("give the store URL once: as the argument or as --store")
+    args.store = args.store or args.store_arg
     run = distributed_resume.with_options(task_runner=dask_runner(args.address, args.workers))
     return run_interruptibly(
         lambda: run(args.store, args.items, args.difficulty, not args.no_progress),

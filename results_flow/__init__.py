@@ -26,6 +26,7 @@ from results_flow.errors import (
     DataError,
     ETLConstructionError,
     InvalidResultIdError,
+    InvalidResultsError,
     LockLostError,
     LockTimeoutError,
     ModelRegistryError,
@@ -50,13 +51,21 @@ if TYPE_CHECKING:
     from results_flow.prefect import (
         PydanticSerializer,
         ResultsStorage,
+        aresults_map,
         result_id_for,
         results_map,
         results_task,
     )
 
 _PREFECT_NAMES = frozenset(
-    {"PydanticSerializer", "ResultsStorage", "result_id_for", "results_map", "results_task"}
+    {
+        "PydanticSerializer",
+        "ResultsStorage",
+        "aresults_map",
+        "result_id_for",
+        "results_map",
+        "results_task",
+    }
 )
 
 
@@ -75,6 +84,7 @@ __all__ = [
     "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
+    "InvalidResultsError",
     "LockLostError",
     "LockTimeoutError",
     "MemoryBackend",
@@ -100,6 +110,7 @@ __all__ = [
     "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
+    "aresults_map",
     "clear_registry",
     "get_model_class",
     "mask_url",

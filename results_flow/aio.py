@@ -18,7 +18,16 @@ from pydantic import BaseModel
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
 from results_flow.backends.urls import async_backend_from_url
 from results_flow.ids import ResultId, normalize_id
-from results_flow.manager import SetBehavior, decode, encode, not_found, resolve_backend, settle
+from results_flow.manager import (
+    OnInvalid,
+    SetBehavior,
+    decode,
+    decode_many,
+    encode,
+    not_found,
+    resolve_backend,
+    settle,
+)
 from results_flow.records import Record
 
 M = TypeVar("M", bound=BaseModel)
@@ -86,19 +95,31 @@ class AsyncResultsManager:
 
     @overload
     async def get_many(
-        self, result_ids: Sequence[ResultId], model_class: type[M]
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: type[M],
+        *,
+        on_invalid: OnInvalid = "raise",
     ) -> dict[str, M]: ...
     @overload
     async def get_many(
-        self, result_ids: Sequence[ResultId], model_class: None = None
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: None = None,
+        *,
+        on_invalid: OnInvalid = "raise",
     ) -> dict[str, BaseModel]: ...
     async def get_many(
-        self, result_ids: Sequence[ResultId], model_class: type[M] | None = None
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: type[M] | None = None,
+        *,
+        on_invalid: OnInvalid = "raise",
     ) -> dict[str, M] | dict[str, BaseModel]:
-        """See ``ResultsManager.get_many``."""
+        """See ``ResultsManager.get_many`` (same ``on_invalid`` choices)."""
         rids = [normalize_id(r) for r in result_ids]
         records = await self._backend.read_many(rids)
-        return {rid: decode(rid, records[rid], model_class) for rid in rids if rid in records}
+        return decode_many(rids, records, model_class, on_invalid)
 
     async def record(self, result_id: ResultId) -> Record:
         """See ``ResultsManager.record``."""

@@ -9,6 +9,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultExistsError (FileExistsError)     RAISE_IF_EXISTS met a stored ID
     ├── ResultConflictError (FileExistsError)   RAISE_IF_DIFFERENT met other data
     ├── ResultValidationError (ValueError)      a value does not fit its model
+    │   └── InvalidResultsError                 stored results of a batch no longer validate
     ├── CorruptRecordError                      a stored record cannot be decoded
     ├── ModelRegistryError                      registering a model went wrong
     │   ├── UnknownModelError (LookupError)     no model for a stored tag
@@ -67,6 +68,48 @@ class ResultConflictError(ResultsFlowError, FileExistsError):
 
 class ResultValidationError(ResultsFlowError, ValueError):
     """A value does not validate against its model."""
+
+
+class InvalidResultsError(ResultValidationError):
+    """Stored results among a batch (or a task's stored result) no longer validate.
+
+    ``invalid`` maps every such ID to its error; ``found`` holds the batch's results that
+    did validate, so a caller can keep them (``get_many(on_invalid="raise")``).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        invalid: dict[str, ResultsFlowError] | None = None,
+        found: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.invalid: dict[str, ResultsFlowError] = dict(invalid or {})
+        self.found: dict[str, Any] = dict(found or {})
+
+    @classmethod
+    def of(
+        cls,
+        invalid: dict[str, ResultsFlowError],
+        found: dict[str, Any] | None = None,
+        *,
+        total: int | None = None,
+        hint: str = "",
+    ) -> InvalidResultsError:
+        """The error for ``invalid`` (ID -> error): counts them, names the first few."""
+        ids = list(invalid)
+        shown = ", ".join(repr(rid) for rid in ids[:SHOWN_INVALID_IDS])
+        more = f" and {len(ids) - SHOWN_INVALID_IDS} more" if len(ids) > SHOWN_INVALID_IDS else ""
+        of_total = f" of {total}" if total is not None else ""
+        noun = "result no longer validates" if len(ids) == 1 else "results no longer validate"
+        message = (
+            f"{len(ids)}{of_total} stored {noun}: {shown}{more}; first error: {invalid[ids[0]]}"
+        )
+        return cls(message + (f"; {hint}" if hint else ""), invalid, found)
+
+
+#: How many bad IDs an ``InvalidResultsError`` message names before "and N more".
+SHOWN_INVALID_IDS = 5
 
 
 class CorruptRecordError(ResultsFlowError):

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from types import TracebackType
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
@@ -23,6 +23,7 @@ from pydantic_core import PydanticSerializationError
 from results_flow.backends.base import ResultsBackend
 from results_flow.backends.urls import backend_from_url
 from results_flow.errors import (
+    InvalidResultsError,
     ResultConflictError,
     ResultExistsError,
     ResultNotFoundError,
@@ -36,6 +37,10 @@ from results_flow.registry import get_model_class, namespace_of
 from results_flow.settings import default_store_url
 
 M = TypeVar("M", bound=BaseModel)
+
+OnInvalid = Literal["raise", "skip"]
+"""What ``get_many`` does with stored records that no longer validate."""
+ON_INVALID_CHOICES: tuple[OnInvalid, ...] = ("raise", "skip")
 
 
 class SetBehavior(StrEnum):
@@ -136,18 +141,43 @@ class ResultsManager:
         return decode(rid, record, model_class)
 
     @overload
-    def get_many(self, result_ids: Sequence[ResultId], model_class: type[M]) -> dict[str, M]: ...
+    def get_many(
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: type[M],
+        *,
+        on_invalid: OnInvalid = "raise",
+    ) -> dict[str, M]: ...
     @overload
     def get_many(
-        self, result_ids: Sequence[ResultId], model_class: None = None
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: None = None,
+        *,
+        on_invalid: OnInvalid = "raise",
     ) -> dict[str, BaseModel]: ...
     def get_many(
-        self, result_ids: Sequence[ResultId], model_class: type[M] | None = None
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: type[M] | None = None,
+        *,
+        on_invalid: OnInvalid = "raise",
     ) -> dict[str, M] | dict[str, BaseModel]:
-        """The stored models among ``result_ids`` (missing IDs left out), in one backend call."""
+        """The stored models among ``result_ids`` (missing IDs left out), in one backend call.
+
+        Every record is read and validated before anything is raised. A record that does
+        not validate (a model that changed since it was stored, or an unregistered tag
+        when no class is given) is handled by ``on_invalid``: ``"raise"`` (the default)
+        raises one ``InvalidResultsError`` that counts every bad ID, names the first few,
+        and carries ``.invalid`` (ID -> error) and ``.found`` (the good results), so a
+        caller can catch it to collect both; ``"skip"`` leaves bad IDs out, as if missing.
+
+        Raises:
+            InvalidResultsError: ``on_invalid="raise"`` and stored records do not validate.
+        """
         rids = [normalize_id(r) for r in result_ids]
         records = self._backend.read_many(rids)
-        return {rid: decode(rid, records[rid], model_class) for rid in rids if rid in records}
+        return decode_many(rids, records, model_class, on_invalid)
 
     def record(self, result_id: ResultId) -> Record:
         """The raw stored envelope (type tag, namespace, JSON data, times, metadata).
@@ -295,6 +325,40 @@ def decode(result_id: str, record: Record, model_class: type[M] | None) -> M | B
             f"result {result_id!r} (stored as {record.namespace}:{record.model_type}) "
             f"does not validate as {cls.__name__}: {exc}"
         ) from exc
+
+
+def decode_many(
+    result_ids: Sequence[str],
+    records: Mapping[str, Record],
+    model_class: type[M] | None,
+    on_invalid: OnInvalid,
+) -> dict[str, Any]:
+    """Decode the stored ones among ``result_ids``; bad records go by ``on_invalid``.
+
+    Raises:
+        InvalidResultsError: ``on_invalid="raise"`` and records do not validate.
+        ValueError: ``on_invalid`` is not one of ``ON_INVALID_CHOICES``.
+    """
+    if on_invalid not in ON_INVALID_CHOICES:
+        raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, not {on_invalid!r}")
+    found: dict[str, Any] = {}
+    invalid: dict[str, ResultsFlowError] = {}
+    for rid in result_ids:
+        record = records.get(rid)
+        if record is None or rid in found or rid in invalid:
+            continue
+        try:
+            found[rid] = decode(rid, record, model_class)
+        except (ResultValidationError, UnknownModelError) as exc:
+            invalid[rid] = exc
+    if invalid and on_invalid == "raise":
+        raise InvalidResultsError.of(
+            invalid,
+            found,
+            total=len(records),
+            hint='pass on_invalid="skip" to leave them out',
+        )
+    return found
 
 
 def settle(

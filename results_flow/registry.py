@@ -8,6 +8,8 @@ re-imported (same module and qualified name), as happens on reload.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 from collections.abc import Callable
 from typing import TypeVar, overload
@@ -50,7 +52,20 @@ def register_model(
     return register if model_class is None else register(model_class)
 
 
-def _register(cls: type[BaseModel], namespace: str) -> None:
+def ensure_registered(cls: type[BaseModel], namespace: str) -> None:
+    """Register ``cls`` under ``namespace`` too, unless it already is; the namespace its
+    instances are stored under by default changes only if it had none.
+
+    Raises:
+        ModelRegistryError: not a Pydantic model, or another class holds the name.
+    """
+    with _lock:
+        if _models.get((namespace, cls.__name__)) is cls:
+            return
+    _register(cls, namespace, primary=False)
+
+
+def _register(cls: type[BaseModel], namespace: str, *, primary: bool = True) -> None:
     if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
         raise ModelRegistryError(f"register_model needs a pydantic BaseModel subclass, got {cls!r}")
     if not namespace:
@@ -58,13 +73,14 @@ def _register(cls: type[BaseModel], namespace: str) -> None:
     key = (namespace, cls.__name__)
     with _lock:
         taken = _models.get(key)
-        if taken is not None and taken is not cls and _origin(taken) != _origin(cls):
+        if taken is not None and taken is not cls and not _same_definition(taken, cls):
             raise ModelRegistryError(
                 f"model name {cls.__name__!r} in namespace {namespace!r} is already taken by "
                 f"{_origin(taken)}; register {_origin(cls)} in another namespace"
             )
         _models[key] = cls
-        _namespaces[cls] = namespace
+        if primary or cls not in _namespaces:
+            _namespaces[cls] = namespace
 
 
 def get_model_class(name: str, namespace: str = DEFAULT_NAMESPACE) -> type[BaseModel]:
@@ -100,3 +116,17 @@ def clear_registry(namespace: str | None = None) -> None:
 
 def _origin(cls: type[BaseModel]) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _same_definition(a: type[BaseModel], b: type[BaseModel]) -> bool:
+    """The same class imported again: by the same name (a reload), or from the same file
+    under two module names (a script run as ``__main__`` and imported by name)."""
+    if _origin(a) == _origin(b):
+        return True
+    return a.__qualname__ == b.__qualname__ and _module_file(a) == _module_file(b) is not None
+
+
+def _module_file(cls: type[BaseModel]) -> str | None:
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    return os.path.realpath(path) if isinstance(path, str) else None

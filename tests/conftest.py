@@ -14,6 +14,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# The session's local S3 server (fixtures ``s3_server`` and ``s3_url``).
+pytest_plugins = ["tests.s3_server"]
+
 # Prefect reads these when first imported; keep every run's state in a throwaway home.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="results-flow-prefect-"))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"

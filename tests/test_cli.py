@@ -18,6 +18,7 @@ from rich.console import Console
 
 from results_flow import FileBackend, Record, ResultsManager, SqliteBackend, register_model
 from results_flow.cli import app
+from tests.s3_server import S3Server
 
 NAMESPACE = "cli_test"
 
@@ -465,3 +466,45 @@ def test_migrate_reports_records_the_target_cannot_hold(tmp_path: Path, postgres
     assert len(ids_in(postgres_url)) == 11
     report = json.loads(run("migrate", "--to", postgres_url, "--json", "--store", url).out)
     assert [refusal["id"] for refusal in report["refused"]] == ["r/05x"]
+
+
+# -- on an object store (issue 10 item 4) ---------------------------------------------
+
+
+def test_ls_stats_verify_and_lossless_migrate_sqlite_s3_file(
+    db: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    s3 = s3_server.url()
+    moved = run("migrate", "--to", s3, "--store", db)
+    assert moved.code == 0, moved.err
+    assert "copied 4 result(s)" in moved.out
+    folder = f"file://{tmp_path / 'files'}"
+    assert run("migrate", "--to", folder, "--store", s3).code == 0
+
+    source = SqliteBackend(db.removeprefix("sqlite:///"))
+    with ResultsManager.from_url(s3) as middle, ResultsManager.from_url(folder) as target:
+        assert middle.list_ids() == target.list_ids() == source.list_ids()
+        for result_id in source.list_ids():
+            assert content(middle.record(result_id)) == content(source.read(result_id))
+            assert content(target.record(result_id)) == content(source.read(result_id))
+        assert target.get("runs/r1") == Reading(sensor="t1", value=9.0)
+
+    listed = json.loads(run("ls", "sensors", "--json", "--store", s3).out)
+    assert [entry if isinstance(entry, str) else entry["id"] for entry in listed] == [
+        "sensors/humidity/h1",
+        "sensors/temp/t1",
+        "sensors/temp/t2",
+    ]
+    stats = run("stats", "--json", "--store", s3)
+    assert stats.code == 0, stats.err
+    assert json.loads(stats.out)["count"] == 4
+    verified = run("verify", "--json", "--store", s3)
+    assert verified.code == 0, verified.err
+    rerun = json.loads(run("migrate", "--to", s3, "--json", "--store", db).out)
+    assert (rerun["written"], rerun["skipped"]) == (0, 4)
+
+
+def test_cli_names_a_missing_bucket_in_one_line(s3_server: S3Server) -> None:
+    shown = run("ls", "--store", f"s3://no-such-bucket/p?endpoint={s3_server.endpoint}")
+    assert shown.code != 0
+    assert "no-such-bucket" in shown.err and "Traceback" not in shown.err

@@ -13,6 +13,7 @@ EXPECTED = {
     "ETLConstructionError",
     "FileBackend",
     "InvalidResultIdError",
+    "InvalidResultsError",
     "LockLostError",
     "LockTimeoutError",
     "MemoryBackend",
@@ -38,6 +39,7 @@ EXPECTED = {
     "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
+    "aresults_map",
     "clear_registry",
     "get_model_class",
     "mask_url",
@@ -77,7 +79,8 @@ def test_importing_the_store_does_not_import_prefect() -> None:
 
 
 def test_prefect_names_are_re_exported_lazily() -> None:
-    from results_flow.prefect import results_map, results_task
+    from results_flow.prefect import aresults_map, results_map, results_task
 
     assert results_flow.results_task is results_task
     assert results_flow.results_map is results_map
+    assert results_flow.aresults_map is aresults_map

@@ -358,3 +358,6 @@ register_backend("file", "results_flow.backends.file:FileBackend")
 register_backend("sqlite", "results_flow.backends.sql:SqliteBackend")
 register_backend(("postgresql", "postgres"), "results_flow.backends.sql:PostgresBackend")
 register_backend("memory", "results_flow.backends.memory:MemoryBackend")
+register_backend(
+    ("s3", "gs", "az"), "results_flow.backends.object_store:ObjectStoreBackend", extra="s3"
+)

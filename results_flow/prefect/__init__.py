@@ -8,10 +8,11 @@ caching into the same store. Importing this module registers the block and the
 serializer with Prefect (``prefect block register -m results_flow.prefect``).
 """
 
-from results_flow.prefect.batch import ResumeResults, results_map
+from results_flow.prefect.batch import ResumeResults, aresults_map, results_map
 from results_flow.prefect.cache import RESULT_ID, ResultIdPolicy
 from results_flow.prefect.decorator import ResultsTask, result_id_for, results_task
 from results_flow.prefect.naming import NO_FLOW
+from results_flow.prefect.progress import MapProgress
 from results_flow.prefect.runtime import CACHED_STATE_NAME
 from results_flow.prefect.serializer import SERIALIZER_TYPE, PydanticSerializer
 from results_flow.prefect.storage import PrefectResultBlob, ResultsStorage
@@ -21,12 +22,14 @@ __all__ = [
     "NO_FLOW",
     "RESULT_ID",
     "SERIALIZER_TYPE",
+    "MapProgress",
     "PrefectResultBlob",
     "PydanticSerializer",
     "ResultIdPolicy",
     "ResultsStorage",
     "ResultsTask",
     "ResumeResults",
+    "aresults_map",
     "result_id_for",
     "results_map",
     "results_task",

@@ -9,20 +9,25 @@ read, not N Prefect task runs.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
-from prefect import Task, get_run_logger
+import anyio.to_thread
+from prefect import State, Task, get_run_logger
 from prefect.exceptions import MissingContextError
-from prefect.futures import PrefectFuture, wait
-from prefect.utilities.annotations import unmapped
+from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.utilities.annotations import BaseAnnotation, unmapped
+from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
+from results_flow.prefect.chunks import ItemOutcome, chunk_task
 from results_flow.prefect.decorator import runtime_of
 from results_flow.prefect.naming import current_flow_name
+from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
 from results_flow.prefect.runtime import CACHED_STATE_NAME, logger
 
 M = TypeVar("M", bound=BaseModel)
@@ -63,27 +68,54 @@ class ResumeResults(Sequence[M], Generic[M]):
 
 
 def results_map(
-    task: Task[Any, Any], /, *iterables: Any, **keyword_iterables: Any
+    task: Task[Any, Any],
+    /,
+    *iterables: Any,
+    chunk_size: int | None = None,
+    progress: bool | ProgressHook | None = None,
+    **keyword_iterables: Any,
 ) -> ResumeResults[Any]:
     """Run a results_task over many inputs, submitting only those not yet stored.
 
     Arguments follow ``Task.map``: each iterable gives one parameter's values
     (positional ones fill the parameters in order), and ``prefect.unmapped(value)``
-    passes the same value to every call. Inputs that share a result ID are computed
+    passes the same value to every call. Like ``Task.map``, it takes Prefect futures
+    and states in the arguments and in their lists, tuples, sets and dicts
+    (``results_map(task, upstream.map(items))``, a list of futures, a future whose
+    result is the list): it waits for them and builds
+    each ID from their results. Inputs that share a result ID are computed
     once. Must run in a flow (or anywhere ``task.submit`` works); it blocks until the
     submitted runs finish.
+
+    Args:
+        task: a task made by ``results_task``.
+        *iterables: one iterable per positional parameter, as for ``Task.map``.
+        chunk_size: send the missing inputs in chunks of this many, one task run per
+            chunk, instead of one task run per input. Each item is still stored under
+            its own ID (the same as without chunks) as soon as it is computed.
+        progress: a callable fed one ``MapProgress`` per distinct result ID as it is
+            settled (stored ones first, then each as its run completes), in the
+            caller's thread; or True for a rich progress bar.
+        **keyword_iterables: one iterable (or ``unmapped`` value) per named parameter.
 
     Returns:
         The results in input order, with counts computed and reused.
 
     Raises:
         ResultsTaskError: ``task`` was not made by ``results_task``.
-        ValueError: the iterables differ in length or name no parameter.
+        InvalidResultsError: stored results no longer validate and the task's
+            ``on_invalid="raise"``; raised after every other input has run.
+        ValueError: the iterables differ in length or name no parameter, or
+            ``chunk_size`` is below 1.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
-        Exception: the first failure among the submitted runs, once all have finished.
+        Exception: an upstream future's failure (noted with the parameter), or the first
+            failure among the submitted runs, once all have finished (noted with how
+            many failed and their IDs).
     """
     started = time.perf_counter()
     runtime = runtime_of(task)
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"results_map {task.name!r}: chunk_size must be at least 1")
     calls_kwargs = _expand(task, runtime.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
     ids = [
@@ -91,11 +123,12 @@ def results_map(
         for kwargs in calls_kwargs
     ]
     unique_ids = list(dict.fromkeys(ids))
-    found: dict[str, BaseModel] = (
-        dict(runtime.manager().get_many(unique_ids, runtime.model)) if runtime.skips else {}
-    )
+    # Stored results that no longer validate never stop the rest from being submitted:
+    # "recompute" submits them too; "raise" raises after the others have run.
+    found, invalid = runtime.stored_results(unique_ids, task)
+    held_back = set(invalid) if runtime.on_invalid == "raise" else set()
     first_index = {rid: i for i, rid in reversed(list(enumerate(ids)))}
-    missing = [rid for rid in unique_ids if rid not in found]
+    missing = [rid for rid in unique_ids if rid not in found and rid not in held_back]
     log = _logger()
     log.info(
         "results_map %s: %d inputs, %d stored results reused, %d to run",
@@ -104,10 +137,37 @@ def results_map(
         len(ids) - sum(1 for rid in ids if rid not in found),
         len(missing),
     )
-    futures: dict[str, PrefectFuture[Any]] = {
-        rid: task.submit(**calls_kwargs[first_index[rid]]) for rid in missing
-    }
-    computed_ids = _collect(futures, found)
+    with progress_hook(progress, f"results_map {task.name}", len(unique_ids)) as hook:
+        tally = _Tally(hook, len(unique_ids))
+        for rid in unique_ids:
+            if rid in found:
+                tally.settle(rid, ItemOutcome(found[rid], computed=False))
+        if chunk_size is None:
+            futures = {task.submit(**calls_kwargs[first_index[rid]]): rid for rid in missing}
+            for future in as_completed(list(futures)):
+                tally.settle(futures[future], _outcome_of(future))
+        else:
+            runner = chunk_task(task)
+            chunks = {
+                runner.submit(
+                    [calls_kwargs[first_index[rid]] for rid in chunk], first_index[chunk[0]]
+                ): chunk
+                for chunk in (
+                    missing[i : i + chunk_size] for i in range(0, len(missing), chunk_size)
+                )
+            }
+            for future in as_completed(list(chunks)):
+                chunk = chunks[future]
+                for rid, outcome in zip(chunk, _chunk_outcomes(future, len(chunk)), strict=True):
+                    tally.settle(rid, outcome)
+    _raise_failures(task, log, missing, tally.outcomes)
+    for rid in missing:
+        result = tally.outcomes[rid].result
+        if result is not None:
+            found[rid] = result
+    computed_ids = {rid for rid in missing if tally.outcomes[rid].computed}
+    if held_back:
+        runtime.invalid_found(invalid, total=len(unique_ids))
     results = [found[rid] for rid in ids]
     computed = sum(1 for rid in ids if rid in computed_ids)
     report = ResumeResults(
@@ -121,24 +181,96 @@ def results_map(
     return report
 
 
-def _collect(futures: dict[str, PrefectFuture[Any]], found: dict[str, BaseModel]) -> set[str]:
-    """Wait for every submitted run, put its result in ``found``; the IDs computed now."""
-    wait(list(futures.values()))
-    computed: set[str] = set()
-    failure: BaseException | None = None
-    for rid, future in futures.items():
-        state = future.state
-        if not state.is_completed():
-            failure = failure or _exception_of(future)
-            continue
-        found[rid] = future.result()
-        if state.name != CACHED_STATE_NAME:
-            computed.add(rid)
-    if failure is not None:
-        failed = sum(1 for f in futures.values() if not f.state.is_completed())
-        failure.add_note(f"results_map: {failed} of {len(futures)} submitted runs did not complete")
-        raise failure
-    return computed
+async def aresults_map(
+    task: Task[Any, Any],
+    /,
+    *iterables: Any,
+    chunk_size: int | None = None,
+    progress: bool | ProgressHook | None = None,
+    **keyword_iterables: Any,
+) -> ResumeResults[Any]:
+    """``results_map`` for ``async def`` flows: the same arguments, awaited.
+
+    The store read, the submissions and the wait run in a worker thread (with the
+    flow's context), so the event loop keeps running other coroutines meanwhile; the
+    progress hook is called in that thread. Works with sync and async results_tasks.
+    """
+    call = functools.partial(
+        results_map,
+        task,
+        *iterables,
+        chunk_size=chunk_size,
+        progress=progress,
+        **keyword_iterables,
+    )
+    return await anyio.to_thread.run_sync(call)
+
+
+class _Tally:
+    """The outcome of every settled ID, fed to the progress hook as it arrives."""
+
+    def __init__(self, hook: ProgressHook | None, total: int) -> None:
+        self.hook = hook
+        self.total = total
+        self.outcomes: dict[str, ItemOutcome] = {}
+
+    def settle(self, rid: str, outcome: ItemOutcome) -> None:
+        self.outcomes[rid] = outcome
+        if self.hook is not None:
+            self.hook(
+                MapProgress(
+                    result_id=rid,
+                    result=outcome.result,
+                    computed=outcome.computed,
+                    error=outcome.error,
+                    done=len(self.outcomes),
+                    total=self.total,
+                )
+            )
+
+
+def _outcome_of(future: PrefectFuture[Any]) -> ItemOutcome:
+    future.wait()  # records the final state; before that, .state may ask the server
+    state = future.state
+    if not state.is_completed():
+        return ItemOutcome(None, computed=False, error=_exception_of(future))
+    return ItemOutcome(future.result(), computed=state.name != CACHED_STATE_NAME)
+
+
+def _chunk_outcomes(future: PrefectFuture[Any], size: int) -> list[ItemOutcome]:
+    """Each item's outcome in a chunk run; the run's own failure for each when it failed
+    as a whole (its worker died, say; items it stored before are found on resume)."""
+    future.wait()
+    if not future.state.is_completed():
+        error = _exception_of(future)
+        return [ItemOutcome(None, computed=False, error=error)] * size
+    outcomes: list[ItemOutcome] = future.result()
+    return outcomes
+
+
+#: How many failed IDs a results_map failure names.
+_NAMED_FAILURES = 5
+
+
+def _raise_failures(
+    task: Task[Any, Any],
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    missing: list[str],
+    outcomes: dict[str, ItemOutcome],
+) -> None:
+    """Log each failed ID; re-raise the first failure (in input order) with a note."""
+    failed = [(rid, error) for rid in missing if (error := outcomes[rid].error) is not None]
+    if not failed:
+        return
+    for rid, error in failed:
+        log.error("results_map %s: %s failed: %r", task.name, rid, error)
+    named = ", ".join(rid for rid, _ in failed[:_NAMED_FAILURES])
+    more = ", ..." if len(failed) > _NAMED_FAILURES else ""
+    first = failed[0][1]
+    first.add_note(
+        f"results_map: {len(failed)} of {len(missing)} submitted items failed: {named}{more}"
+    )
+    raise first
 
 
 def _exception_of(future: PrefectFuture[Any]) -> BaseException:
@@ -169,8 +301,14 @@ def _expand(
     unknown = set(named) - set(parameter_names)
     if unknown:
         raise ValueError(f"results_map {task.name!r}: no parameter named {sorted(unknown)}")
-    static = {k: v.unwrap() for k, v in named.items() if isinstance(v, unmapped)}
-    mapped = {k: _as_list(task, k, v) for k, v in named.items() if not isinstance(v, unmapped)}
+    static = {
+        k: _resolved(task, k, v.unwrap()) for k, v in named.items() if isinstance(v, unmapped)
+    }
+    mapped = {
+        k: _resolved(task, k, _as_list(task, k, _resolved_whole(task, k, v)))
+        for k, v in named.items()
+        if not isinstance(v, unmapped)
+    }
     lengths = {k: len(v) for k, v in mapped.items()}
     if not mapped:
         raise ValueError(f"results_map {task.name!r}: give at least one iterable to map over")
@@ -178,6 +316,66 @@ def _expand(
         raise ValueError(f"results_map {task.name!r}: iterables differ in length: {lengths}")
     count = next(iter(lengths.values()))
     return [{**static, **{k: v[i] for k, v in mapped.items()}} for i in range(count)]
+
+
+def _resolved_whole(task: Task[Any, Any], name: str, value: Any) -> Any:
+    """A future or state given for a whole iterable, replaced by its result."""
+    return _resolved(task, name, value) if isinstance(value, PrefectFuture | State) else value
+
+
+def _resolved(task: Task[Any, Any], name: str, value: Any) -> Any:
+    """``value`` with every Prefect future and state in it replaced by its result.
+
+    Raises:
+        Exception: a future or state that did not complete; the note names the parameter.
+    """
+
+    def resolve(expr: Any) -> Any:
+        try:
+            if isinstance(expr, PrefectFuture):
+                return expr.result()
+            if isinstance(expr, State):
+                return expr.result()
+        except Exception as exc:
+            exc.add_note(
+                f"results_map {task.name!r}: an upstream input of parameter {name!r} failed"
+            )
+            raise
+        return expr
+
+    # Only rebuild the arguments when they hold a future: rebuilding copies every model.
+    found = _upstream_in(value)
+    if not found:
+        return value
+    wait([f for f in found if isinstance(f, PrefectFuture)])
+    return visit_collection(value, resolve, return_data=True)
+
+
+_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _upstream_in(value: Any) -> list[Any]:
+    """The futures and states in ``value`` and its lists, tuples, sets and dicts.
+
+    A plain walk: ``visit_collection`` would also open every model, seconds for
+    100,000 inputs.
+    """
+    found: list[Any] = []
+    stack = [value]
+    while stack:
+        expr = stack.pop()
+        if type(expr) in _PLAIN:
+            continue
+        if isinstance(expr, PrefectFuture | State):
+            found.append(expr)
+        elif isinstance(expr, list | tuple | set | frozenset):
+            stack.extend(expr)
+        elif isinstance(expr, dict):
+            stack.extend(expr.keys())
+            stack.extend(expr.values())
+        elif isinstance(expr, BaseAnnotation):
+            stack.append(expr.unwrap())
+    return found
 
 
 def _as_list(task: Task[Any, Any], name: str, value: Any) -> list[Any]:

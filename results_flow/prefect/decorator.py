@@ -16,20 +16,24 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import anyio.to_thread
-from prefect import State, Task
+from prefect import Flow, State, Task
 from pydantic import BaseModel
 
-from results_flow.errors import ResultsTaskError
+from results_flow.errors import ModelRegistryError, ResultsTaskError
 from results_flow.ids import source_hash
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.naming import IdRecipe
 from results_flow.prefect.runtime import (
+    OnInvalid,
     TaskRuntime,
     cached_state,
     computed_state,
+    current_task,
     current_task_name,
 )
 from results_flow.prefect.stores import StoreRef
+from results_flow.records import utc_now
+from results_flow.registry import ensure_registered, namespace_of
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -60,10 +64,24 @@ class ResultsTask(Task[P, R]):
             return _unwrap_later(out)
         return unwrap_state(out)
 
-    def with_options(self, **options: Any) -> ResultsTask[P, R]:
-        """A copy with other Prefect options (see ``prefect.Task.with_options``)."""
+    def with_options(
+        self,
+        *,
+        refresh: bool | None = None,
+        on_invalid: OnInvalid | None = None,
+        **options: Any,
+    ) -> ResultsTask[P, R]:
+        """A copy with other Prefect options (see ``prefect.Task.with_options``) and,
+        when given, another ``refresh`` or ``on_invalid`` (see ``results_task``)."""
         copy = super().with_options(**options)
         copy.__class__ = ResultsTask  # Task.with_options builds a plain Task
+        changes = {
+            name: value
+            for name, value in (("refresh", refresh), ("on_invalid", on_invalid))
+            if value is not None
+        }
+        if changes:
+            copy.fn = _wrap(runtime_of(self).replace(**changes))
         return cast(ResultsTask[P, R], copy)
 
     @property
@@ -71,9 +89,9 @@ class ResultsTask(Task[P, R]):
         """The store, model and ID rules of this task."""
         return runtime_of(self)
 
-    def result_id(self, *args: Any, **kwargs: Any) -> str:
+    def result_id(self, *args: Any, flow: str | Flow[..., Any] | None = None, **kwargs: Any) -> str:
         """The result ID a call with these arguments would use (see ``result_id_for``)."""
-        return result_id_for(self, *args, **kwargs)
+        return result_id_for(self, *args, flow=flow, **kwargs)
 
 
 def unwrap_state(value: Any) -> Any:
@@ -107,6 +125,8 @@ def results_task(
     lock: bool = True,
     lock_timeout: float = COMPUTE_LOCK_TIMEOUT,
     hash_source: bool = False,
+    refresh: bool = False,
+    on_invalid: OnInvalid = "raise",
     **prefect_task_options: Any,
 ) -> Callable[[Callable[P, R]], ResultsTask[P, R]]: ...
 def results_task(
@@ -123,6 +143,8 @@ def results_task(
     lock: bool = True,
     lock_timeout: float = COMPUTE_LOCK_TIMEOUT,
     hash_source: bool = False,
+    refresh: bool = False,
+    on_invalid: OnInvalid = "raise",
     **prefect_task_options: Any,
 ) -> ResultsTask[P, R] | Callable[[Callable[P, R]], ResultsTask[P, R]]:
     """Make a Prefect task whose result is validated, stored and reused by ID.
@@ -145,9 +167,19 @@ def results_task(
         lock_timeout: seconds to wait while another worker computes the same ID
             (default one hour); then ``LockTimeoutError`` fails the run.
         hash_source: refine the ID with a hash of the function's source.
+        refresh: always recompute and overwrite the stored result (its creation time is
+            kept); also ``RESULTS_FLOW_REFRESH=1`` or Prefect's ``refresh_cache``.
+        on_invalid: a stored result that no longer validates as the model: ``"raise"``
+            (an ``InvalidResultsError`` counting and naming them) or ``"recompute"``
+            (recompute and overwrite, logging each ID).
+
+    The model is registered under ``namespace`` (or the one it is registered in, else
+    the default) when the task is decorated, so ``ResultsManager().get(id)`` without a
+    class reads the task's results in any process that imported the task's module.
 
     Raises:
-        ResultsTaskError: no Pydantic model for the result, or a generator function.
+        ResultsTaskError: no Pydantic model for the result, a generator function, or
+            another model holds the model's name in that namespace.
     """
 
     def decorate(func: Callable[P, R]) -> ResultsTask[P, R]:
@@ -165,6 +197,8 @@ def results_task(
             model=model,
             lock=lock,
             lock_timeout=lock_timeout,
+            refresh=refresh,
+            on_invalid=on_invalid,
             options=prefect_task_options,
         )
 
@@ -181,6 +215,8 @@ def _build(
     model: type[BaseModel] | None,
     lock: bool,
     lock_timeout: float,
+    refresh: bool,
+    on_invalid: OnInvalid,
     options: dict[str, Any],
 ) -> ResultsTask[P, R]:
     name = getattr(func, "__qualname__", repr(func))
@@ -191,23 +227,32 @@ def _build(
         raise ResultsTaskError(
             f"results_task {name!r}: ignore= names no parameter: {sorted(unknown)}"
         )
+    model = model or model_from_annotation(func)
+    try:
+        # Registered here, so get(id) without a class and `results-flow verify --import
+        # <this module>` read what the task stores.
+        ensure_registered(model, namespace or namespace_of(model))
+    except ModelRegistryError as exc:
+        raise ResultsTaskError(
+            f"results_task {name!r}: cannot register its model: {exc}; pass namespace= "
+            "to store its results apart"
+        ) from exc
     runtime = TaskRuntime(
         func,
         store=store,
-        model=model or model_from_annotation(func),
+        model=model,
         recipe=recipe,
         behavior=behavior,
         namespace=namespace,
         lock=lock,
         lock_timeout=lock_timeout,
+        refresh=refresh,
+        on_invalid=on_invalid,
     )
     if not any(option in options for option in _PERSISTENCE_OPTIONS):
         # The store keeps the result; Prefect persisting (and pickling) it too is waste.
         options["persist_result"] = False
-    wrapper = (
-        _async_wrapper(runtime) if inspect.iscoroutinefunction(func) else _sync_wrapper(runtime)
-    )
-    return ResultsTask(fn=cast(Callable[P, R], wrapper), **options)
+    return ResultsTask(fn=cast(Callable[P, R], _wrap(runtime)), **options)
 
 
 def model_from_annotation(func: Callable[..., Any]) -> type[BaseModel]:
@@ -232,22 +277,37 @@ def model_from_annotation(func: Callable[..., Any]) -> type[BaseModel]:
     )
 
 
+def _wrap(runtime: TaskRuntime) -> Callable[..., Any]:
+    return (
+        _async_wrapper(runtime)
+        if inspect.iscoroutinefunction(runtime.fn)
+        else _sync_wrapper(runtime)
+    )
+
+
 def _sync_wrapper(runtime: TaskRuntime) -> Callable[..., Any]:
     fn = runtime.fn
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
+        started = utc_now()
         call = runtime.call(current_task_name(fn.__name__), runtime.bind(args, kwargs))
-        stored = runtime.lookup(call)
-        if stored is not None:
-            return cached_state(call, stored)
+        refresh = runtime.refreshing(current_task())
+        stored = runtime.lookup(call, refresh=refresh)
+        if stored.result is not None:
+            return cached_state(call, stored.result)
         if not runtime.lock:
-            return computed_state(call, *runtime.save(call, fn(*args, **kwargs)))
+            return computed_state(
+                call, *runtime.save(call, fn(*args, **kwargs), replace=stored.replace)
+            )
         with runtime.manager().lock(call.result_id, runtime.lock_timeout):
-            stored = runtime.lookup(call)  # the lock holder before us may have stored it
-            if stored is not None:
-                return cached_state(call, stored)
-            return computed_state(call, *runtime.save(call, fn(*args, **kwargs)))
+            # The lock holder before us may have stored (or refreshed) it.
+            stored = runtime.lookup(call, refresh=refresh, since=started)
+            if stored.result is not None:
+                return cached_state(call, stored.result)
+            return computed_state(
+                call, *runtime.save(call, fn(*args, **kwargs), replace=stored.replace)
+            )
 
     run.__results_flow_runtime__ = runtime  # type: ignore[attr-defined]
     return run
@@ -259,22 +319,31 @@ def _async_wrapper(runtime: TaskRuntime) -> Callable[..., Coroutine[Any, Any, An
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> Any:
+        started = utc_now()
         call = runtime.call(current_task_name(fn.__name__), runtime.bind(args, kwargs))
-        stored = await to_thread(runtime.lookup, call)
-        if stored is not None:
-            return cached_state(call, stored)
+        refresh = runtime.refreshing(current_task())
+        stored = await to_thread(functools.partial(runtime.lookup, call, refresh=refresh))
+        if stored.result is not None:
+            return cached_state(call, stored.result)
         if not runtime.lock:
-            return computed_state(
-                call, *await to_thread(runtime.save, call, await fn(*args, **kwargs))
+            value = await fn(*args, **kwargs)
+            saved = await to_thread(
+                functools.partial(runtime.save, replace=stored.replace), call, value
             )
+            return computed_state(call, *saved)
         held = runtime.manager().lock(call.result_id, runtime.lock_timeout)
         await to_thread(held.__enter__)
         try:
-            stored = await to_thread(runtime.lookup, call)
-            if stored is not None:
-                return cached_state(call, stored)
+            stored = await to_thread(
+                functools.partial(runtime.lookup, call, refresh=refresh, since=started)
+            )
+            if stored.result is not None:
+                return cached_state(call, stored.result)
             value = await fn(*args, **kwargs)
-            return computed_state(call, *await to_thread(runtime.save, call, value))
+            saved = await to_thread(
+                functools.partial(runtime.save, replace=stored.replace), call, value
+            )
+            return computed_state(call, *saved)
         finally:
             await to_thread(held.__exit__, None, None, None)
 
@@ -294,14 +363,27 @@ def runtime_of(task: Task[Any, Any]) -> TaskRuntime:
     return runtime
 
 
-def result_id_for(task: Task[Any, Any], /, *args: Any, **kwargs: Any) -> str:
+def result_id_for(
+    task: Task[Any, Any], /, *args: Any, flow: str | Flow[..., Any] | None = None, **kwargs: Any
+) -> str:
     """The result ID that calling ``task`` with these arguments would store under.
 
-    Inside a flow run the flow segment is the running flow's name; outside, ``no-flow``.
+    ``flow`` names the flow whose runs stored it (a name or the flow itself), so a
+    notebook can find what a flow stored: ``result_id_for(score, 7, flow="nightly")``.
+    Without it, the running flow's name inside a flow run, else ``no-flow``. A task
+    parameter that is itself called ``flow`` is passed positionally.
 
     Raises:
         ResultsTaskError: ``task`` was not made by ``results_task``.
         UnhashableParameterError: an argument has no canonical JSON; names it.
+        InvalidResultIdError: the ID template cannot be filled or gives a bad ID.
     """
     runtime = runtime_of(task)
-    return runtime.call(task.name, runtime.bind(args, kwargs)).result_id
+    names = runtime.bind_names()
+    if flow is not None and "flow" in names and len(args) <= names.index("flow"):
+        raise ResultsTaskError(
+            f"result_id_for({task.name!r}): flow= names the flow, but the task also has a "
+            "parameter 'flow'; pass that parameter positionally"
+        )
+    flow_name = flow.name if isinstance(flow, Flow) else flow
+    return runtime.call(task.name, runtime.bind(args, kwargs), flow_name).result_id

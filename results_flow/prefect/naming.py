@@ -13,15 +13,26 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prefect import State
 from prefect.context import FlowRunContext
+from prefect.futures import PrefectFuture
+from prefect.utilities.collections import visit_collection
 
 from results_flow.errors import InvalidResultIdError, UnhashableParameterError
-from results_flow.ids import canonical_value, digest_of, normalize_id, safe_segment
+from results_flow.ids import (
+    SEPARATOR,
+    canonical_value,
+    digest_of,
+    normalize_id,
+    safe_segment,
+    split_id,
+)
 
 NO_FLOW = "no-flow"
 """The flow segment of IDs built outside a flow run."""
@@ -66,13 +77,13 @@ class IdRecipe:
             hashed["version"] = self.version
         if self.code_hash is not None:
             hashed["code"] = self.code_hash
-        if self.template is None:
-            raw = f"{safe_segment(flow)}/{safe_segment(task_name)}/{digest_of(hashed)}"
-        else:
-            # Hashing is a third of building an ID; a template without {key} needs none.
-            key = digest_of(hashed) if self._template_uses_key else ""
-            raw = self._fill(task_name, arguments, flow, key)
+        # Hashing is a third of building an ID; a template without {key} needs none.
+        key = digest_of(hashed) if self.template is None or self._template_uses_key else ""
         try:
+            if self.template is None:
+                raw = f"{safe_segment(flow)}/{safe_segment(task_name)}/{key}"
+            else:
+                raw = self._fill(task_name, arguments, flow, key)
             result_id = normalize_id(raw)
         except InvalidResultIdError as exc:
             raise InvalidResultIdError(f"task {task_name!r}: {exc}") from exc
@@ -98,6 +109,14 @@ class IdRecipe:
             try:
                 canonical[name] = canonical_value(value, name)
             except UnhashableParameterError as exc:
+                if _holds_future(value):
+                    # ignore= would give every call the same ID: never the advice here.
+                    raise UnhashableParameterError(
+                        f"task {task_name!r}, parameter {name!r}: {exc}; it holds a Prefect "
+                        "future or state, whose result is not known yet: pass the result "
+                        "(future.result()), or give the futures to results_map, which "
+                        "resolves them before building the IDs"
+                    ) from exc
                 raise UnhashableParameterError(
                     f"task {task_name!r}, parameter {name!r}: {exc}; pass "
                     f"ignore=[{name!r}] to leave it out of the result ID, or give an id= template"
@@ -106,13 +125,20 @@ class IdRecipe:
 
     def _fill(self, task_name: str, arguments: Mapping[str, Any], flow: str, key: str) -> str:
         template = self.template or ""
-        fields = {"flow": flow, "task": task_name, "key": key, "version": self.version or ""}
+        fields: dict[str, Any] = {
+            "flow": safe_segment(flow),
+            "task": safe_segment(task_name),
+            "key": key,
+            "version": self.version or "",
+        }
         fields.update(arguments)
         try:
-            text = string.Formatter().vformat(template, (), fields)
+            text = fill_template(template, fields)
+        except InvalidResultIdError:
+            raise  # call() names the task
         except (KeyError, AttributeError, IndexError, ValueError, TypeError) as exc:
             raise InvalidResultIdError(
-                f"task {task_name!r}: id template {template!r} cannot be filled from "
+                f"id template {template!r} cannot be filled from "
                 f"the parameters {sorted(arguments)}: {exc!r}"
             ) from exc
         suffixes = []
@@ -120,7 +146,116 @@ class IdRecipe:
             suffixes.append(self.version)
         if self.code_hash is not None:
             suffixes.append(self.code_hash[:12])
-        return text + "".join(f"@{s}" for s in suffixes)
+        suffix = "".join(f"@{s}" for s in suffixes)
+        if SEPARATOR in suffix:
+            raise InvalidResultIdError(
+                f"version {self.version!r} holds {SEPARATOR!r}, which "
+                f"would add a segment to the ID of template {template!r}"
+            )
+        return text + suffix
+
+
+def fill_template(template: str, fields: Mapping[str, Any]) -> str:
+    """``template`` with its ``{field}`` parts filled from ``fields``.
+
+    Each filled value must stay inside its segment: one holding ``/`` would add a segment
+    and an empty one could remove one, and either lets two different calls share an ID
+    (``runs/{a}/{b}`` with ``("x/y", "z")`` and ``("x", "y/z")``). Such values are
+    refused, not escaped, so an ID always reads as the values that built it.
+
+    Raises:
+        InvalidResultIdError: a value is empty, holds ``/``, or makes a bad segment;
+            names the parameter.
+        KeyError, AttributeError, IndexError, ValueError, TypeError: a field cannot be
+            looked up or formatted (``string.Formatter``'s own errors).
+    """
+    formatter = _FORMATTER
+    pieces: list[tuple[str, str | None]] = []  # (text, the field that filled it)
+    for literal, field_name, spec, conversion in _parsed(template):
+        pieces.append((literal, None))
+        if field_name is None:
+            continue
+        value, _ = formatter.get_field(field_name, (), fields)
+        if conversion:
+            value = formatter.convert_field(value, conversion)
+        if spec and "{" in spec:
+            spec = formatter.vformat(spec, (), fields)
+        filled = formatter.format_field(value, spec or "")
+        if filled == "" or SEPARATOR in filled:
+            where = f"id template {template!r}: {{{field_name}}} of parameter {_root(field_name)!r}"
+            if filled == "":
+                raise InvalidResultIdError(
+                    f"{where} is empty, which would remove a segment or merge two values; "
+                    "template values may not be empty"
+                )
+            raise InvalidResultIdError(
+                f"{where} is {filled!r}, whose {SEPARATOR!r} would add a segment; template "
+                f"values may not hold {SEPARATOR!r} (use the default ID or a parameter without it)"
+            )
+        pieces.append((filled, field_name))
+    text = "".join(text for text, _ in pieces)
+    try:
+        normalize_id(text)
+    except InvalidResultIdError as exc:
+        raise _bad_segment(template, pieces, exc) from exc
+    return text
+
+
+_FORMATTER = string.Formatter()
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(template: str) -> tuple[tuple[str, str | None, str | None, str | None], ...]:
+    return tuple(_FORMATTER.parse(template))
+
+
+def _bad_segment(
+    template: str, pieces: list[tuple[str, str | None]], error: InvalidResultIdError
+) -> Exception:
+    """The error naming the parameters of the first bad segment that values filled, or
+    ``error`` itself when the template's own text is at fault."""
+    segment, names = "", []
+    segments: list[tuple[str, list[str]]] = []
+    for part, name in pieces:
+        if name is not None:
+            segment += part
+            names.append(name)
+            continue
+        first, *rest = part.split(SEPARATOR)
+        segment += first
+        for piece in rest:
+            segments.append((segment, names))
+            segment, names = piece, []
+    segments.append((segment, names))
+    for segment, used in segments:
+        if not used:
+            continue
+        try:
+            split_id([segment])
+        except InvalidResultIdError as exc:
+            params = ", ".join(repr(_root(name)) for name in used)
+            return InvalidResultIdError(
+                f"id template {template!r}: the segment filled from parameter {params} "
+                f"is not a valid ID segment: {exc}"
+            )
+    return error
+
+
+def _root(field_name: str) -> str:
+    """The parameter a template field reads (``item`` of ``item.id`` or ``item[0]``)."""
+    return re.split(r"[.\[]", field_name, maxsplit=1)[0]
+
+
+def _holds_future(value: Any) -> bool:
+    found: list[Any] = []
+
+    def spot(expr: Any) -> Any:
+        if isinstance(expr, PrefectFuture | State):
+            found.append(expr)
+        return expr
+
+    visit_collection(value, spot, return_data=False)
+    return bool(found)
 
 
 def bind_arguments(

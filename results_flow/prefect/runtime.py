@@ -8,24 +8,48 @@ with the ID it was stored under.
 
 from __future__ import annotations
 
+import copy
 import inspect
-from collections.abc import Callable, Mapping
-from typing import Any
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
 
-from prefect import State
+from prefect import State, Task, get_run_logger
 from prefect.context import TaskRunContext
+from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
+from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 from prefect.states import Completed
 from pydantic import BaseModel, ValidationError
 
-from results_flow.errors import ResultNotFoundError, ResultValidationError
+from results_flow.errors import (
+    InvalidResultsError,
+    ResultNotFoundError,
+    ResultsFlowError,
+    ResultValidationError,
+    UnknownModelError,
+)
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.naming import Call, IdRecipe
 from results_flow.prefect.stores import StoreRef
+from results_flow.settings import refresh_requested
 
 logger = get_logger("results_flow.prefect")
 
 CACHED_STATE_NAME = "Cached"
+
+OnInvalid = Literal["raise", "recompute"]
+"""What a results_task does with a stored result that no longer validates."""
+ON_INVALID_CHOICES: tuple[OnInvalid, ...] = ("raise", "recompute")
+
+
+class Stored(NamedTuple):
+    """What a lookup found: a reusable result, or whether the stored record must be
+    replaced (a refresh, or an invalid record under ``on_invalid="recompute"``)."""
+
+    result: BaseModel | None
+    replace: bool = False
 
 
 class TaskRuntime:
@@ -42,7 +66,13 @@ class TaskRuntime:
         namespace: str | None,
         lock: bool,
         lock_timeout: float,
+        refresh: bool = False,
+        on_invalid: OnInvalid = "raise",
     ) -> None:
+        if on_invalid not in ON_INVALID_CHOICES:
+            raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, not {on_invalid!r}")
+        self.refresh = refresh
+        self.on_invalid: OnInvalid = on_invalid
         self.fn = fn
         self.store = store
         self.model = model
@@ -94,14 +124,95 @@ class TaskRuntime:
         """The result ID of a call and what it was built from."""
         return self.recipe.call(self.fn, task_name, arguments, flow_name)
 
-    def lookup(self, call: Call) -> BaseModel | None:
-        """The stored, validated result of ``call`` when this task reuses results."""
+    def replace(self, **changes: Any) -> TaskRuntime:
+        """A copy with other policies (``refresh``, ``on_invalid``)."""
+        clone = copy.copy(self)
+        for name, value in changes.items():
+            if name not in ("refresh", "on_invalid"):
+                raise TypeError(f"TaskRuntime.replace: unknown option {name!r}")
+            setattr(clone, name, value)
+        return clone
+
+    def refreshing(self, task: Task[Any, Any] | None) -> bool:
+        """Whether this run recomputes and overwrites even a stored result: ``refresh=True``,
+        ``RESULTS_FLOW_REFRESH=1``, or Prefect's ``refresh_cache`` (the task's own option,
+        else ``PREFECT_TASKS_REFRESH_CACHE``), as Prefect itself decides it."""
+        if self.refresh or refresh_requested():
+            return True
+        own = getattr(task, "refresh_cache", None)
+        return bool(own if own is not None else PREFECT_TASKS_REFRESH_CACHE.value())
+
+    def lookup(self, call: Call, *, refresh: bool = False, since: datetime | None = None) -> Stored:
+        """The stored, validated result of ``call`` when this task reuses results.
+
+        With ``refresh`` nothing is reused, except a result stored at or after ``since``
+        (another worker refreshed it while this one waited for the lock).
+
+        Raises:
+            InvalidResultsError: the stored result no longer validates and
+                ``on_invalid="raise"``.
+        """
+        if refresh:
+            if since is None:
+                return Stored(None, replace=True)
+            try:
+                record = self.manager().record(call.result_id)
+            except ResultNotFoundError:
+                return Stored(None, replace=True)
+            if record.updated_at < since:
+                return Stored(None, replace=True)
         if not self.skips:
-            return None
+            return Stored(None, replace=refresh)
         try:
-            return self.manager().get(call.result_id, self.model)
+            return Stored(self.manager().get(call.result_id, self.model))
         except ResultNotFoundError:
-            return None
+            return Stored(None, replace=refresh)
+        except (ResultValidationError, UnknownModelError) as exc:
+            self.invalid_found({call.result_id: exc}, total=1)
+            return Stored(None, replace=True)
+
+    def stored_results(
+        self, result_ids: Sequence[str], task: Task[Any, Any] | None
+    ) -> tuple[dict[str, BaseModel], dict[str, ResultsFlowError]]:
+        """For ``results_map``: the stored results to reuse among ``result_ids``, read in one
+        round trip (none when refreshing or not reusing), and the IDs whose stored result
+        no longer validates. Under ``on_invalid="recompute"`` those are logged and are to
+        be submitted; under ``"raise"`` the caller runs the rest, then ``invalid_found``."""
+        if not self.skips or self.refreshing(task):
+            return {}, {}
+        try:
+            found = self.manager().get_many(result_ids, self.model)
+        except InvalidResultsError as exc:
+            found, invalid = exc.found, exc.invalid
+            if self.on_invalid == "recompute":
+                self.invalid_found(invalid, total=len(result_ids))
+            return found, invalid
+        return dict(found), {}
+
+    def invalid_found(self, invalid: dict[str, ResultsFlowError], *, total: int) -> None:
+        """Act on stored results that no longer validate: log each ID to be recomputed
+        (``on_invalid="recompute"``), or raise one error that counts them all.
+
+        Raises:
+            InvalidResultsError: ``on_invalid="raise"``; counts the IDs, names the first few.
+        """
+        if not invalid:
+            return
+        if self.on_invalid == "raise":
+            raise InvalidResultsError.of(
+                invalid,
+                total=total,
+                hint=f'pass on_invalid="recompute" to recompute and overwrite them '
+                f"(task model {self.model.__name__})",
+            )
+        log = run_logger()
+        for result_id in invalid:
+            log.warning(
+                "stored result %r no longer validates as %s; recomputing it (on_invalid="
+                '"recompute")',
+                result_id,
+                self.model.__name__,
+            )
 
     def validate(self, call: Call, value: Any) -> BaseModel:
         """``value`` as an instance of the task's model.
@@ -121,8 +232,8 @@ class TaskRuntime:
                 f"validate as {self.model.__name__} (result {call.result_id!r}): {exc}"
             ) from exc
 
-    def save(self, call: Call, value: Any) -> tuple[BaseModel, bool]:
-        """Validate and store a computed value.
+    def save(self, call: Call, value: Any, *, replace: bool = False) -> tuple[BaseModel, bool]:
+        """Validate and store a computed value (overwriting what is stored when ``replace``).
 
         Returns:
             The result to hand back, and whether it is the one just computed (False when
@@ -133,7 +244,7 @@ class TaskRuntime:
         written = manager.set(
             call.result_id,
             result,
-            self.behavior,
+            SetBehavior.OVERWRITE if replace else self.behavior,
             namespace=self.namespace,
             metadata=self.metadata(call),
         )
@@ -196,6 +307,20 @@ def outcome(state: State[Any]) -> State[Any] | BaseModel:
         data: BaseModel = state.data
         return data
     return state
+
+
+def current_task() -> Task[Any, Any] | None:
+    """The task whose run we are in, if any."""
+    context = TaskRunContext.get()
+    return context.task if context is not None else None
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The run logger inside a flow or task run (it shows in the UI), else ours."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logger
 
 
 def current_task_name(default: str) -> str:

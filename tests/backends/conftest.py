@@ -9,7 +9,7 @@ import pytest
 
 from results_flow import ResultsManager
 
-KINDS = ["memory", "file", "sqlite", "postgres"]
+KINDS = ["memory", "file", "sqlite", "postgres", "s3"]
 
 
 def url_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -20,6 +20,8 @@ def url_for(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
         return f"file://{tmp_path / 'files'}"
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'results.db'}"
+    if kind == "s3":
+        return str(request.getfixturevalue("s3_url"))
     return str(request.getfixturevalue("postgres_url"))
 
 
@@ -28,7 +30,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url_for(request.param, tmp_path, request)
 
 
-@pytest.fixture(params=["file", "sqlite", "postgres"])
+@pytest.fixture(params=["file", "sqlite", "postgres", "s3"])
 def shared_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store that several processes can open at once."""
     return url_for(request.param, tmp_path, request)

@@ -104,6 +104,11 @@ def resume_flow(n: int) -> list[Score]:
     return list(results_map(score, range(n)))
 
 
+@flow(name="chunked-flow", task_runner=ThreadPoolTaskRunner(max_workers=2))
+def chunked_resume_flow(n: int, chunk_size: int) -> list[Score]:
+    return list(results_map(score, range(n), chunk_size=chunk_size))
+
+
 @flow(name="plain-flow")
 def plain_flow(values: list[int]) -> list[int]:
     return [plain_cached(v) for v in values]

@@ -41,3 +41,34 @@ def test_dask_cluster_of_two_processes_over_postgres(
     assert sorted(ran) == sorted(f"score:{i}" for i in range(8))
     assert again == first and calls.lines() == ran  # the second pass reused every result
     assert len(ResultsManager.from_url(postgres_url).list_ids("dask-flow/score")) == 8
+
+
+def test_chunked_results_map_on_a_dask_cluster_of_two_processes(
+    postgres_url: str, calls: CallLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from results_flow.prefect import results_map
+
+    monkeypatch.setenv("RESULTS_FLOW_STORE", postgres_url)
+    runner = prefect_dask.DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": 2,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": None,
+        }
+    )
+
+    @flow(name="dask-chunks", task_runner=runner)
+    def run(items: list[int]) -> tuple[list[Score], int]:
+        report = results_map(score, items, chunk_size=5)
+        return list(report), report.computed
+
+    first, computed = run(list(range(12)))
+    assert [r.item for r in first] == list(range(12)) and computed == 12
+    assert {r.pid for r in first}.isdisjoint({os.getpid()}), "computed on dask workers"
+    assert sorted(calls.lines()) == sorted(f"score:{i}" for i in range(12))
+    rm = ResultsManager.from_url(postgres_url)
+    runs = {rm.record(rid).metadata["task_run_id"] for rid in rm.list_ids("dask-chunks/score")}
+    assert len(runs) == 3  # 12 items in chunks of 5
+    again, computed = run(list(range(12)))
+    assert again == first and computed == 0

@@ -15,6 +15,7 @@ from uuid import UUID
 import pytest
 from prefect import flow
 
+from results_flow import ResultsManager
 from results_flow.errors import InvalidResultIdError, ResultsTaskError, UnhashableParameterError
 from results_flow.ids import canonical_json, stable_key
 from results_flow.prefect import NO_FLOW, result_id_for, results_task
@@ -134,6 +135,60 @@ def test_bad_templates_and_models_fail_at_the_right_time() -> None:
         results_task(untyped)
     with pytest.raises(ResultsTaskError, match="names no parameter"):
         results_task(ignore=["nope"])(body)
+
+
+def test_template_values_that_add_or_remove_segments_are_refused_naming_the_parameter() -> None:
+    """Regression (issue 9 item 11): ``runs/{a}/{b}`` with ("x/y", "z") and ("x", "y/z")
+    both gave ``runs/x/y/z``, and the second call silently got the first one's result."""
+
+    def body(a: str, b: str) -> Score:
+        return Score(item=0, value=0.0, pid=0)
+
+    runs = results_task(manager="memory://ids", id="runs/{a}/{b}")(body)
+    assert result_id_for(runs, "x", "y") == "runs/x/y"
+    with pytest.raises(InvalidResultIdError, match=r"task 'body'.*\{a\} of parameter 'a'.*'/'"):
+        result_id_for(runs, "x/y", "z")
+    with pytest.raises(InvalidResultIdError, match=r"\{b\} of parameter 'b' is 'y/z'"):
+        result_id_for(runs, "x", "y/z")
+    with pytest.raises(InvalidResultIdError, match=r"\{b\} of parameter 'b' is empty"):
+        result_id_for(runs, "x", "")
+    with pytest.raises(InvalidResultIdError, match=r"segment filled from parameter 'a'"):
+        result_id_for(runs, "..", "z")
+    with pytest.raises(InvalidResultIdError, match=r"\{item\.id\} of parameter 'item'"):
+        result_id_for(weigh, Item(id="a/b"))  # id="items/{item.id}"
+    slashed = results_task(manager="memory://ids", id="runs/{a}-{b}", version="1/2")(body)
+    with pytest.raises(InvalidResultIdError, match=r"version '1/2'"):
+        result_id_for(slashed, "x", "y")
+
+
+def test_template_flow_and_task_names_are_made_safe_like_the_default_id() -> None:
+    def body(x: int) -> Score:
+        return Score(item=x, value=0.0, pid=0)
+
+    named = results_task(manager="memory://ids", id="{flow}/{task}/{x}", name="a/b")(body)
+    assert result_id_for(named, 1) == f"{NO_FLOW}/a_b/1"  # Prefect refuses '/' in flow names
+
+
+def test_result_id_for_names_the_flow_so_a_notebook_finds_what_it_stored(store_url: str) -> None:
+    @flow(name="nightly")
+    def nightly() -> str:
+        score(7)
+        return result_id_for(score, 7)
+
+    stored = nightly()
+    assert result_id_for(score, 7, flow="nightly") == stored
+    assert result_id_for(score, 7, flow=nightly) == stored  # the flow itself will do
+    assert score.result_id(item=7, flow="nightly") == stored
+    assert ResultsManager.from_url(store_url).get(stored, Score).item == 7
+    assert weigh.result_id(Item(id="a"), flow="any") == "items/a@2"  # a template is kept
+
+    def body(flow: str, x: int) -> Score:
+        return Score(item=x, value=0.0, pid=0)
+
+    clash = results_task(body, manager="memory://ids")
+    assert result_id_for(clash, "mine", 1, flow="nightly").startswith("nightly/body/")
+    with pytest.raises(ResultsTaskError, match="pass that parameter positionally"):
+        result_id_for(clash, x=1, flow="nightly")
 
 
 def test_a_template_with_key_holds_the_key_of_the_default_id() -> None:

@@ -9,6 +9,7 @@ def test_public_api_is_pinned() -> None:
     assert sorted(rfp.__all__) == sorted(
         [
             "CACHED_STATE_NAME",
+            "MapProgress",
             "NO_FLOW",
             "RESULT_ID",
             "SERIALIZER_TYPE",
@@ -18,6 +19,7 @@ def test_public_api_is_pinned() -> None:
             "ResultsStorage",
             "ResultsTask",
             "ResumeResults",
+            "aresults_map",
             "result_id_for",
             "results_map",
             "results_task",

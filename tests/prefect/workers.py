@@ -34,6 +34,10 @@ def main(argv: list[str]) -> None:
         from tests.prefect.tasks import resume_flow
 
         resume_flow(int(args[0]))
+    elif command == "resume-chunked":
+        from tests.prefect.tasks import chunked_resume_flow
+
+        chunked_resume_flow(int(args[0]), int(args[1]))
     elif command == "race":
         from tests.prefect.tasks import racer
 
