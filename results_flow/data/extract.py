@@ -205,8 +205,8 @@ class CsvExtractor(Extractor):
                 _check_header(header, source, table, result)
                 width = len(header)
                 rows: list[dict[str, Any]] = []
-                numbers: list[int] = []
-                number = 0
+                numbers: list[int] | None = None  # kept only once a row was skipped
+                number = first = 0
                 sent = False
                 for values in reader:
                     if not values:
@@ -223,22 +223,21 @@ class CsvExtractor(Extractor):
                             table=table,
                             row=number,
                         )
+                        if numbers is None:
+                            numbers = list(range(first + 1, first + len(rows) + 1))
                         continue
-                    numbers.append(number)
+                    if numbers is not None:
+                        numbers.append(number)
                     if "" in values:
                         rows.append({h: (v or None) for h, v in zip(header, values, strict=True)})
                     else:
                         rows.append(dict(zip(header, values, strict=True)))
                     if len(rows) >= size:
-                        yield RawTable(
-                            name=table, file=source, columns=header, rows=rows, row_numbers=numbers
-                        )
+                        yield _chunk(table, source, header, rows, numbers, first)
                         sent = True
-                        rows, numbers = [], []
+                        rows, numbers, first = [], None, number
                 if rows or not sent:
-                    yield RawTable(
-                        name=table, file=source, columns=header, rows=rows, row_numbers=numbers
-                    )
+                    yield _chunk(table, source, header, rows, numbers, first)
             except csv.Error as exc:
                 result.add(
                     Severity.CRITICAL,
@@ -374,6 +373,23 @@ def extractor_for(file: File, schema: FileSchema) -> Extractor:
             f"file {file.source}: reading XLSX needs openpyxl; install results-flow[xlsx]"
         ) from exc
     return XlsxExtractor(file, schema)
+
+
+def _chunk(
+    table: str,
+    source: str,
+    header: list[str],
+    rows: list[dict[str, Any]],
+    numbers: list[int] | None,
+    before: int,
+) -> RawTable:
+    """One streamed piece; its rows are numbered from ``before + 1`` unless some were
+    skipped, when ``numbers`` holds each row's number."""
+    if numbers is None:
+        numbers = list(range(before + 1, before + len(rows) + 1))
+    return RawTable.model_construct(
+        name=table, file=source, columns=header, rows=rows, row_numbers=numbers
+    )
 
 
 def _check_header(header: list[str], source: str, table: str, result: ValidationResult) -> None:

@@ -215,3 +215,19 @@ def test_etl_flow_stage_records_stay_small_and_a_rerun_skips(
     assert not failed.succeeded
     assert sorted(str(m) for m in failed.validation_result.messages) == in_memory_messages(bad)
     store.close()
+
+
+def test_rows_after_a_skipped_malformed_row_keep_their_file_numbers(
+    manager: DatabaseDataManager, tmp_path: Path
+) -> None:
+    clients, purchases = clean()
+    clients[70] = "71,too,many,cells"  # row 71, in the second chunk, skipped
+    clients[129] = "10,again,"  # row 130 repeats row 10
+    files = write(tmp_path, clients, purchases)
+
+    result = manager.etl_data(files, "skips")
+
+    texts = sorted(str(m) for m in result.validation_result.messages)
+    assert texts == in_memory_messages(files)
+    assert any("row 130: primary key 'id' = 10 repeats row 10" in t for t in texts)
+    assert any("row 71 (line 72)" in t for t in texts)
