@@ -301,7 +301,8 @@ class DatabaseDataManager(DataManager):
                     data_table(entry, metadata, self.db_schema).create(conn)
                 sql = metadata.tables[_qualified(entry.sql_table, self.db_schema)]
                 insert_rows(conn, sql, table, entry.columns)
-        checks.finish()
+        by_table = {e.schema.tables[0].name: e for e in order}
+        checks.finish(lambda table: by_table[table].chunks(ValidationResult(), self.chunk_rows))
         if pipeline.fails(result) or not entries:
             raise _StreamFailed(result)
         data_source = _StreamedDataSource(self, name)

@@ -37,8 +37,14 @@ class StreamState:
     """Tables of which a chunk was validated (the header is checked once)."""
     typed: set[str] = field(default_factory=set)
     """Tables whose rows could be validated: a foreign key to them is checked."""
-    first_rows: dict[tuple[str, tuple[str, ...]], dict[Any, int]] = field(default_factory=dict)
-    """Per table and key (primary or unique): each value and the row it first appeared in."""
+    seen_keys: dict[tuple[str, tuple[str, ...]], set[Any]] = field(default_factory=dict)
+    """Per table and key (primary or unique): the values of earlier chunks' kept rows (a
+    set, not a dict to row numbers: 60 rather than 100 bytes a row)."""
+    repeats: dict[tuple[str, tuple[str, ...], str], list[tuple[Any, int]]] = field(
+        default_factory=dict
+    )
+    """Per table, key and kind: (value, row) of rows repeating a value of an earlier chunk;
+    the row first holding it is found at the end, by reading the file again."""
     ref_keys: dict[tuple[str, tuple[str, ...]], set[Any]] = field(default_factory=dict)
     """Per referenced table and columns: the values of the rows kept so far."""
     empty: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -489,6 +495,35 @@ class ChunkValidation:
             )
         return table
 
+    def _first_rows(
+        self, name: str, columns: tuple[str, ...], wanted: set[Any], chunks: Iterable[RawTable]
+    ) -> dict[Any, int]:
+        """The first row holding each wanted key value, from the table read again."""
+        schema = self.context.schemas[name]
+        adapter = rows_adapter(schema.model)
+        key = _getter(columns)
+        found: dict[Any, int] = {}
+        for raw in chunks:
+            rows = _drop_empty_defaults(schema, raw.rows)
+            try:
+                pairs = zip(
+                    map(key, adapter.validate_python(rows)), raw.row_numbers or (), strict=True
+                )
+                for value, number in pairs:
+                    if value in wanted:
+                        found.setdefault(value, number)
+            except ValidationError:
+                for row, number in zip(rows, raw.row_numbers or (), strict=True):
+                    try:
+                        value = key(schema.model.model_validate(row))
+                    except ValidationError:
+                        continue
+                    if value in wanted:
+                        found.setdefault(value, number)
+            if len(found) == len(wanted):
+                break
+        return found
+
     @property
     def stream(self) -> StreamState:
         """The state carried between chunks."""
@@ -496,10 +531,32 @@ class ChunkValidation:
             raise RuntimeError("ChunkValidation without stream state")
         return self.context.stream
 
-    def finish(self) -> None:
-        """Add the messages that count over whole tables, and the truncation summaries."""
+    def finish(self, reread: Callable[[str], Iterable[RawTable]] | None = None) -> None:
+        """Add the messages that count over whole tables, and the truncation summaries.
+
+        Args:
+            reread: the chunks of a table read again from its file, to find the rows that
+                first held values repeated in a later chunk (only when there are such).
+        """
         context = self.context
         context.raw = dict(self._seen)
+        for (name, columns, what), repeats in self.stream.repeats.items():
+            firsts = (
+                self._first_rows(name, columns, {v for v, _ in repeats}, reread(name))
+                if reread is not None
+                else {}
+            )
+            code = "duplicate_primary_key" if what == "primary key" else "duplicate_value"
+            for value, number in repeats:
+                context.report(
+                    Severity.ERROR,
+                    code,
+                    f"{context.where(name)}, row {number}: {what} {_cols(columns)} = "
+                    f"{value!r} repeats row {firsts.get(value, '?')}; row skipped",
+                    name,
+                    column=",".join(columns),
+                    row=number,
+                )
         severity = next(
             (
                 v.optional_severity
@@ -535,15 +592,16 @@ def _check_distinct(
     values = list(map(key, table.rows))
     nulls = None in values if len(columns) == 1 else any(None in v for v in values)
     numbers = context.row_numbers[name]
-    if context.stream is not None:
-        first = context.stream.first_rows.setdefault((name, columns), {})
-        if not nulls and len(first.keys() & values) == 0 and len(set(values)) == len(values):
-            first.update(zip(values, numbers, strict=True))
+    stream = context.stream
+    seen: set[Any] = set()
+    if stream is not None:
+        seen = stream.seen_keys.setdefault((name, columns), set())
+        if not nulls and seen.isdisjoint(values) and len(set(values)) == len(values):
+            seen.update(values)
             return  # no repeat within the chunk nor with an earlier one
-    else:
-        if not nulls and len(set(values)) == len(values):
-            return  # the common case, settled without a Python loop per row
-        first = {}
+    elif not nulls and len(set(values)) == len(values):
+        return  # the common case, settled without a Python loop per row
+    first: dict[Any, int] = {}
     keep = []
     code = "duplicate_primary_key" if what == "primary key" else "duplicate_value"
     for value, number in zip(values, numbers, strict=True):
@@ -561,18 +619,23 @@ def _check_distinct(
                     row=number,
                 )
             continue
-        seen = first.setdefault(value, number)
-        keep.append(seen == number)
-        if seen != number:
+        if stream is not None and value in seen:
+            keep.append(False)
+            stream.repeats.setdefault((name, columns, what), []).append((value, number))
+            continue
+        earlier = first.setdefault(value, number)
+        keep.append(earlier == number)
+        if earlier != number:
             context.report(
                 Severity.ERROR,
                 code,
                 f"{context.where(name)}, row {number}: {what} {_cols(columns)} = {value!r} "
-                f"repeats row {seen}; row skipped",
+                f"repeats row {earlier}; row skipped",
                 name,
                 column=",".join(columns),
                 row=number,
             )
+    seen.update(first)
     context.keep(name, keep)
 
 
