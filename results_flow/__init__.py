@@ -42,6 +42,7 @@ from results_flow.errors import (
     UnhashableParameterError,
     UnknownModelError,
     UnsupportedStoreUrlError,
+    UntrustedRecordError,
 )
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.records import Record
@@ -110,6 +111,7 @@ __all__ = [
     "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
+    "UntrustedRecordError",
     "aresults_map",
     "clear_registry",
     "get_model_class",

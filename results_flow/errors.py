@@ -11,6 +11,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultValidationError (ValueError)      a value does not fit its model
     │   └── InvalidResultsError                 stored results of a batch no longer validate
     ├── CorruptRecordError                      a stored record cannot be decoded
+    ├── UntrustedRecordError                    a Prefect record's serializer could run code
     ├── ModelRegistryError                      registering a model went wrong
     │   ├── UnknownModelError (LookupError)     no model for a stored tag
     │   └── ModelModuleImportError (ImportError) a module of models cannot be imported
@@ -114,6 +115,10 @@ SHOWN_INVALID_IDS = 5
 
 class CorruptRecordError(ResultsFlowError):
     """A stored record cannot be decoded: not JSON, or not a results_flow record."""
+
+
+class UntrustedRecordError(ResultsFlowError):
+    """A Prefect result record names a serializer that could run code on load (pickle)."""
 
 
 class ModelRegistryError(ResultsFlowError):

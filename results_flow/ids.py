@@ -35,9 +35,10 @@ from results_flow.errors import InvalidResultIdError, UnhashableParameterError
 
 ResultId = str | Sequence[str]
 
-#: ``\\`` and the control characters (Unicode category Cc: C0, DEL and C1); with ``/``,
-#: the characters no segment may hold.
-_FORBIDDEN_CHARS = r"\\\x00-\x1f\x7f-\x9f"
+#: ``\\``, the control characters (Unicode category Cc: C0, DEL and C1) and lone
+#: surrogates (no UTF-8 form; an undecodable file name arrives holding them); with
+#: ``/``, the characters no segment may hold.
+_FORBIDDEN_CHARS = r"\\\x00-\x1f\x7f-\x9f\ud800-\udfff"
 _FORBIDDEN = re.compile(f"[/{_FORBIDDEN_CHARS}]")
 
 SEPARATOR = "/"
@@ -123,10 +124,15 @@ def prefix_upper_bound(prefix: str) -> str:
 
 def _check_segment(segment: str, whole: ResultId) -> None:
     # The message is built only on failure: this runs for every segment of every ID.
-    fits = (
-        len(segment) * 4 <= MAX_SEGMENT_BYTES or len(segment.encode("utf-8")) <= MAX_SEGMENT_BYTES
-    )
-    if segment and fits and not segment.startswith(".") and _FORBIDDEN.search(segment) is None:
+    if (
+        segment
+        and not segment.startswith(".")
+        and _FORBIDDEN.search(segment) is None  # first: a lone surrogate has no UTF-8 length
+        and (
+            len(segment) * 4 <= MAX_SEGMENT_BYTES
+            or len(segment.encode("utf-8")) <= MAX_SEGMENT_BYTES
+        )
+    ):
         return
     where = f"in result ID {_shorten(whole)!r}"
     if segment == "":

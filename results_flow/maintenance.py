@@ -23,14 +23,14 @@ import sys
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from results_flow.backends.base import ResultsBackend, chunked
-from results_flow.backends.file import INTERNAL_DIR, FileBackend
+from results_flow.backends.file import FileBackend, shown_path
 from results_flow.backends.urls import mask_url, missing_local_store
+from results_flow.blobs import PREFECT_NAMESPACE, PrefectResultBlob
 from results_flow.errors import (
     CorruptRecordError,
     MaintenanceError,
@@ -42,6 +42,7 @@ from results_flow.errors import (
 from results_flow.ids import SEPARATOR, normalize_id
 from results_flow.manager import ResultsManager, decode, not_found
 from results_flow.records import Record, utc_now
+from results_flow.registry import ensure_registered
 from results_flow.settings import default_store_url
 
 #: Records read per ``read_many`` call (one round trip on SQL backends).
@@ -123,7 +124,8 @@ class VerifyReport(Report):
     valid: int
     failures: list[VerifyFailure]
     orphans: list[str]
-    """Files in a file store that hold no listed record (e.g. a killed writer's temp file)."""
+    """Entries in a file store that hold no record: a killed writer's temp file, a foreign
+    file, a symlink or FIFO, a name that is not UTF-8 (its bytes shown as ``\\xe9``)."""
 
     @property
     def ok(self) -> bool:
@@ -378,10 +380,12 @@ def verify(
     not registered in its namespace (``unknown_model``; import the module that
     registers it first), or whose data does not validate (``invalid``). A file
     store also lists stray files that hold no record (``orphans``, not failures).
+    results_flow's own ``PrefectResultBlob`` records are always known.
 
     Raises:
         InvalidResultIdError: the prefix breaks the ID grammar.
     """
+    ensure_registered(PrefectResultBlob, PREFECT_NAMESPACE)  # even after clear_registry()
     failures: list[VerifyFailure] = []
     checked = 0
     for result_id, item in scan(store, prefix, progress=progress):
@@ -433,15 +437,9 @@ def _failure(result_id: str, record: Record, kind: FailureKind, exc: Exception) 
 
 
 def _file_orphans(backend: FileBackend, prefix: str | None) -> list[str]:
-    """Files under a file store's root (or the prefix's folder) that hold no listed record."""
-    listed = {backend.path_for(result_id) for result_id in backend.list_ids(prefix)}
-    start = backend.root if prefix is None else backend.root.joinpath(*prefix.split(SEPARATOR))
-    found: list[str] = []
-    for folder, dirs, files in os.walk(start):
-        if Path(folder) == backend.root:
-            dirs[:] = [d for d in dirs if d != INTERNAL_DIR]
-        found.extend(str(Path(folder, n)) for n in files if Path(folder, n) not in listed)
-    return sorted(found)
+    """Stray entries in a file store's folders (under the prefix's folder): foreign,
+    hidden or temporary files, symlinks, FIFOs, names that are not UTF-8; printable."""
+    return [shown_path(path) for path in backend.stray_paths(prefix)]
 
 
 # --- export, import, migrate ------------------------------------------------------------

@@ -444,3 +444,26 @@ def test_import_to_postgresql_copies_every_record_that_fits(
         report = tr.import_jsonl(target, path)
         assert (report.read, report.written, len(report.refused)) == (12, 10, 2)
         assert len(target.list_ids()) == 10
+
+
+def test_verify_knows_prefect_result_blobs_without_import(tmp_path: Path) -> None:
+    """Regression (issue 9 item 9): ResultsStorage records were unknown_model in verify."""
+    import subprocess
+    import sys
+
+    from results_flow.blobs import PrefectResultBlob
+
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    store = ResultsManager.from_url(url)
+    store.set("prefect/k1", PrefectResultBlob.of(b'{"result": 1}'))
+    store.set("prefect/k2", PrefectResultBlob.of(b"\xff binary"))
+    code = "import sys; from results_flow.cli import main; sys.argv[0] = 'results-flow'; main()"
+    done = subprocess.run(
+        [sys.executable, "-c", code, "verify", "--store", url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert '"valid": 2' in done.stdout

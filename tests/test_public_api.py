@@ -39,6 +39,7 @@ EXPECTED = {
     "UnhashableParameterError",
     "UnknownModelError",
     "UnsupportedStoreUrlError",
+    "UntrustedRecordError",
     "aresults_map",
     "clear_registry",
     "get_model_class",

@@ -5,28 +5,50 @@ the same folder, is flushed and fsynced, then ``os.replace``d over the target, s
 reader sees the old record or the new one, never half of one, and a killed writer
 leaves at most a hidden ``.tmp`` file that is never listed or read. Writers of one
 ID exclude each other with an OS file lock in the store's own lock folder
-(``<root>/.results_flow/locks``): the kernel drops it when its holder dies.
+(``<root>/.results_flow/locks``, a fixed set of striped lock files): the kernel drops
+it when its holder dies.
+
+The folder may hold files that are not records. A record is a regular file named
+``<segment>.json`` in a folder tree of valid ID segments; anything else (a foreign or
+hidden file, a file name that is not valid UTF-8, a symlink, a FIFO, a socket, a
+device) is *stray*: never listed, followed, opened or deleted by ``clear()``, and
+reported by ``stray_paths`` (``results-flow verify``). ``delete(id)`` and
+``set(..., OVERWRITE)`` replace whatever sits at an ID's own path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
-import shutil
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 
-from results_flow.backends.atomic import write_atomic
+from results_flow.backends.atomic import make_folders, write_atomic
 from results_flow.backends.base import ResultsBackend
-from results_flow.backends.locks import id_file_lock
+from results_flow.backends.locks import StripedLocks
 from results_flow.backends.urls import file_path
-from results_flow.errors import InvalidResultIdError, StoreError, StoreUnavailableError
-from results_flow.ids import SEPARATOR, is_under, normalize_id
+from results_flow.errors import (
+    CorruptRecordError,
+    InvalidResultIdError,
+    StoreError,
+    StoreUnavailableError,
+)
+from results_flow.ids import SEPARATOR, normalize_id, split_id
 from results_flow.records import Record
 
 SUFFIX = ".json"
 INTERNAL_DIR = ".results_flow"
 DEFAULT_LOCK_TIMEOUT = 60.0
+
+#: Folders below the root known to be real folders (not symlinks), per store: a read
+#: then costs one ``lstat`` of the record, not one per folder level.
+_CHECKED_FOLDERS_MAX = 65_536
+#: Attempts of a write whose folder a concurrent ``clear()`` removed as it emptied.
+_WRITE_ATTEMPTS = 20
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class FileBackend(ResultsBackend):
@@ -36,17 +58,18 @@ class FileBackend(ResultsBackend):
         self, base_dir: str | os.PathLike[str], lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     ):
         self.root = Path(base_dir).resolve()
-        self._root_text = os.path.normcase(self.root)
-        self._root_prefix = os.path.join(self._root_text, "")
+        self._root_text = str(self.root)
         self.location = f"file://{self.root}"
         self.lock_timeout = lock_timeout
+        self._checked: set[str] = set()
         # Writes and compute-once callers lock in separate folders, so a caller holding
         # ``lock(id)`` while it computes can still write that ID.
-        self._write_locks = self.root / INTERNAL_DIR / "locks" / "write"
-        self._compute_locks = self.root / INTERNAL_DIR / "locks" / "compute"
+        locks = self.root / INTERNAL_DIR / "locks"
+        self._write_locks = StripedLocks(locks / "write", self.location)
+        self._compute_locks = StripedLocks(locks / "compute", self.location)
         try:
-            self._write_locks.mkdir(parents=True, exist_ok=True)
-            self._compute_locks.mkdir(parents=True, exist_ok=True)
+            make_folders(locks / "write")
+            make_folders(locks / "compute")
         except OSError as exc:
             raise StoreUnavailableError(
                 f"cannot create the store folder {self.root}: {exc}"
@@ -65,37 +88,53 @@ class FileBackend(ResultsBackend):
         """The file that holds an ID; never outside the root.
 
         Raises:
-            InvalidResultIdError: the path would leave the root (a symlinked folder).
+            InvalidResultIdError: a folder of the path is a symlink (never followed).
         """
-        *folders, name = result_id.split(SEPARATOR)
-        if any(folder.endswith(SUFFIX) for folder in folders):
-            raise InvalidResultIdError(
-                f"result ID {result_id!r}: FileBackend cannot use a folder segment ending in "
-                f"{SUFFIX!r}, it would collide with a record file"
-            )
-        path = self.root.joinpath(*folders, name + SUFFIX)
-        # Path.resolve().is_relative_to() on strings: a third of a read's time went into
-        # building Paths around os.path.realpath.
-        real = os.path.normcase(os.path.realpath(path))
-        if real != self._root_text and not real.startswith(self._root_prefix):
-            raise InvalidResultIdError(f"result ID {result_id!r} resolves outside {self.root}")
-        return path
+        return Path(self._file_of(result_id))
 
     def read(self, result_id: str) -> Record | None:
-        path = self.path_for(result_id)
+        path = self._file_of(result_id)
         try:
-            text = path.read_bytes()
+            info = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise _mapped(exc, path) from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise _special(path, info.st_mode)
+        try:
+            # O_NOFOLLOW and O_NONBLOCK: a file swapped for a link or FIFO since the
+            # lstat is refused, or read as empty, never followed or waited on.
+            fd = os.open(path, _READ_FLAGS)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise _mapped(exc, path) from exc
-        return Record.from_document(text, str(path))
+        try:
+            # One read when the size is unchanged: a short read of a regular file is its end.
+            data = os.read(fd, info.st_size + 1)
+            if len(data) > info.st_size:  # it grew since the lstat: read to the end
+                chunks = [data]
+                while chunk := os.read(fd, 65_536):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
+        except OSError as exc:
+            raise _mapped(exc, path) from exc
+        finally:
+            os.close(fd)
+        return Record.from_document(data, path)
 
     def exists(self, result_id: str) -> bool:
-        return self.path_for(result_id).is_file()
+        path = self._file_of(result_id)
+        try:
+            return stat.S_ISREG(os.lstat(path).st_mode)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except OSError as exc:
+            raise _mapped(exc, path) from exc
 
     def insert(self, result_id: str, record: Record) -> Record | None:
-        path = self.path_for(result_id)
+        path = self._file_of(result_id)
         with self._write_lock(result_id):
             existing = self.read(result_id)
             if existing is None:
@@ -103,72 +142,248 @@ class FileBackend(ResultsBackend):
             return existing
 
     def upsert(self, result_id: str, record: Record) -> None:
-        path = self.path_for(result_id)
+        path = self._file_of(result_id)
         with self._write_lock(result_id):
-            previous = self.read(result_id) if path.exists() else None
+            try:
+                previous = self.read(result_id)
+            except CorruptRecordError:
+                previous = None  # a damaged record or a special file: replaced, never read
             self._write_atomically(
                 path, (record if previous is None else record.replacing(previous)).to_document()
             )
 
     def delete(self, result_id: str) -> bool:
-        path = self.path_for(result_id)
+        path = self._file_of(result_id)
         with self._write_lock(result_id):
             try:
-                path.unlink()
-            except FileNotFoundError:
+                if stat.S_ISDIR(os.lstat(path).st_mode):
+                    return False  # a folder named like a record holds no record
+                os.unlink(path)  # a symlink itself goes, never what it points to
+            except (FileNotFoundError, NotADirectoryError):
                 return False
             except OSError as exc:
                 raise _mapped(exc, path) from exc
             return True
 
     def list_ids(self, prefix: str | None = None) -> list[str]:
-        start = self.root if prefix is None else self.root.joinpath(*prefix.split(SEPARATOR)).parent
-        found = []
-        for folder, dirs, files in os.walk(start):
-            dirs[:] = [d for d in dirs if not d.startswith(".")]
-            relative = Path(folder).relative_to(self.root).parts
-            for name in files:
-                if name.endswith(SUFFIX) and not name.startswith("."):
-                    result_id = self._id_from_parts([*relative, name[: -len(SUFFIX)]])
-                    if result_id is not None and (prefix is None or is_under(result_id, prefix)):
-                        found.append(result_id)
-        return sorted(found)
+        return sorted(self._records(prefix, None))
+
+    def stray_paths(self, prefix: str | None = None) -> list[str]:
+        """Everything in the store's folders (under ``prefix``'s folder) that is no record.
+
+        A foreign, hidden or temporary file, a name that is not valid UTF-8 (it holds
+        lone surrogates, as ``os.fsdecode`` gives it), a symlink, FIFO, socket or
+        device; a foreign folder is one entry, never entered. The store's own
+        ``.results_flow`` folder is left out.
+
+        Raises:
+            StoreError: a folder cannot be read (names it).
+        """
+        strays: list[str] = []
+        for _ in self._records(prefix, strays):
+            pass
+        return sorted(strays)
 
     def clear(self) -> None:
-        for entry in self.root.iterdir():
-            if entry.name == INTERNAL_DIR:
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        """Delete every record, then each folder that held one once it is empty.
+
+        Stray files (see ``stray_paths``) and the folders that hold them stay. Writers
+        may run meanwhile: each of their writes lands before or after the clear.
+
+        Raises:
+            StoreError: a record or folder cannot be removed (names it).
+        """
+        self._checked.clear()
+        folders: set[tuple[str, ...]] = set()
+        for result_id in self._records(None, None):
+            *parts, name = result_id.split(SEPARATOR)
+            path = os.path.join(self._root_text, *parts, name + SUFFIX)
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass  # deleted meanwhile
+            except OSError as exc:
+                raise _mapped(exc, path) from exc
+            folders.update(tuple(parts[:depth]) for depth in range(1, len(parts) + 1))
+        for made in sorted(folders, key=len, reverse=True):
+            folder = os.path.join(self._root_text, *made)
+            try:
+                os.rmdir(folder)
+            except OSError as exc:
+                # Not empty (a stray file, or a writer's new record), or gone already.
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                    raise _mapped(exc, folder) from exc
 
     def lock(
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[None]:
         wait = self.lock_timeout if timeout is None else timeout
-        return id_file_lock(self._compute_locks, result_id, wait, self.location)
+        return self._compute_locks.hold(result_id, wait)
 
     def _write_lock(self, result_id: str) -> contextlib.AbstractContextManager[None]:
-        return id_file_lock(self._write_locks, result_id, self.lock_timeout, self.location)
+        return self._write_locks.hold(result_id, self.lock_timeout)
 
-    def _write_atomically(self, path: Path, text: str) -> None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, text.encode("utf-8"))
-        except OSError as exc:
-            raise _mapped(exc, path) from exc
+    def _file_of(self, result_id: str) -> str:
+        *folders, name = result_id.split(SEPARATOR)
+        for folder in folders:
+            if folder.endswith(SUFFIX):
+                raise InvalidResultIdError(
+                    f"result ID {result_id!r}: FileBackend cannot use a folder segment ending "
+                    f"in {SUFFIX!r}, it would collide with a record file"
+                )
+        return os.path.join(self._folder_of(folders, result_id), name + SUFFIX)
 
-    @staticmethod
-    def _id_from_parts(parts: list[str]) -> str | None:
+    def _folder_of(self, folders: list[str], result_id: str) -> str:
+        """The folder of ``folders`` below the root, checked to pass through no symlink.
+
+        Segments hold no ``/`` and are never ``..`` (``ids`` checks), so only a symlinked
+        folder could lead outside the root: one ``lstat`` per folder level, once per
+        folder, then cached.
+
+        Raises:
+            InvalidResultIdError: a folder on the way is a symlink.
+        """
+        folder = self._root_text
+        for depth, segment in enumerate(folders, 1):
+            folder = os.path.join(folder, segment)
+            if folder in self._checked:
+                continue
+            try:
+                mode = os.lstat(folder).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return os.path.join(folder, *folders[depth:])
+            except OSError as exc:
+                raise _mapped(exc, folder) from exc
+            if stat.S_ISLNK(mode):
+                raise InvalidResultIdError(
+                    f"result ID {result_id!r}: {folder} is a symlink; results_flow never "
+                    f"follows one, so no ID resolves outside {self.root}"
+                )
+            if stat.S_ISDIR(mode):
+                if len(self._checked) >= _CHECKED_FOLDERS_MAX:
+                    self._checked.clear()
+                self._checked.add(folder)
+        return folder
+
+    def _records(self, prefix: str | None, strays: list[str] | None) -> Iterator[str]:
+        """The IDs of records under ``prefix`` (all if None); strays go to ``strays``."""
+        if prefix is None:
+            yield from self._walk(self._root_text, [], strays)
+            return
+        *folders, name = prefix.split(SEPARATOR)
+        if any(folder.endswith(SUFFIX) for folder in folders):
+            return  # no record can lie there
         try:
-            return normalize_id(parts)
+            parent = self._folder_of(folders, prefix)
         except InvalidResultIdError:
-            return None  # a file this store did not write; maintenance.verify reports those
+            return  # through a symlinked folder: nothing there is a record
+        record = os.path.join(parent, name + SUFFIX)
+        own = os.path.join(parent, name)
+        for path, is_record in ((record, True), (own, False)):
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                raise _mapped(exc, path) from exc
+            if is_record and stat.S_ISREG(mode):
+                yield prefix
+            elif not is_record and stat.S_ISDIR(mode) and not name.endswith(SUFFIX):
+                yield from self._walk(own, [*folders, name], strays)
+            elif strays is not None and (is_record or stat.S_ISLNK(mode)):
+                strays.append(path)
+
+    def _walk(self, folder: str, parts: list[str], strays: list[str] | None) -> Iterator[str]:
+        """Record IDs in ``folder`` and the record folders below it; never follows a link."""
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # removed meanwhile (a concurrent clear)
+        except OSError as exc:
+            raise _mapped(exc, folder) from exc
+        for entry in listed:
+            name = entry.name
+            try:
+                is_folder = entry.is_dir(follow_symlinks=False)
+                is_file = not is_folder and entry.is_file(follow_symlinks=False)
+            except OSError as exc:
+                raise _mapped(exc, entry.path) from exc
+            if is_folder:
+                if not parts and name == INTERNAL_DIR:
+                    continue
+                if _is_segment(name) and not name.endswith(SUFFIX):
+                    yield from self._walk(entry.path, [*parts, name], strays)
+                elif strays is not None:
+                    strays.append(entry.path + os.sep)
+                continue
+            result_id = None
+            if is_file and name.endswith(SUFFIX) and _is_segment(name[: -len(SUFFIX)]):
+                result_id = _joined_id([*parts, name[: -len(SUFFIX)]])
+            if result_id is not None:
+                yield result_id
+            elif strays is not None:
+                strays.append(entry.path)
+
+    def _write_atomically(self, path: str, text: str) -> None:
+        target = Path(path)
+        content = text.encode("utf-8")
+        for attempt in range(_WRITE_ATTEMPTS):
+            try:
+                make_folders(target.parent)
+                write_atomic(target, content)
+                return
+            except FileNotFoundError as exc:
+                # A concurrent clear() removed the folder as it emptied: make it again.
+                if attempt == _WRITE_ATTEMPTS - 1:
+                    raise _mapped(exc, path) from exc
+            except OSError as exc:
+                raise _mapped(exc, path) from exc
 
 
-def _mapped(exc: OSError, path: Path) -> StoreError:
+@functools.lru_cache(maxsize=65_536)
+def _is_segment(name: str) -> bool:
+    """A name an ID segment may have (so never hidden, never undecodable)."""
+    try:
+        return len(split_id(name)) == 1
+    except InvalidResultIdError:
+        return False
+
+
+def _joined_id(parts: list[str]) -> str | None:
+    try:
+        return normalize_id(SEPARATOR.join(parts))
+    except InvalidResultIdError:
+        return None  # too long as a whole: not a record this store wrote
+
+
+def _special(path: str, mode: int) -> CorruptRecordError:
+    """The error for a special file sitting at a record's path."""
+    kind = (
+        "a symlink"
+        if stat.S_ISLNK(mode)
+        else "a FIFO"
+        if stat.S_ISFIFO(mode)
+        else "a folder"
+        if stat.S_ISDIR(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device or special file"
+    )
+    return CorruptRecordError(
+        f"{shown_path(path)} is {kind}, not a record file; results_flow never follows or opens it "
+        "(delete it, or overwrite the ID)"
+    )
+
+
+def _mapped(exc: OSError, path: str | os.PathLike[str]) -> StoreError:
     """The results_flow error for an OS error on ``path``."""
+    shown = shown_path(path)
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC):
-        return StoreUnavailableError(f"cannot use {path}: {exc.strerror}")
-    return StoreError(f"file operation on {path} failed: {exc}")
+        return StoreUnavailableError(f"cannot use {shown}: {exc.strerror}")
+    return StoreError(f"file operation on {shown} failed: {exc.strerror or exc}")
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path fit to print: bytes of a name that is not UTF-8 appear as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

@@ -1,16 +1,138 @@
 """Per-ID OS file locks: exclusive across threads and processes, released by the
-kernel when the holder dies, so a killed worker never blocks a later run."""
+kernel when the holder dies, so a killed worker never blocks a later run.
+
+``StripedLocks`` keeps a fixed number of lock files (``stripe_of`` hashes an ID to one)
+instead of one file per ID, so a store's lock folder never grows past ``STRIPES`` files.
+Two IDs on one stripe only ever wait for each other across processes; inside a process
+the stripe's file lock is shared by the threads that hold IDs on it, each ID excluded
+by itself, so a thread that holds two IDs on one stripe never deadlocks on itself.
+``id_file_lock`` keeps one lock file per ID, for callers that lock few IDs.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from results_flow.errors import LockTimeoutError
+from results_flow.errors import LockTimeoutError, StoreUnavailableError
+
+#: Lock files per lock folder: enough that unrelated IDs rarely share one, few enough
+#: that a folder of them stays small however many IDs a store holds.
+STRIPES = 1024
+
+
+def stripe_of(result_id: str, stripes: int = STRIPES) -> int:
+    """The stripe an ID locks: the same in every process, thread and run."""
+    digest = hashlib.blake2b(result_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % stripes
+
+
+class _Stripe:
+    """One lock file shared by this process's holders of IDs on it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.condition = threading.Condition()
+        self.held: set[str] = set()
+        self.acquiring = False
+        self.file_lock = FileLock(path, is_singleton=False, thread_local=False)
+
+
+class StripedLocks:
+    """Exclusive per-ID locks over ``stripes`` lock files in ``lock_dir``."""
+
+    def __init__(self, lock_dir: Path, location: str, stripes: int = STRIPES) -> None:
+        self.lock_dir = lock_dir
+        self.location = location
+        self.stripes = stripes
+        self._guard = threading.Lock()
+        self._pid = os.getpid()
+        self._table: dict[int, _Stripe] = {}
+
+    @contextlib.contextmanager
+    def hold(self, result_id: str, timeout: float) -> Iterator[None]:
+        """Hold ``result_id``'s lock for the ``with`` block.
+
+        Raises:
+            LockTimeoutError: not acquired within ``timeout`` seconds.
+            StoreUnavailableError: the lock file cannot be created or opened (names it).
+        """
+        stripe = self._stripe(stripe_of(result_id, self.stripes))
+        self._acquire(stripe, result_id, timeout)
+        try:
+            yield
+        finally:
+            with stripe.condition:
+                stripe.held.discard(result_id)
+                if not stripe.held:
+                    stripe.file_lock.release()
+                stripe.condition.notify_all()
+
+    def _stripe(self, number: int) -> _Stripe:
+        with self._guard:
+            if self._pid != os.getpid():
+                # A forked child inherits the parent's table, whose flocks are not its own.
+                self._pid, self._table = os.getpid(), {}
+            stripe = self._table.get(number)
+            if stripe is None:
+                stripe = self._table[number] = _Stripe(self.lock_dir / f"{number}.lock")
+            return stripe
+
+    def _acquire(self, stripe: _Stripe, result_id: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        with stripe.condition:
+            # Another thread here holds this ID, or is taking the file lock for the stripe.
+            while result_id in stripe.held or stripe.acquiring:
+                remaining = deadline - time.monotonic()
+                timed_out = remaining <= 0 or not stripe.condition.wait(remaining)
+                if timed_out and (result_id in stripe.held or stripe.acquiring):
+                    raise self._timeout(result_id, timeout)
+            stripe.held.add(result_id)
+            if len(stripe.held) > 1:
+                return  # this process holds the stripe's file lock already
+            stripe.acquiring = True
+        try:
+            _acquire_file(stripe.file_lock, max(0.0, deadline - time.monotonic()))
+        except BaseException as exc:
+            with stripe.condition:
+                stripe.held.discard(result_id)
+                stripe.acquiring = False
+                stripe.condition.notify_all()
+            if isinstance(exc, Timeout):
+                raise self._timeout(result_id, timeout) from exc
+            raise
+        with stripe.condition:
+            stripe.acquiring = False
+            stripe.condition.notify_all()
+
+    def _timeout(self, result_id: str, timeout: float) -> LockTimeoutError:
+        return LockTimeoutError(
+            f"lock on {result_id!r} in {self.location} not acquired within {timeout}s"
+        )
+
+
+def _acquire_file(file_lock: FileLock, timeout: float) -> None:
+    """Take an OS file lock, naming its path when the file cannot be used.
+
+    Raises:
+        filelock.Timeout: not acquired in time.
+        StoreUnavailableError: the lock file or its folder cannot be created or opened.
+    """
+    try:
+        file_lock.acquire(timeout=timeout)
+    except Timeout:
+        raise
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"cannot use the lock file {file_lock.lock_file}: {exc.strerror or exc}"
+        ) from exc
 
 
 @contextlib.contextmanager
@@ -19,12 +141,13 @@ def id_file_lock(lock_dir: Path, result_id: str, timeout: float, location: str) 
 
     Raises:
         LockTimeoutError: not acquired within ``timeout`` seconds.
+        StoreUnavailableError: the lock file cannot be created or opened (names it).
     """
     digest = hashlib.sha256(result_id.encode()).hexdigest()[:32]
     # One lock object per acquisition: flock() then excludes threads of this process too.
     file_lock = FileLock(lock_dir / f"{digest}.lock", is_singleton=False, thread_local=False)
     try:
-        file_lock.acquire(timeout=timeout)
+        _acquire_file(file_lock, timeout)
     except Timeout as exc:
         raise LockTimeoutError(
             f"lock on {result_id!r} in {location} not acquired within {timeout}s"

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from results_flow.backends.base import AsyncResultsBackend, chunked, unique
+from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.sql_schema import (
     BATCH_SIZE,
     CREATE_LOCK_KEY,
@@ -47,11 +48,18 @@ class AsyncSqlBackend(AsyncResultsBackend):
         table: str = DEFAULT_TABLE,
         schema: str | None = None,
         busy_timeout: float = 30.0,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
     ) -> None:
         #: The SQLAlchemy URL of the database (it may hold a password).
         self.database_url = database_url(url, "async")
         self.location = mask_url(self.database_url)
         self.busy_timeout = busy_timeout
+        self.bounds, self._engine_url = PgBounds.from_url(
+            make_url(self.database_url),
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+        )
         self.table = records_table(table, schema)
         self.engine = self._create_engine()
         self._sql = Statements(self.table, self.engine.dialect)
@@ -140,7 +148,10 @@ class AsyncSqlBackend(AsyncResultsBackend):
             )
             event.listen(engine.sync_engine, "begin", begin_sqlite)
             return engine
-        return create_async_engine(self.database_url, pool_pre_ping=True)
+        # No pre-ping (a round trip per call); a dead pooled connection is retried once.
+        return create_async_engine(
+            self._engine_url, connect_args=self.bounds.asyncpg_connect_args()
+        )
 
     async def _ensure_table(self) -> None:
         if self._table_ready:
@@ -166,16 +177,24 @@ class AsyncSqlBackend(AsyncResultsBackend):
         """One transaction; writes retried on SQLITE_BUSY until the deadline, and
         whenever ``work`` raises ``RetryTransaction``."""
         deadline = time.monotonic() + self.busy_timeout
+        reconnected = False
         while True:
+            worked = False
             try:
                 async with self.engine.connect() as conn:
                     if write:
                         conn = await conn.execution_options(results_flow_write=True)
                     async with conn.begin():
-                        return await work(conn)
+                        result = await work(conn)
+                        worked = True
+                return result
             except RetryTransaction:
                 continue
             except (sa.exc.SQLAlchemyError, OSError) as exc:
+                dead = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+                if dead and not worked and not reconnected:
+                    reconnected = True  # a connection that died in the pool: once more
+                    continue
                 if write and is_busy(exc) and time.monotonic() < deadline:
                     await asyncio.sleep(0.01)
                     continue

@@ -19,7 +19,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 
-from results_flow.errors import StoreBusyError, StoreError, StoreUnavailableError
+from results_flow.backends.pg_bounds import is_unavailable
+from results_flow.errors import (
+    CorruptRecordError,
+    StoreBusyError,
+    StoreError,
+    StoreUnavailableError,
+)
 from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
 from results_flow.records import Record, parse_time
 
@@ -131,16 +137,29 @@ def row_values(result_id: str, record: Record) -> dict[str, Any]:
 
 
 def record_from_row(row: Sequence[Any]) -> Record:
-    """A ``Record`` from a row of ``Statements.columns``."""
-    _, model_type, namespace, data, metadata, created_at, updated_at = row
-    return Record(
-        model_type=model_type,
-        namespace=namespace,
-        data=data,
-        created_at=parse_time(created_at),
-        updated_at=parse_time(updated_at),
-        metadata={} if metadata == "{}" else json.loads(metadata),
-    )
+    """A ``Record`` from a row of ``Statements.columns``.
+
+    Raises:
+        CorruptRecordError: the row's metadata is not a JSON object, or a time is not
+            a time (a row written by hand or by another program); names the ID.
+    """
+    result_id, model_type, namespace, data, metadata, created_at, updated_at = row
+    try:
+        decoded = {} if metadata == "{}" else json.loads(metadata)
+        if not isinstance(decoded, dict):
+            raise TypeError(f"metadata is a JSON {type(decoded).__name__}, not an object")
+        return Record(
+            model_type=model_type,
+            namespace=namespace,
+            data=data,
+            created_at=parse_time(created_at),
+            updated_at=parse_time(updated_at),
+            metadata=decoded,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(
+            f"the row of result ID {result_id!r} is a damaged results_flow record: {exc}"
+        ) from exc
 
 
 def apply_sqlite_settings(dbapi_connection: Any, busy_timeout: float) -> None:
@@ -188,6 +207,8 @@ def mapped_error(exc: BaseException, location: str) -> StoreError:
     """The results_flow error for a driver error raised against ``location``."""
     if is_busy(exc):
         return StoreBusyError(f"{location} stayed locked by other writers: {_first_line(exc)}")
+    if is_unavailable(exc):
+        return StoreUnavailableError(f"{location} did not answer in time: {_first_line(exc)}")
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
         return StoreUnavailableError(f"cannot reach or open {location}: {_first_line(exc)}")
     return StoreError(f"database operation on {location} failed: {_first_line(exc)}")
@@ -203,21 +224,38 @@ def write_transaction(
     """Run ``work`` in one write transaction (``BEGIN IMMEDIATE`` on SQLite).
 
     Retried while SQLite reports SQLITE_BUSY, until ``busy_timeout`` seconds have
-    passed, and whenever ``work`` raises ``RetryTransaction``.
+    passed, whenever ``work`` raises ``RetryTransaction``, and once when a pooled
+    connection turns out dead before ``work`` finished (the server rolled it back; a
+    failure at COMMIT is never retried, as the write may have landed).
 
     Raises:
         StoreBusyError: still busy at the deadline.
         StoreError: any other driver failure, mapped by ``mapped_error``.
     """
     deadline = time.monotonic() + busy_timeout
+    reconnected = False
     while True:
+        worked = False
         try:
             with engine.connect() as conn:
                 conn = conn.execution_options(results_flow_write=True)
                 with conn.begin():
-                    return work(conn)
+                    result = work(conn)
+                    worked = True
+            return result
         except RetryTransaction:
             continue
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated and not worked and not reconnected:
+                reconnected = True
+                continue
+            if is_busy(exc) and time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
+            error = mapped_error(exc, location)
+            if isinstance(error, StoreBusyError):
+                error.add_note(f"gave up after {busy_timeout}s")
+            raise error from exc
         except sa.exc.SQLAlchemyError as exc:
             if is_busy(exc) and time.monotonic() < deadline:
                 time.sleep(0.01)

@@ -8,6 +8,7 @@ caching into the same store. Importing this module registers the block and the
 serializer with Prefect (``prefect block register -m results_flow.prefect``).
 """
 
+from results_flow.blobs import PrefectResultBlob
 from results_flow.prefect.batch import ResumeResults, aresults_map, results_map
 from results_flow.prefect.cache import RESULT_ID, ResultIdPolicy
 from results_flow.prefect.decorator import ResultsTask, result_id_for, results_task
@@ -15,7 +16,7 @@ from results_flow.prefect.naming import NO_FLOW
 from results_flow.prefect.progress import MapProgress
 from results_flow.prefect.runtime import CACHED_STATE_NAME
 from results_flow.prefect.serializer import SERIALIZER_TYPE, PydanticSerializer
-from results_flow.prefect.storage import PrefectResultBlob, ResultsStorage
+from results_flow.prefect.storage import ResultsStorage
 
 __all__ = [
     "CACHED_STATE_NAME",

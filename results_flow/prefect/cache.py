@@ -3,7 +3,8 @@
 With ``@task(cache_policy=RESULT_ID, result_storage=<ResultsStorage>)`` Prefect keeps
 each cached result under ``<prefix>/<flow>/<task>/<key>`` in the store, where
 ``<key>`` hashes the canonical JSON of the inputs, exactly as ``results_task`` does,
-instead of under an opaque md5.
+instead of under an opaque md5. Unlike Prefect's ``INPUTS`` alone, the key names the
+flow and the task, so two tasks called with the same inputs never share a result.
 """
 
 from __future__ import annotations

@@ -9,12 +9,14 @@ through the state it returns ("Cached" with the ID, or "Completed" with the ID);
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+import anyio
 import anyio.to_thread
 from prefect import Flow, State, Task
 from pydantic import BaseModel
@@ -332,20 +334,30 @@ def _async_wrapper(runtime: TaskRuntime) -> Callable[..., Coroutine[Any, Any, An
             )
             return computed_state(call, *saved)
         held = runtime.manager().lock(call.result_id, runtime.lock_timeout)
-        await to_thread(held.__enter__)
+        # One context for the lock's calls: a lock may bind itself to the context it is
+        # entered in (PostgreSQL writes the locked ID through the lock's own session),
+        # and each worker thread would otherwise get a fresh copy.
+        locked = contextvars.copy_context()
+        await to_thread(locked.run, held.__enter__)
         try:
             stored = await to_thread(
-                functools.partial(runtime.lookup, call, refresh=refresh, since=started)
+                locked.run,
+                functools.partial(runtime.lookup, call, refresh=refresh, since=started),
             )
             if stored.result is not None:
-                return cached_state(call, stored.result)
-            value = await fn(*args, **kwargs)
-            saved = await to_thread(
-                functools.partial(runtime.save, replace=stored.replace), call, value
-            )
-            return computed_state(call, *saved)
-        finally:
-            await to_thread(held.__exit__, None, None, None)
+                state = cached_state(call, stored.result)
+            else:
+                value = await fn(*args, **kwargs)
+                saved = await to_thread(
+                    locked.run, functools.partial(runtime.save, replace=stored.replace), call, value
+                )
+                state = computed_state(call, *saved)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):  # a cancelled run still releases its lock
+                await to_thread(locked.run, held.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        await to_thread(locked.run, held.__exit__, None, None, None)
+        return state
 
     run.__results_flow_runtime__ = runtime  # type: ignore[attr-defined]
     return run

@@ -8,43 +8,26 @@ from) the same database or folder as results_flow's own results.
 
 from __future__ import annotations
 
-import base64
-from typing import ClassVar, Literal
+import json
+import sys
+from typing import Any, ClassVar
 
 import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from results_flow.backends.urls import check_store_url
-from results_flow.errors import InvalidResultIdError, ResultNotFoundError
+from results_flow.blobs import PrefectResultBlob
+from results_flow.errors import InvalidResultIdError, ResultNotFoundError, UntrustedRecordError
 from results_flow.ids import normalize_id
 from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.prefect.runtime import logger
+from results_flow.prefect.serializer import SERIALIZER_TYPE
 from results_flow.prefect.stores import manager_for_url
-from results_flow.registry import register_model
 
-PREFECT_NAMESPACE = "prefect"
-
-
-@register_model(namespace=PREFECT_NAMESPACE)
-class PrefectResultBlob(BaseModel):
-    """The bytes Prefect wrote for one result key, as text (or base64 when not UTF-8)."""
-
-    content: str
-    encoding: Literal["utf-8", "base64"] = "utf-8"
-
-    @classmethod
-    def of(cls, content: bytes) -> PrefectResultBlob:
-        """The blob that keeps ``content`` exactly."""
-        try:
-            return cls(content=content.decode("utf-8"))
-        except UnicodeDecodeError:
-            return cls(content=base64.b64encode(content).decode("ascii"), encoding="base64")
-
-    def to_bytes(self) -> bytes:
-        """The bytes Prefect wrote."""
-        if self.encoding == "base64":
-            return base64.b64decode(self.content)
-        return self.content.encode("utf-8")
+#: Serializers whose records ResultsStorage reads and writes without ``allow_pickle``.
+TRUSTED_SERIALIZERS = ("json", SERIALIZER_TYPE)
+_JSON_DECODER = "prefect.serializers.prefect_json_object_decoder"
 
 
 class ResultsStorage(WritableFileSystem):
@@ -57,11 +40,15 @@ class ResultsStorage(WritableFileSystem):
         "files, a SQLite file or a PostgreSQL database, next to your validated results."
     )
     _code_example: ClassVar[str] = """```python
-from results_flow.prefect import ResultsStorage
+from results_flow.prefect import RESULT_ID, PydanticSerializer, ResultsStorage
 
 ResultsStorage(store_url="sqlite:///results_store/results.db").save("results")
 
-@task(result_storage="results-storage/results", cache_policy=INPUTS)
+@task(
+    result_storage="results-storage/results",
+    result_serializer=PydanticSerializer(),
+    cache_policy=RESULT_ID,
+)
 def work(x: int) -> int: ...
 ```"""
 
@@ -83,6 +70,16 @@ def work(x: int) -> int: ...
         description=(
             "Result ID prefix under which Prefect's records are kept, so they never "
             "collide with results_flow's own results."
+        ),
+    )
+
+    allow_pickle: bool = Field(
+        default=False,
+        description=(
+            "Also read and write Prefect records whose serializer can run code when "
+            "loaded (Prefect's default 'pickle', 'compressed' or any serializer other "
+            "than 'json' and 'results_flow_pydantic'). Off by default, so a record "
+            "planted in the store is refused (UntrustedRecordError) and never run."
         ),
     )
 
@@ -129,16 +126,41 @@ def work(x: int) -> int: ...
 
         Raises:
             ResultNotFoundError: nothing is stored under the key.
+            UntrustedRecordError: the record names a serializer that could run code when
+                loaded and ``allow_pickle`` is off (also logged, since Prefect's cache
+                lookup takes any error for a miss and recomputes).
         """
         result_id = self.result_id(path)
         try:
             blob = self.manager().get(result_id, PrefectResultBlob)
         except ResultNotFoundError as exc:
             raise ResultNotFoundError(f"no Prefect result under key {path!r} ({exc})") from exc
-        return blob.to_bytes()
+        content = blob.to_bytes()
+        reason = None if self.allow_pickle else untrusted_reason(content, reading=True)
+        if reason is not None:
+            message = (
+                f"refused the Prefect record under {result_id!r}: it names {reason}, which "
+                f"could run code when loaded; this ResultsStorage reads only records of "
+                f"{' and '.join(TRUSTED_SERIALIZERS)} (set allow_pickle=True to trust it)"
+            )
+            logger.warning(message)
+            raise UntrustedRecordError(message)
+        return content
 
     def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> str:  # type: ignore[override]
-        """Store ``content`` under ``path``, replacing what was there; returns ``path``."""
+        """Store ``content`` under ``path``, replacing what was there; returns ``path``.
+
+        Raises:
+            UntrustedRecordError: the record's serializer is not trusted and
+                ``allow_pickle`` is off, so it could never be read back.
+        """
+        reason = None if self.allow_pickle else untrusted_reason(content, reading=False)
+        if reason is not None:
+            raise UntrustedRecordError(
+                f"this ResultsStorage keeps only records of {' and '.join(TRUSTED_SERIALIZERS)}"
+                f", and the one for key {path!r} names {reason}: give the task "
+                "result_serializer=PydanticSerializer() or 'json', or set allow_pickle=True"
+            )
         self.manager().set(
             self.result_id(path), PrefectResultBlob.of(content), SetBehavior.OVERWRITE
         )
@@ -154,3 +176,59 @@ def work(x: int) -> int: ...
 
     def __repr__(self) -> str:
         return f"ResultsStorage(store_url=SecretStr('**********'), prefix={self.prefix!r})"
+
+
+def untrusted_reason(content: bytes, *, reading: bool) -> str | None:
+    """What makes a Prefect record untrusted (its serializer, named), or None when trusted.
+
+    A record names its serializer in ``metadata`` and, in Prefect's older layout, at the
+    top (Prefect lets the latter win), so both must be trusted. When ``reading``, a
+    ``results_flow_pydantic`` record may name only a model whose module is imported,
+    since loading it would import that module.
+    """
+    try:
+        doc = json.loads(content, object_pairs_hook=_no_duplicate_keys)
+    except (ValueError, UnicodeDecodeError):
+        return "no serializer (its content is not a JSON record)"
+    if not isinstance(doc, dict):
+        return None  # a bare JSON value: nothing in it can name code
+    metadata = doc.get("metadata")
+    named = [
+        doc.get("serializer"),
+        metadata.get("serializer") if isinstance(metadata, dict) else None,
+    ]
+    for serializer in named:
+        reason = None if serializer is None else _serializer_reason(serializer, reading)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _serializer_reason(serializer: object, reading: bool) -> str | None:
+    config: dict[str, Any] = serializer if isinstance(serializer, dict) else {"type": serializer}
+    name = config.get("type")
+    if name == "json":
+        custom = (
+            config.get("jsonlib", "json") != "json"
+            or config.get("object_decoder", _JSON_DECODER) not in (None, _JSON_DECODER)
+            or bool(config.get("loads_kwargs"))
+        )
+        return (
+            "a 'json' serializer with its own jsonlib, object_decoder or loads_kwargs"
+            if custom
+            else None
+        )
+    if name == SERIALIZER_TYPE:
+        model = config.get("model")
+        if reading and model is not None and str(model).rpartition(".")[0] not in sys.modules:
+            return f"a {SERIALIZER_TYPE} serializer whose model {model!r} is not imported"
+        return None
+    return f"the serializer {name!r}"
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Two parsers could keep different duplicates; a record with any is refused.
+    keys = [key for key, _ in pairs]
+    if len(keys) != len(set(keys)):
+        raise ValueError("duplicate keys")
+    return dict(pairs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -36,3 +37,25 @@ def endless_writer(url: str, ready_path: str) -> None:
         if count == 200:
             with open(ready_path, "w") as handle:
                 handle.write(str(os.getpid()))
+
+
+def clear_race_writer(url: str, worker: int, rounds: int) -> list[str]:
+    """Write, read, list and delete while another process clears; return every error."""
+    from results_flow.errors import ResultNotFoundError, ResultsFlowError
+
+    errors = []
+    with ResultsManager.from_url(url) as rm:
+        for count in range(rounds):
+            rid = f"w{worker}/g{count % 7}/deep/r{count % 13}"
+            try:
+                behavior = SetBehavior.OVERWRITE if count % 2 else SetBehavior.SKIP_IF_EXISTS
+                rm.set(rid, Item(index=count, writer=f"w{worker}"), behavior)
+                with contextlib.suppress(ResultNotFoundError):  # cleared meanwhile
+                    rm.get(rid)
+                rm.list_ids(f"w{worker}")
+                rm.exists(rid)
+                if count % 5 == 0:
+                    rm.delete(rid)
+            except (ResultsFlowError, OSError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+    return errors

@@ -15,7 +15,7 @@ import time
 from enum import Enum
 
 from prefect import flow, task
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
@@ -93,7 +93,11 @@ def wrong(item: int) -> Score:
     return {"item": item, "value": "not a number", "pid": 0}  # type: ignore[return-value]
 
 
-@task(cache_policy=INPUTS, result_storage="results-storage/rf-tests")
+@task(
+    cache_policy=INPUTS + TASK_SOURCE,
+    result_storage="results-storage/rf-tests",
+    result_serializer="json",
+)
 def plain_cached(x: int) -> int:
     record_call("plain", x)
     return x * 10

@@ -4,12 +4,16 @@ and caching in a results_flow store, across processes, sync and async."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from prefect import flow, task
+from prefect.results import ResultStore
 from prefect.serializers import Serializer
 from pydantic import BaseModel, SecretStr, ValidationError
 
@@ -18,6 +22,7 @@ from results_flow.errors import (
     ResultValidationError,
     StoreUnavailableError,
     UnknownModelError,
+    UntrustedRecordError,
 )
 from results_flow.prefect import (
     RESULT_ID,
@@ -26,7 +31,7 @@ from results_flow.prefect import (
     ResultIdPolicy,
     ResultsStorage,
 )
-from tests.prefect.conftest import CallLog, start_worker
+from tests.prefect.conftest import ROOT, CallLog, start_worker
 from tests.prefect.tasks import Item, Score, plain_flow
 
 
@@ -80,8 +85,11 @@ def test_block_paths_sync_and_async(store_url: str) -> None:
     block = ResultsStorage(store_url=store_url, prefix="pf/runs")
     assert block.write_path("k1", b'{"x": 1}', _sync=True) == "k1"
     assert block.read_path("k1", _sync=True) == b'{"x": 1}'
-    asyncio.run(block.awrite_path("a/k2", b"\xff\x00 binary"))
-    assert asyncio.run(block.aread_path("a/k2")) == b"\xff\x00 binary"
+    with pytest.raises(UntrustedRecordError, match="not a JSON record"):
+        asyncio.run(block.awrite_path("a/k2", b"\xff\x00 binary"))
+    trusting = ResultsStorage(store_url=store_url, prefix="pf/runs", allow_pickle=True)
+    asyncio.run(trusting.awrite_path("a/k2", b"\xff\x00 binary"))  # kept as base64
+    assert asyncio.run(trusting.aread_path("a/k2")) == b"\xff\x00 binary"
     assert ResultsManager.from_url(store_url).list_ids() == ["pf/runs/a/k2", "pf/runs/k1"]
     with pytest.raises(FileNotFoundError, match="'nope'"):
         block.read_path("nope")
@@ -98,8 +106,17 @@ def test_pydantic_serializer_validates_on_load() -> None:
     tampered = blob.replace(b"2.0", b'"two"')
     with pytest.raises(ResultValidationError, match="does not validate as Score"):
         serializer.loads(tampered)
-    with pytest.raises(UnknownModelError, match="register_model"):
-        serializer.loads(serializer.dumps(NeverRegistered(id="x")))
+    # A blob's recorded type is rebuilt from imported modules only, never by importing.
+    unregistered = serializer.dumps(NeverRegistered(id="x"))
+    assert serializer.loads(unregistered) == NeverRegistered(id="x")
+    elsewhere = serializer.dumps([NeverRegistered(id="x")])
+    elsewhere = elsewhere.replace(__name__.encode(), b"no_such_module_rf")
+    with pytest.raises(UnknownModelError, match="'no_such_module_rf', which is not imported"):
+        serializer.loads(elsewhere)
+    assert "no_such_module_rf" not in sys.modules
+    moved = unregistered.replace(__name__.encode(), b"no_such_module_rf")
+    with pytest.raises(UnknownModelError, match="register_model"):  # then the registry
+        serializer.loads(moved)
     explicit = PydanticSerializer(model="tests.prefect.tasks.Item")
     assert explicit.loads(explicit.dumps(Item(id="x"))) == Item(id="x")
 
@@ -162,3 +179,138 @@ def test_block_registers_from_the_cli_and_the_collection_entry_point(
     )
     assert done.returncode == 0, done.stderr
     assert "Results Storage" in done.stdout
+
+
+def test_cache_hits_in_another_process_return_the_types_of_a_computed_run(
+    store_url: str, calls: CallLog, worker_env: dict[str, str]
+) -> None:
+    from tests.prefect import typed_tasks
+
+    ResultsStorage(store_url=store_url).save("rf-typed", overwrite=True)
+    computed = typed_tasks.typed_flow()
+    assert all(
+        typed_tasks.same(r, e) for r, e in zip(computed, typed_tasks.expected(), strict=True)
+    )
+    assert len(calls.lines()) == 6
+
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.prefect.typed_tasks"],
+        cwd=ROOT,
+        env=worker_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["same"] == [True] * 6, report["types"]
+    assert len(calls.lines()) == 6  # every call in the second process was a cache hit
+
+
+class Planted:
+    """A pickle payload that creates the file it names when unpickled."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (open, (self.marker, "w"))
+
+
+def cli(store_url: str, env: dict[str, str], *args: str) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from results_flow.cli import main; main()",
+            *args,
+            "--store",
+            store_url,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_planted_pickle_record_is_refused_and_its_payload_never_runs(
+    store_url: str, calls: CallLog, worker_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Regression: a record naming the pickle serializer ran its payload on a cache hit."""
+    ResultsStorage(store_url=store_url).save("rf-trust", overwrite=True)
+
+    @task(
+        cache_policy=RESULT_ID,
+        result_storage="results-storage/rf-trust",
+        result_serializer=PydanticSerializer(),
+    )
+    def triple(x: int) -> Doubled:
+        calls.path.open("a").write(f"triple:{x}\n")
+        return Doubled(value=3 * x)
+
+    @flow(name="trust-flow")
+    def run() -> Doubled:
+        return triple(5)
+
+    assert run() == Doubled(value=15)
+    (result_id,) = ResultsManager.from_url(store_url).list_ids("prefect")
+    key = result_id.removeprefix("prefect/")
+
+    # Plant: export, swap in a pickle record, import it over the real one.
+    exported = tmp_path / "export.jsonl"
+    cli(store_url, worker_env, "export", str(exported))
+    line = json.loads(exported.read_text())
+    record = json.loads(line["data"]["content"])
+    marker = tmp_path / "payload-ran"
+    record["metadata"]["serializer"] = {"type": "pickle", "picklelib": "cloudpickle"}
+    record["result"] = base64.b64encode(pickle.dumps(Planted(str(marker)))).decode()
+    line["data"]["content"] = json.dumps(record)
+    planted = tmp_path / "planted.jsonl"
+    planted.write_text(json.dumps(line) + "\n")
+    cli(store_url, worker_env, "import", str(planted), "--on-conflict", "overwrite")
+
+    block = ResultsStorage.load("rf-trust")
+    with pytest.raises(UntrustedRecordError, match="'pickle'.*allow_pickle=True"):
+        ResultStore(result_storage=block).read(key)
+    assert not marker.exists()
+
+    # The cache lookup takes the refusal for a miss: recompute, overwrite the record.
+    assert run() == Doubled(value=15)
+    assert calls.lines() == ["triple:5", "triple:5"]
+    assert not marker.exists()
+    assert "results_flow_pydantic" in block.read_path(key).decode()
+
+    # The planted payload was live: a block that opts in runs it.
+    cli(store_url, worker_env, "import", str(planted), "--on-conflict", "overwrite")
+    trusting = ResultsStorage(store_url=store_url, allow_pickle=True)
+    ResultStore(result_storage=trusting).read(key)
+    assert marker.exists()
+
+
+def test_untrusted_serializers_are_refused_on_write_and_read(store_url: str) -> None:
+    block = ResultsStorage(store_url=store_url)
+    pickled = json.dumps({"metadata": {"serializer": {"type": "pickle"}}, "result": "x"})
+    with pytest.raises(UntrustedRecordError, match="'pickle'.*PydanticSerializer"):
+        block.write_path("k", pickled.encode())
+    assert ResultsManager.from_url(store_url).list_ids() == []
+    for doc in [
+        {"metadata": {"serializer": {"type": "json"}}, "serializer": {"type": "pickle"}},
+        {"metadata": {"serializer": {"type": "json", "jsonlib": "jsonpickle"}}},
+        {"metadata": {"serializer": {"type": "compressed", "serializer": {"type": "json"}}}},
+        {"metadata": {"serializer": {"type": SERIALIZER_TYPE, "model": "rf_nowhere.M"}}},
+    ]:
+        ResultsStorage(store_url=store_url, allow_pickle=True).write_path(
+            "k", json.dumps(doc).encode()
+        )
+        with pytest.raises(UntrustedRecordError):
+            block.read_path("k")
+    duplicated = b'{"metadata": {"serializer": {"type": "pickle"}, "serializer": {"type": "json"}}}'
+    with pytest.raises(UntrustedRecordError):
+        block.write_path("k", duplicated)
+    trusted = json.dumps({"metadata": {"serializer": {"type": "json"}}, "result": "1"}).encode()
+    assert block.read_path(block.write_path("k", trusted)) == trusted
