@@ -19,6 +19,9 @@ What each store does per operation:
   ``get`` = open + read + ``model_validate_json``.
 * diskcache: ``Cache.set`` of the JSON text, ``get`` + ``model_validate_json``; run
   twice, with its default ``synchronous=NORMAL`` and with ``FULL`` like ours.
+* raw psycopg (issue 12): one ``(id, data jsonb)`` table on the same server, ``set`` =
+  ``model_dump_json`` + INSERT ... ON CONFLICT DO NOTHING + commit, ``get`` = an
+  autocommit SELECT + ``model_validate_json``.
 
 The object store rows ("store-s3" section) run on a local S3 server (moto's
 ``ThreadedMotoServer``, in this process): results_flow's ``ObjectStoreBackend`` against
@@ -226,6 +229,45 @@ class RawFiles(Subject):
         return {rid: self.get(rid) for rid in result_ids}
 
 
+class RawPostgres(Subject):
+    """psycopg 3 alone on one connection: autocommit reads, one transaction per insert."""
+
+    name = "raw psycopg"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.conn.execute("CREATE TABLE raw_results (id TEXT PRIMARY KEY, data JSONB NOT NULL)")
+
+    def set(self, result_id: str, model: Sample) -> None:
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO raw_results (id, data) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (result_id, model.model_dump_json()),
+            )
+
+    def get(self, result_id: str) -> Sample:
+        query = "SELECT data::text FROM raw_results WHERE id = %s"
+        row = self.conn.execute(query, (result_id,)).fetchone()
+        return Sample.model_validate_json(row[0])  # type: ignore[index]
+
+    def exists(self, result_id: str) -> bool:
+        query = "SELECT 1 FROM raw_results WHERE id = %s"
+        return self.conn.execute(query, (result_id,)).fetchone() is not None
+
+    def list_ids(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT id FROM raw_results ORDER BY id")]
+
+    def get_many(self, result_ids: Sequence[str]) -> dict[str, Sample]:
+        query = "SELECT id, data::text FROM raw_results WHERE id = ANY(%s)"
+        rows = self.conn.execute(query, (list(result_ids),))
+        return {rid: Sample.model_validate_json(data) for rid, data in rows}
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 class DiskCache(Subject):
     """diskcache's ``Cache`` holding the JSON text (no batch read: one ``get`` per ID)."""
 
@@ -404,6 +446,7 @@ def main() -> None:
         ]
         if pg_url is not None:
             makers.append(lambda: ManagerSubject("results_flow PostgreSQL", pg_url))
+            makers.append(lambda: RawPostgres(pg_url))
         subjects: list[Subject] = []
         try:
             for make in makers:
@@ -450,6 +493,33 @@ def main() -> None:
         ["file `exists` / raw", f"{files['exists'] / raw_files['exists']:.2f}x"],
         ["file `list_ids` / raw", f"{files['list_ids'] / raw_files['list_ids']:.2f}x"],
     ]
+    postgres: list[str] = []
+    if "results_flow PostgreSQL" in results:
+        pg, raw_pg = results["results_flow PostgreSQL"], results["raw psycopg"]
+        pg_aims = [
+            time_aim("PostgreSQL `get` vs raw psycopg + validate", pg["get"], raw_pg["get"], 1.5),
+            rate_aim(
+                "PostgreSQL `set` vs raw INSERT ... ON CONFLICT + commit",
+                write_times["results_flow PostgreSQL"],
+                write_times["raw psycopg"],
+                round(1 / 1.5, 2),
+            ),
+        ]
+        pg_others = [
+            ["PostgreSQL `exists` / raw", f"{pg['exists'] / raw_pg['exists']:.2f}x"],
+            ["PostgreSQL `list_ids` / raw", f"{pg['list_ids'] / raw_pg['list_ids']:.2f}x"],
+            ["PostgreSQL `get_many` / raw", f"{pg['get_many'] / raw_pg['get_many']:.2f}x"],
+        ]
+        postgres = [
+            "### PostgreSQL",
+            "The same server, database and connection settings for both rows (loopback TCP). "
+            "A results_flow `get` is one autocommit SELECT on a pooled connection: no "
+            "pre-ping, no BEGIN/ROLLBACK (issue 12 item 2). A `set` is BEGIN, INSERT ... ON "
+            "CONFLICT DO NOTHING RETURNING, COMMIT, as the raw row does without RETURNING.",
+            "Aims (issue 12 item 2):",
+            table(["aim", "measured", "target", "verdict"], pg_aims),
+            table(["comparison", "value"], pg_others),
+        ]
     body = "\n\n".join(
         [
             "## Store: set / get / exists / list_ids / get_many",
@@ -489,6 +559,7 @@ def main() -> None:
             "or folder fsync on file writes. diskcache's default `synchronous=NORMAL` does not "
             "fsync each commit in WAL mode; the FULL row matches our durability. "
             + ("" if pg_url else "PostgreSQL was skipped: no server answered."),
+            *postgres,
         ]
     )
     print(body)

@@ -38,8 +38,6 @@ from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 from prefect.utilities.annotations import unmapped
 from pydantic import BaseModel
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from results_flow import ResultsManager, register_model
 from results_flow.prefect import ResultsTask, results_map, results_task
@@ -98,8 +96,7 @@ def run_pipeline(items: int, difficulty: int, store: str, progress: bool = True)
     """
     task = proof_task(store)
     inputs = list(range(items))
-    with StoredProgress(store, [task.result_id(i, difficulty) for i in inputs], progress):
-        done = results_map(task, inputs, difficulty=unmapped(difficulty))
+    done = results_map(task, inputs, difficulty=unmapped(difficulty), progress=progress)
     return RunSummary(
         items=items,
         computed=done.computed,
@@ -116,50 +113,6 @@ def parallel_resume(
 ) -> RunSummary:
     """Find a proof for each of ``items`` inputs on a pool of threads, resuming."""
     return run_pipeline(items, difficulty, store or default_store_url(), progress)
-
-
-class StoredProgress:
-    """A progress bar of how many of ``ids`` are in the store, polled from a thread.
-
-    It counts what is stored, not what this process did, so it works the same on any
-    task runner (threads, processes, Dask workers on other machines), and a resumed
-    run starts where the last one stopped.
-    """
-
-    def __init__(self, store: str, ids: list[str], visible: bool = True) -> None:
-        self.manager = ResultsManager.from_url(store)
-        self.ids = ids
-        self.bar = Progress(
-            TextColumn("[bold]proofs stored"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=not visible,
-        )
-        self.job = self.bar.add_task("stored", total=len(ids))
-        self.done = threading.Event()
-        self.poller = threading.Thread(target=self._poll, name="progress", daemon=True)
-
-    def _refresh(self) -> None:
-        self.bar.update(self.job, completed=len(self.manager.exists_many(self.ids)))
-
-    def _poll(self) -> None:
-        while not self.done.wait(0.25):
-            self._refresh()
-
-    def __enter__(self) -> StoredProgress:
-        self._refresh()
-        self.bar.start()
-        self.poller.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.done.set()
-        self.poller.join()
-        self._refresh()
-        self.bar.stop()
-        self.manager.close()
 
 
 def report(summary: RunSummary) -> str:

@@ -49,6 +49,10 @@ STORE_LOCK_TIMEOUT = 600.0
 #: How long a results_task waits for another worker computing the same ID: tasks may
 #: run for long, and a waiter reads the result instead of computing it again.
 COMPUTE_LOCK_TIMEOUT = 3600.0
+#: Seconds to open a PostgreSQL connection (TCP, TLS and the server's answer to the startup).
+PG_CONNECT_TIMEOUT = 10.0
+#: Seconds one store statement may run on a PostgreSQL server.
+PG_STATEMENT_TIMEOUT = 60.0
 #: How often a PostgreSQL advisory lock is tried again while another session holds it.
 LOCK_POLL_SECONDS = 0.05
 #: Lock files per lock folder: unrelated IDs rarely share one, and the folder stays small.

@@ -4,6 +4,10 @@ Each public write is one transaction (``engine.begin()``); SQLite writes start w
 ``BEGIN IMMEDIATE`` and are retried only on SQLITE_BUSY, up to a deadline. The
 engine is re-created in a forked child so pooled connections are never shared
 between processes. ``SqliteBackend`` and ``PostgresBackend`` build this class.
+
+PostgreSQL: every wait is bounded (``pg_bounds``); a single read is one autocommit
+statement (no pre-ping, no BEGIN/ROLLBACK) and is retried once on a connection that
+died in the pool; per-ID locks are sessions of their own (``pg_lock``).
 """
 
 from __future__ import annotations
@@ -11,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import time
+import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,12 +26,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chunked, unique
-from results_flow.backends.locks import (
-    ADVISORY_UNLOCK,
-    TRY_ADVISORY_LOCK,
-    id_file_lock,
-    sqlite_lock_dir,
-)
+from results_flow.backends.locks import id_file_lock, sqlite_lock_dir
+from results_flow.backends.pg_bounds import PgBounds
+from results_flow.backends.pg_lock import PgLock, held_lock, lock_engine
 from results_flow.backends.sql_schema import (
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
@@ -46,16 +47,10 @@ from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import (
     CorruptRecordError,
-    LockTimeoutError,
     UnsupportedStoreUrlError,
 )
 from results_flow.records import Record
-from results_flow.settings import (
-    LOCK_POLL_SECONDS,
-    SQL_IDS_PER_STATEMENT,
-    SQLITE_BUSY_TIMEOUT,
-    STORE_LOCK_TIMEOUT,
-)
+from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
 T = TypeVar("T")
 
@@ -71,6 +66,8 @@ class SqlBackend(ResultsBackend):
         schema: str | None = None,
         busy_timeout: float = SQLITE_BUSY_TIMEOUT,
         lock_timeout: float = STORE_LOCK_TIMEOUT,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         #: The SQLAlchemy URL of the database (it may hold a password).
@@ -79,8 +76,21 @@ class SqlBackend(ResultsBackend):
         self.busy_timeout = busy_timeout
         self.lock_timeout = lock_timeout
         self.table = records_table(table, schema)
+        # PostgreSQL: the bounds leave the URL's query (libpq would refuse some) and
+        # reach the driver as connect arguments.
+        self.bounds, self._engine_url = PgBounds.from_url(
+            make_url(self.database_url),
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+        )
         self._engine_options = engine_options or {}
         self._engine = self._create_engine()
+        self._read_engine = self._engine
+        if not self.is_sqlite_url:
+            # A single read needs no transaction: one statement, no BEGIN and ROLLBACK.
+            self._read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._locks: Engine | None = None
+        self._locks_guard = threading.Lock()
         # A forked child gets a fresh pool, never the parent's connections (checked at
         # fork time: os.getpid() on every call cost as much as a read).
         ref = weakref.ref(self)
@@ -120,6 +130,10 @@ class SqlBackend(ResultsBackend):
     @property
     def is_sqlite(self) -> bool:
         return self._sql.dialect_name == "sqlite"
+
+    @property
+    def is_sqlite_url(self) -> bool:
+        return make_url(self.database_url).get_backend_name() == "sqlite"
 
     def read(self, result_id: str) -> Record | None:
         if self._direct is not None:
@@ -178,7 +192,7 @@ class SqlBackend(ResultsBackend):
                 raise RetryTransaction
             return record_from_row(row)
 
-        return self._run_write(write)
+        return self._write_id(result_id, write)
 
     def upsert(self, result_id: str, record: Record) -> None:
         if self._direct is not None:
@@ -186,7 +200,9 @@ class SqlBackend(ResultsBackend):
             params = statement.params(row_values(result_id, record))
             self._direct.transaction(lambda conn: conn.execute(statement.sql, params))
             return
-        self._run_write(lambda c: c.execute(self._sql.upsert, row_values(result_id, record)))
+        self._write_id(
+            result_id, lambda c: c.execute(self._sql.upsert, row_values(result_id, record))
+        )
 
     def delete(self, result_id: str) -> bool:
         if self._direct is not None:
@@ -195,8 +211,8 @@ class SqlBackend(ResultsBackend):
             return self._direct.transaction(
                 lambda conn: conn.execute(statement.sql, params).rowcount > 0
             )
-        return self._run_write(
-            lambda c: c.execute(self._sql.delete, {"id": result_id}).rowcount > 0
+        return self._write_id(
+            result_id, lambda c: c.execute(self._sql.delete, {"id": result_id}).rowcount > 0
         )
 
     def clear(self) -> None:
@@ -220,14 +236,17 @@ class SqlBackend(ResultsBackend):
     ) -> contextlib.AbstractContextManager[None]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.is_sqlite:
-            lock_dir = sqlite_lock_dir(make_url(self.database_url).database or "")
+            database = make_url(self.database_url).database or ""
+            lock_dir = sqlite_lock_dir(database)
             return id_file_lock(lock_dir, result_id, wait, self.location)
-        return self._advisory_lock(result_id, wait)
+        return PgLock(self._lock_engine(), self, result_id, wait, self.location)
 
     def close(self) -> None:
         if self._direct is not None:
             self._direct.close()
         self._engine.dispose()
+        if self._locks is not None:
+            self._locks.dispose()
 
     def to_async(self) -> AsyncResultsBackend:
         from results_flow.backends.sql_async import AsyncSqlBackend
@@ -239,6 +258,8 @@ class SqlBackend(ResultsBackend):
             busy_timeout=self.busy_timeout,
             lock_timeout=self.lock_timeout,
             engine_options=self._engine_options,
+            connect_timeout=self.bounds.connect_timeout,
+            statement_timeout=self.bounds.statement_timeout,
         )
 
     def _insert_direct(
@@ -251,36 +272,11 @@ class SqlBackend(ResultsBackend):
             return None
         return record_from_row(conn.execute(read.sql, read.params({"id": result_id})).fetchone())
 
-    @contextlib.contextmanager
-    def _advisory_lock(self, result_id: str, timeout: float) -> Iterator[None]:
-        """A PostgreSQL session lock: the server drops it when the holder's session dies."""
-        key = {"id": result_id}
-        deadline = time.monotonic() + timeout
-        try:
-            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        except sa.exc.SQLAlchemyError as exc:
-            raise mapped_error(exc, self.location) from exc
-        with conn:
-            try:
-                while not conn.execute(TRY_ADVISORY_LOCK, key).scalar_one():
-                    if time.monotonic() > deadline:
-                        raise LockTimeoutError(
-                            f"lock on {result_id!r} in {self.location} "
-                            f"not acquired within {timeout}s"
-                        )
-                    time.sleep(LOCK_POLL_SECONDS)
-            except sa.exc.SQLAlchemyError as exc:
-                raise mapped_error(exc, self.location) from exc
-            try:
-                yield
-            finally:
-                conn.execute(ADVISORY_UNLOCK, key)
-
     def _create_engine(self) -> Engine:
-        sqlite = make_url(self.database_url).get_backend_name() == "sqlite"
-        # A local SQLite file never drops a connection: a ping would only add a query per call.
-        options: dict[str, Any] = {"pool_pre_ping": not sqlite, **self._engine_options}
-        if sqlite:
+        # No pre-ping: it cost a round trip per call. A connection that died in the pool
+        # fails its first use; reads retry once, writes retry when nothing was sent.
+        options: dict[str, Any] = dict(self._engine_options)
+        if self.is_sqlite_url:
             options.setdefault(
                 "connect_args", {"timeout": self.busy_timeout, "check_same_thread": False}
             )
@@ -290,7 +286,17 @@ class SqlBackend(ResultsBackend):
             )
             event.listen(engine, "begin", begin_sqlite)
             return engine
-        return sa.create_engine(self.database_url, **options)
+        options["connect_args"] = {
+            **self.bounds.psycopg_connect_args(),
+            **options.get("connect_args", {}),
+        }
+        return sa.create_engine(self._engine_url, **options)
+
+    def _lock_engine(self) -> Engine:
+        with self._locks_guard:
+            if self._locks is None:
+                self._locks = lock_engine(self._engine_url, self.bounds)
+            return self._locks
 
     def _create_table(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
@@ -299,11 +305,27 @@ class SqlBackend(ResultsBackend):
         self.table.metadata.create_all(conn, checkfirst=True)
 
     def _run_read(self, work: Callable[[Connection], T]) -> T:
-        try:
-            with self.engine.connect() as conn:
-                return work(conn)
-        except sa.exc.SQLAlchemyError as exc:
-            raise mapped_error(exc, self.location) from exc
+        retried = False
+        while True:
+            try:
+                with self._read_engine.connect() as conn:
+                    return work(conn)
+            except sa.exc.DBAPIError as exc:
+                # A connection that died in the pool (server restart, idle timeout): the
+                # pool is invalidated, so one retry gets a fresh connection.
+                if exc.connection_invalidated and not retried:
+                    retried = True
+                    continue
+                raise mapped_error(exc, self.location) from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise mapped_error(exc, self.location) from exc
+
+    def _write_id(self, result_id: str, work: Callable[[Connection], T]) -> T:
+        """A write to one ID: in the lock's own session when this context holds its lock."""
+        held = held_lock(self, result_id)
+        if held is not None:
+            return held.run_write(work)
+        return self._run_write(work)
 
     def _run_write(self, work: Callable[[Connection], T]) -> T:
         return write_transaction(
@@ -315,6 +337,8 @@ def _dispose_after_fork(backend: SqlBackend | None) -> None:
     """In a forked child: let go of the parent's pooled connections without closing them."""
     if backend is not None:
         backend.engine.dispose(close=False)
+        if backend._locks is not None:
+            backend._locks.dispose(close=False)
 
 
 class SqliteBackend(SqlBackend):

@@ -25,6 +25,7 @@ from results_flow.backends.locks import (
     id_file_lock,
     sqlite_lock_dir,
 )
+from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.sql_schema import (
     CREATE_LOCK_KEY,
     DEFAULT_TABLE,
@@ -64,6 +65,8 @@ class AsyncSqlBackend(AsyncResultsBackend):
         schema: str | None = None,
         busy_timeout: float = SQLITE_BUSY_TIMEOUT,
         lock_timeout: float = STORE_LOCK_TIMEOUT,
+        connect_timeout: float | None = None,
+        statement_timeout: float | None = None,
         engine_options: dict[str, Any] | None = None,
     ) -> None:
         #: The SQLAlchemy URL of the database (it may hold a password).
@@ -72,6 +75,11 @@ class AsyncSqlBackend(AsyncResultsBackend):
         self.busy_timeout = busy_timeout
         self.lock_timeout = lock_timeout
         self._engine_options = engine_options or {}
+        self.bounds, self._engine_url = PgBounds.from_url(
+            make_url(self.database_url),
+            connect_timeout=connect_timeout,
+            statement_timeout=statement_timeout,
+        )
         self.table = records_table(table, schema)
         self.engine = self._create_engine()
         self._sql = Statements(self.table, self.engine.dialect)
@@ -191,10 +199,9 @@ class AsyncSqlBackend(AsyncResultsBackend):
             raise mapped_error(exc, self.location) from exc
 
     def _create_engine(self) -> AsyncEngine:
-        sqlite = make_url(self.database_url).get_backend_name() == "sqlite"
         # The same options as SqlBackend's engine (aiosqlite has its own thread).
-        options: dict[str, Any] = {"pool_pre_ping": not sqlite, **self._engine_options}
-        if sqlite:
+        options: dict[str, Any] = dict(self._engine_options)
+        if make_url(self.database_url).get_backend_name() == "sqlite":
             options.setdefault("connect_args", {"timeout": self.busy_timeout})
             engine = create_async_engine(self.database_url, **options)
             event.listen(
@@ -204,7 +211,9 @@ class AsyncSqlBackend(AsyncResultsBackend):
             )
             event.listen(engine.sync_engine, "begin", begin_sqlite)
             return engine
-        return create_async_engine(self.database_url, **options)
+        # No pre-ping (a round trip per call); a dead pooled connection is retried once.
+        options.setdefault("connect_args", self.bounds.asyncpg_connect_args())
+        return create_async_engine(self._engine_url, **options)
 
     async def _ensure_table(self) -> None:
         if self._table_ready:
@@ -230,18 +239,26 @@ class AsyncSqlBackend(AsyncResultsBackend):
         """One transaction; writes retried on SQLITE_BUSY until the deadline, and
         whenever ``work`` raises ``RetryTransaction``."""
         deadline = time.monotonic() + self.busy_timeout
+        reconnected = False
         while True:
+            worked = False
             try:
                 async with self.engine.connect() as conn:
                     if write:
                         conn = await conn.execution_options(results_flow_write=True)
                     async with conn.begin():
-                        return await work(conn)
+                        result = await work(conn)
+                        worked = True
+                return result
             except RetryTransaction:
                 continue
             except ResultsFlowError:
                 raise  # our own errors (some are OSErrors) pass through unmapped
             except DRIVER_ERRORS as exc:
+                dead = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+                if dead and not worked and not reconnected:
+                    reconnected = True  # a connection that died in the pool: once more
+                    continue
                 if write and is_busy(exc) and time.monotonic() < deadline:
                     await asyncio.sleep(BUSY_RETRY_SECONDS)
                     continue

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
 
+from results_flow.backends.pg_bounds import is_unavailable
 from results_flow.errors import (
     CorruptRecordError,
     ResultsFlowError,
@@ -211,6 +212,8 @@ def mapped_error(exc: BaseException, location: str) -> StoreError:
     """The results_flow error for a driver error raised against ``location``."""
     if is_busy(exc):
         return StoreBusyError(f"{location} stayed locked by other writers: {_first_line(exc)}")
+    if is_unavailable(exc):
+        return StoreUnavailableError(f"{location} did not answer in time: {_first_line(exc)}")
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
         return StoreUnavailableError(f"cannot reach or open {location}: {_first_line(exc)}")
     return StoreError(f"database operation on {location} failed: {_first_line(exc)}")
@@ -226,24 +229,34 @@ def write_transaction(
     """Run ``work`` in one write transaction (``BEGIN IMMEDIATE`` on SQLite).
 
     Retried while SQLite reports SQLITE_BUSY, until ``busy_timeout`` seconds have
-    passed, and whenever ``work`` raises ``RetryTransaction``.
+    passed, whenever ``work`` raises ``RetryTransaction``, and once when a pooled
+    connection turns out dead before ``work`` finished (the server rolled it back; a
+    failure at COMMIT is never retried, as the write may have landed).
 
     Raises:
         StoreBusyError: still busy at the deadline.
         StoreError: any other driver failure, mapped by ``mapped_error``.
     """
     deadline = time.monotonic() + busy_timeout
+    reconnected = False
     while True:
+        worked = False
         try:
             with engine.connect() as conn:
                 conn = conn.execution_options(results_flow_write=True)
                 with conn.begin():
-                    return work(conn)
+                    result = work(conn)
+                    worked = True
+            return result
         except RetryTransaction:
             continue
         except ResultsFlowError:
             raise  # our own errors (some are OSErrors) pass through unmapped
         except DRIVER_ERRORS as exc:
+            dead = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+            if dead and not worked and not reconnected:
+                reconnected = True  # a connection that died in the pool: once more
+                continue
             if is_busy(exc) and time.monotonic() < deadline:
                 time.sleep(BUSY_RETRY_SECONDS)
                 continue

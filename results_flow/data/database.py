@@ -31,11 +31,13 @@ from results_flow.data.datasource import (
     DataKind,
     DataSource,
     DataTable,
+    check_dataset_name,
     table_model,
     validate_rows,
 )
-from results_flow.data.etl import ETLFactory
+from results_flow.data.etl import ETLFactory, ETLPipeline, ETLResult, Files
 from results_flow.data.manager import DataManager
+from results_flow.data.messages import ValidationResult
 from results_flow.data.schemas import FileSchema, table_schemas
 from results_flow.data.sql_rows import insert_rows, select_rows
 from results_flow.data.sql_tables import (
@@ -50,6 +52,7 @@ from results_flow.data.sql_tables import (
     naive_datetime_columns,
     sql_table_name,
 )
+from results_flow.data.validate import ChunkValidation
 from results_flow.errors import (
     CatalogueSchemaError,
     CorruptDatasetError,
@@ -61,6 +64,12 @@ T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///results_flow_datasets.db"
 DEFAULT_CACHE_SIZE = 8
+#: Rows read, validated and inserted at a time when ETL streams.
+DEFAULT_CHUNK_ROWS = 20_000
+
+
+class _StreamFailed(Exception):
+    """Bad data failed a streamed load: its transaction is rolled back."""
 
 
 class DatabaseDataManager(DataManager):
@@ -76,6 +85,7 @@ class DatabaseDataManager(DataManager):
         table_prefix: the first part of every data table's name.
         db_schema: the database schema (namespace) of all tables, if not the default.
         busy_timeout: seconds a SQLite write waits for other writers.
+        chunk_rows: rows read, validated and inserted at a time when ETL streams.
     """
 
     def __init__(
@@ -90,9 +100,13 @@ class DatabaseDataManager(DataManager):
         table_prefix: str = DEFAULT_PREFIX,
         db_schema: str | None = None,
         busy_timeout: float = SQLITE_BUSY_TIMEOUT,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
     ) -> None:
         super().__init__(schemas, etl_factory=etl_factory, protect_master_data=protect_master_data)
         self.busy_timeout = busy_timeout
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+        self.chunk_rows = chunk_rows
         self._owns_engine = not isinstance(url, Engine)
         self.engine = url if isinstance(url, Engine) else _create_engine(url, busy_timeout)
         self.location = mask_url(self.engine.url)
@@ -217,6 +231,97 @@ class DatabaseDataManager(DataManager):
             self._cache.pop(data_source.name, None)
         self._remember(data_source)
 
+    def etl_data(self, files: Files, dataset_name: str, *, overwrite: bool = False) -> ETLResult:
+        """Run ETL on ``files`` into ``dataset_name``, streaming when the pipeline allows.
+
+        CSV files with the built-in validators, no transformers and the default loader
+        are read, validated and inserted ``chunk_rows`` at a time in one transaction,
+        so memory stays flat whatever the file's size; the result's dataset is then
+        read from the database when first used. Other pipelines run as in
+        ``DataManager.etl_data``.
+
+        Raises:
+            ETLConstructionError: the pipeline cannot be built.
+            DataSourceExistsError: ``dataset_name`` is taken and ``overwrite`` is False.
+        """
+        check_dataset_name(dataset_name)
+        with self._lock:
+            exists = self.has_data(dataset_name)
+            if exists and not overwrite:
+                raise self._exists_error(dataset_name)
+            pipeline = self.etl_factory.build_pipeline(files, dataset_name)
+            if pipeline.stream_order() is None:
+                result = pipeline.run()
+                if result.data_source is not None:
+                    self.add_data_source(result.data_source, overwrite=overwrite)
+                return result
+            try:
+                created = self._write(lambda conn: self._stream(conn, pipeline, replace=exists))
+            except _StreamFailed as failed:
+                return pipeline.outcome(None, failed.args[0])
+            self._cache.pop(dataset_name, None)
+        data_source, found = created
+        return pipeline.outcome(data_source, found)
+
+    def _stream(
+        self, conn: Connection, pipeline: ETLPipeline, *, replace: bool
+    ) -> tuple[DataSource, ValidationResult]:
+        """Extract, validate and insert chunk by chunk; the catalogue row goes in last.
+
+        Raises:
+            _StreamFailed: the data fails the load (the transaction is rolled back).
+        """
+        name = pipeline.dataset_name
+        order = pipeline.stream_order() or []
+        result = ValidationResult()
+        checks = ChunkValidation(
+            pipeline.schemas, pipeline.validators, result, pipeline.message_limit
+        )
+        if replace:
+            self._drop(conn, name)
+        declared = table_schemas(self.schemas)
+        entries: dict[str, TableEntry] = {}
+        metadata = sa.MetaData()
+        for extractor in order:
+            for chunk in extractor.chunks(result, self.chunk_rows):
+                table = checks.validate(chunk)
+                if table is None or pipeline.fails(result):
+                    continue  # go on reading: the result lists every finding
+                entry = entries.get(table.name)
+                if entry is None:
+                    key = list(declared[table.name].primary_key) if table.name in declared else []
+                    entry = TableEntry(
+                        name=table.name,
+                        sql_table=sql_table_name(self.table_prefix, name, table.name),
+                        columns=table.columns,
+                        primary_key=key if set(key) <= {c.name for c in table.columns} else [],
+                        naive_datetimes=naive_datetime_columns(table),
+                    )
+                    entries[table.name] = entry
+                    data_table(entry, metadata, self.db_schema).create(conn)
+                sql = metadata.tables[_qualified(entry.sql_table, self.db_schema)]
+                insert_rows(conn, sql, table, entry.columns)
+        by_table = {e.schema.tables[0].name: e for e in order}
+        checks.finish(lambda table: by_table[table].chunks(ValidationResult(), self.chunk_rows))
+        if pipeline.fails(result) or not entries:
+            raise _StreamFailed(result)
+        data_source = _StreamedDataSource(self, name)
+        row = {
+            "name": name,
+            "kind": data_source.kind.value,
+            "created_at": data_source.created_at,
+            "derived_from": None,
+            "format": STORAGE_FORMAT,
+            "tables": TABLE_ENTRIES.dump_json(
+                [entries[n] for n in pipeline.schemas if n in entries]
+            ).decode(),
+        }
+        try:
+            conn.execute(sa.insert(self.catalogue), row)
+        except sa.exc.IntegrityError as exc:
+            raise self._exists_error(name) from exc
+        return data_source, result
+
     def _remove(self, name: str) -> None:
         self._write(lambda conn: self._drop(conn, name))
         with self._lock:
@@ -335,6 +440,30 @@ class DatabaseDataManager(DataManager):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.location!r})"
+
+
+class _StreamedDataSource(DataSource):
+    """A dataset just streamed into the database: its rows are read when first used."""
+
+    def __init__(self, manager: DatabaseDataManager, name: str) -> None:
+        self._manager = manager
+        self._loaded: dict[str, DataTable] | None = None
+        super().__init__(name)
+
+    @property
+    def tables(self) -> dict[str, DataTable]:
+        """The tables, read from the database on first use."""
+        if self._loaded is None:
+            self._loaded = self._manager.get_data(self.name).tables
+        return self._loaded
+
+    @tables.setter
+    def tables(self, value: dict[str, DataTable]) -> None:
+        self._loaded = value or None
+
+
+def _qualified(table: str, schema: str | None) -> str:
+    return f"{schema}.{table}" if schema else table
 
 
 def _create_engine(url: str, busy_timeout: float) -> Engine:

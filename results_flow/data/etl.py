@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from results_flow.data.datasource import DataKind, DataSource, check_dataset_name
-from results_flow.data.extract import ExtractedData, Extractor, extractor_for
+from results_flow.data.extract import CsvExtractor, ExtractedData, Extractor, extractor_for
 from results_flow.data.files import File
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import FileSchema, TableSchema, check_schemas
@@ -25,6 +25,12 @@ from results_flow.data.storable import refuse_transformed
 from results_flow.data.transform import Tables, Transformer
 from results_flow.data.validate import (
     DEFAULT_MESSAGE_LIMIT,
+    ForeignKeyValidator,
+    MissingValuesValidator,
+    PrimaryKeyValidator,
+    RequiredColumnsValidator,
+    TypeValidator,
+    UniqueValidator,
     Validator,
     default_validators,
     run_validators,
@@ -132,6 +138,42 @@ class ETLPipeline:
         """Build the dataset."""
         return self.loader.load(tables, self.dataset_name, result)
 
+    def stream_order(self) -> list[CsvExtractor] | None:
+        """The extractors in an order that lets the data stream in chunks, or None.
+
+        Streaming needs CSV files only, no transformers, the default loader, the built-in
+        validators, and tables whose foreign keys point to other tables that can be read
+        before them (no cycle, no table referencing itself).
+        """
+        csv = [e for e in self.extractors if type(e) is CsvExtractor]
+        if (
+            len(csv) != len(self.extractors)
+            or self.transformers
+            or type(self.loader) is not DataSourceLoader
+            or any(type(v) not in _STREAMING_VALIDATORS for v in self.validators)
+        ):
+            return None
+        table_of = {id(e): e.schema.tables[0].name for e in csv}
+        pending = list(csv)
+        done: set[str] = set()
+        order: list[CsvExtractor] = []
+        while pending:
+            ready = [
+                e
+                for e in pending
+                if all(
+                    fk.ref_table in done or fk.ref_table not in self.schemas
+                    for fk in self.schemas[table_of[id(e)]].foreign_keys
+                )
+            ]
+            if not ready:
+                return None
+            for extractor in ready:
+                pending.remove(extractor)
+                done.add(table_of[id(extractor)])
+                order.append(extractor)
+        return order
+
     def fails(self, result: ValidationResult) -> bool:
         """Whether ``result`` holds a message at the failure threshold (or CRITICAL)."""
         return result.fails(self.fail_on)
@@ -151,6 +193,16 @@ class ETLPipeline:
         if self.fails(result):
             return self.outcome(None, result)
         return self.outcome(self.load(tables, result), result)
+
+
+_STREAMING_VALIDATORS = (
+    RequiredColumnsValidator,
+    MissingValuesValidator,
+    TypeValidator,
+    PrimaryKeyValidator,
+    UniqueValidator,
+    ForeignKeyValidator,
+)
 
 
 class ETLFactory(ABC):

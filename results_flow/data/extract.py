@@ -12,7 +12,8 @@ import io
 import json
 import threading
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
 
 from pydantic import BaseModel, Field
 
@@ -156,6 +157,104 @@ class CsvExtractor(Extractor):
         skipped = numbers if len(numbers) != number else None
         return [RawTable(name=table, file=source, columns=header, rows=rows, row_numbers=skipped)]
 
+    def chunks(self, result: ValidationResult, size: int) -> Iterator[RawTable]:
+        """The table in pieces of at most ``size`` rows, read as the file streams by.
+
+        Each piece carries the file row number of every row. Problems go into
+        ``result`` as in ``extract``; an unreadable, undecodable or malformed file
+        ends the stream after a CRITICAL message.
+        """
+        table = self.schema.tables[0].name
+        source = self.file.source
+        options = self.file.csv
+        try:
+            binary: IO[bytes] = (
+                self.file.path.open("rb")
+                if self.file.content is None and self.file.path is not None
+                else io.BytesIO(self.file.read_bytes())
+            )
+        except OSError as exc:
+            result.add(
+                Severity.CRITICAL,
+                "unreadable_file",
+                f"file {source}: cannot be read: {exc}",
+                file=source,
+            )
+            return
+        with binary, io.TextIOWrapper(binary, encoding=options.encoding, newline="") as text:
+            _allow_cells_of(
+                len(self.file.content)
+                if self.file.content is not None
+                else (self.file.path.stat().st_size if self.file.path is not None else 0)
+            )
+            reader = csv.reader(
+                text, delimiter=options.delimiter, quotechar=options.quotechar, strict=True
+            )
+            try:
+                header = next((r for r in reader if r), None)
+                if header is None:
+                    result.add(
+                        Severity.CRITICAL,
+                        "empty_file",
+                        f"file {source}: no header row; the file is empty",
+                        file=source,
+                        table=table,
+                    )
+                    return
+                header = [h.strip() for h in header]
+                _check_header(header, source, table, result)
+                width = len(header)
+                rows: list[dict[str, Any]] = []
+                numbers: list[int] | None = None  # kept only once a row was skipped
+                number = first = 0
+                sent = False
+                for values in reader:
+                    if not values:
+                        continue
+                    number += 1
+                    if len(values) != width:
+                        result.add(
+                            Severity.ERROR,
+                            "malformed_row",
+                            f"file {source}, table {table!r}, row {number} "
+                            f"(line {reader.line_num}): {_fields(len(values))} where the "
+                            f"header has {_fields(width)}; row skipped",
+                            file=source,
+                            table=table,
+                            row=number,
+                        )
+                        if numbers is None:
+                            numbers = list(range(first + 1, first + len(rows) + 1))
+                        continue
+                    if numbers is not None:
+                        numbers.append(number)
+                    if "" in values:
+                        rows.append({h: (v or None) for h, v in zip(header, values, strict=True)})
+                    else:
+                        rows.append(dict(zip(header, values, strict=True)))
+                    if len(rows) >= size:
+                        yield _chunk(table, source, header, rows, numbers, first)
+                        sent = True
+                        rows, numbers, first = [], None, number
+                if rows or not sent:
+                    yield _chunk(table, source, header, rows, numbers, first)
+            except csv.Error as exc:
+                result.add(
+                    Severity.CRITICAL,
+                    "malformed_csv",
+                    f"file {source}, line {reader.line_num}: malformed CSV: {exc}",
+                    file=source,
+                    table=table,
+                )
+            except (UnicodeDecodeError, LookupError) as exc:
+                result.add(
+                    Severity.CRITICAL,
+                    "encoding_error",
+                    f"file {source}: not valid {options.encoding}: {exc}; give its encoding, "
+                    "e.g. File.from_path(path, encoding='cp1252') or encoding='latin-1'",
+                    file=source,
+                )
+
 
 class JsonExtractor(Extractor):
     """Reads a JSON file: a list of rows (one table) or an object of table name -> rows."""
@@ -274,6 +373,23 @@ def extractor_for(file: File, schema: FileSchema) -> Extractor:
             f"file {file.source}: reading XLSX needs openpyxl; install results-flow[xlsx]"
         ) from exc
     return XlsxExtractor(file, schema)
+
+
+def _chunk(
+    table: str,
+    source: str,
+    header: list[str],
+    rows: list[dict[str, Any]],
+    numbers: list[int] | None,
+    before: int,
+) -> RawTable:
+    """One streamed piece; its rows are numbered from ``before + 1`` unless some were
+    skipped, when ``numbers`` holds each row's number."""
+    if numbers is None:
+        numbers = list(range(before + 1, before + len(rows) + 1))
+    return RawTable.model_construct(
+        name=table, file=source, columns=header, rows=rows, row_numbers=numbers
+    )
 
 
 def _check_header(header: list[str], source: str, table: str, result: ValidationResult) -> None:

@@ -1,9 +1,13 @@
 """``etl_flow``: a DataManager's ETL as a Prefect flow whose stages are stored steps.
 
 Extract, validate, transform and load each run as a ``results_task``: a stage's
-output is a Pydantic model (``ExtractedData``, ``StagedTables``, ``LoadReport``)
-stored as validated JSON under ``etl/<dataset>/<run key>/<stage>``, where the run
-key hashes the dataset name, the files' content and the schemas. A rerun with the
+output is a small Pydantic model (``StagedExtraction``, ``StagedTables``,
+``LoadReport``) stored as validated JSON under ``etl/<dataset>/<run key>/<stage>``,
+where the run key hashes the dataset name, the files' content and the schemas. A
+stage record holds each table's columns, row count and the IDs of its rows: the rows
+themselves are ``RowChunk`` records of at most ``STAGE_CHUNK_ROWS`` rows under
+``etl-rows/<dataset>/<run key>/<stage>/<table index>/<n>``, read one at a time by
+the next stage, so a stage of a million rows is never one giant record. A rerun with the
 same inputs takes finished stages from the store, so a failure in transform or
 load does not redo extraction and validation; changed files make a new run key.
 Load always runs (it writes to the manager) unless this run key already loaded a
@@ -20,6 +24,7 @@ This module imports Prefect; the rest of ``results_flow.data`` does not.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -27,9 +32,10 @@ from prefect import flow, get_run_logger
 from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
-from results_flow.data.datasource import DataTable, StoredTable, table_model, validate_rows
+from results_flow.data.columns import ColumnSpec
+from results_flow.data.datasource import DataTable, table_model, validate_rows
 from results_flow.data.etl import ETLPipeline, ETLResult, Files, files_by_name
-from results_flow.data.extract import ExtractedData
+from results_flow.data.extract import ExtractedData, RawTable
 from results_flow.data.manager import DataManager
 from results_flow.data.messages import ValidationResult
 from results_flow.data.transform import Tables
@@ -38,40 +44,162 @@ from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect import results_task
 from results_flow.records import utc_now
 
-__all__ = ["STAGE_PREFIX", "LoadReport", "StagedTables", "etl_flow", "run_key"]
+__all__ = [
+    "CHUNK_PREFIX",
+    "STAGE_PREFIX",
+    "LoadReport",
+    "RowChunk",
+    "StagedExtraction",
+    "StagedTable",
+    "StagedTables",
+    "etl_flow",
+    "run_key",
+]
 
 STAGE_PREFIX = "etl"
+#: Where the rows of stages are kept: ``etl-rows/<dataset>/<run key>/<stage>/<table>/<n>``.
+CHUNK_PREFIX = "etl-rows"
+#: Rows per chunk record: a stage of a million rows is 50 records of this size, not one.
+STAGE_CHUNK_ROWS = 20_000
+#: The layout of stage records; part of the run key, so older records are not misread.
+STAGE_FORMAT = 2
 #: Failing messages logged one by one before the rest are counted in one line.
 LOGGED_MESSAGES = 20
 
 
-class StagedTables(BaseModel):
-    """The output of validate or transform: tables of valid rows and every finding so far."""
+class RowChunk(BaseModel):
+    """Up to ``STAGE_CHUNK_ROWS`` rows of one staged table, stored as their own record."""
 
-    tables: list[StoredTable] = Field(default_factory=list)
+    rows: list[dict[str, Any]] = Field(default_factory=list)
+    row_numbers: list[int] | None = Field(
+        default=None, description="Each row's number in its file (extracted rows only)."
+    )
+
+
+class StagedTable(BaseModel):
+    """One table of a stage: its shape, its row count and the records holding its rows."""
+
+    name: str
+    columns: list[ColumnSpec] = Field(default_factory=list)
+    file: str | None = Field(default=None, description="The file it was read from.")
+    file_columns: list[str] = Field(
+        default_factory=list, description="The columns in the file (extracted tables)."
+    )
+    rows: int = Field(description="How many rows the table has.")
+    chunks: list[str] = Field(
+        default_factory=list, description="The IDs of the RowChunk records, in row order."
+    )
+
+
+class StagedExtraction(BaseModel):
+    """The output of extract: a summary of each raw table and what extraction found."""
+
+    tables: list[StagedTable] = Field(default_factory=list)
+    validation: ValidationResult = Field(default_factory=ValidationResult)
+
+    @classmethod
+    def of(cls, extracted: ExtractedData, results: ResultsManager, base: str) -> StagedExtraction:
+        """Stage ``extracted``: its rows go to chunk records under ``base``."""
+        tables = []
+        for index, raw in enumerate(extracted.tables.values()):
+            chunks = _put_chunks(results, f"{base}/{index}", raw.rows, raw.row_numbers)
+            tables.append(
+                StagedTable(
+                    name=raw.name,
+                    file=raw.file,
+                    file_columns=raw.columns,
+                    rows=len(raw.rows),
+                    chunks=chunks,
+                )
+            )
+        return cls(tables=tables, validation=extracted.validation.model_copy(deep=True))
+
+    def to_extracted(self, results: ResultsManager) -> ExtractedData:
+        """The extracted tables, rows read back from their chunk records."""
+        extracted = ExtractedData(validation=self.validation.model_copy(deep=True))
+        for staged in self.tables:
+            rows: list[dict[str, Any]] = []
+            numbers: list[int] | None = None
+            for chunk in _chunks(results, staged.chunks):
+                rows.extend(chunk.rows)
+                if chunk.row_numbers is not None:
+                    numbers = (numbers or []) + chunk.row_numbers
+            extracted.tables[staged.name] = RawTable(
+                name=staged.name,
+                file=staged.file or "",
+                columns=staged.file_columns,
+                rows=rows,
+                row_numbers=numbers,
+            )
+        return extracted
+
+
+class StagedTables(BaseModel):
+    """The output of validate or transform: a summary of each table of valid rows (the
+    rows themselves are in chunk records) and every finding so far."""
+
+    tables: list[StagedTable] = Field(default_factory=list)
     validation: ValidationResult = Field(default_factory=ValidationResult)
     failed: bool = False
 
     @classmethod
-    def of(cls, tables: Tables, result: ValidationResult, failed: bool) -> StagedTables:
-        """Stage ``tables`` (rows in JSON mode) with their findings."""
-        return cls(
-            tables=[
-                StoredTable(name=t.name, columns=t.columns, rows=t.dump("json"))
-                for t in tables.values()
-            ],
-            validation=result.model_copy(deep=True),
-            failed=failed,
-        )
+    def of(
+        cls,
+        tables: Tables,
+        result: ValidationResult,
+        failed: bool,
+        results: ResultsManager,
+        base: str,
+    ) -> StagedTables:
+        """Stage ``tables`` (rows in JSON mode, in chunk records under ``base``)."""
+        staged = []
+        for index, table in enumerate(tables.values()):
+            rows = table.dump("json")
+            staged.append(
+                StagedTable(
+                    name=table.name,
+                    columns=table.columns,
+                    rows=len(rows),
+                    chunks=_put_chunks(results, f"{base}/{index}", rows, None),
+                )
+            )
+        return cls(tables=staged, validation=result.model_copy(deep=True), failed=failed)
 
-    def to_tables(self, pipeline: ETLPipeline, dataset: str) -> Tables:
+    def to_tables(self, pipeline: ETLPipeline, dataset: str, results: ResultsManager) -> Tables:
         """The staged tables with validated rows (each table's declared model when it has one)."""
         tables = {}
-        for stored in self.tables:
-            model = table_model(stored.name, stored.columns, pipeline.schemas)
-            rows = validate_rows(dataset, stored.name, model, stored.rows)
-            tables[stored.name] = DataTable(stored.name, model, rows)
+        for staged in self.tables:
+            model = table_model(staged.name, staged.columns, pipeline.schemas)
+            rows: list[Any] = []
+            for chunk in _chunks(results, staged.chunks):
+                rows.extend(validate_rows(dataset, staged.name, model, chunk.rows))
+            tables[staged.name] = DataTable(staged.name, model, rows)
         return tables
+
+
+def _put_chunks(
+    results: ResultsManager, base: str, rows: list[dict[str, Any]], numbers: list[int] | None
+) -> list[str]:
+    """Store ``rows`` as RowChunk records ``base/0``, ``base/1``...; their IDs.
+
+    Each is overwritten: a stage that failed half-way leaves chunks the rerun replaces.
+    """
+    ids = []
+    for n, start in enumerate(range(0, len(rows), STAGE_CHUNK_ROWS)):
+        end = start + STAGE_CHUNK_ROWS
+        chunk_id = f"{base}/{n}"
+        chunk = RowChunk(
+            rows=rows[start:end], row_numbers=None if numbers is None else numbers[start:end]
+        )
+        results.set(chunk_id, chunk, behavior=SetBehavior.OVERWRITE)
+        ids.append(chunk_id)
+    return ids
+
+
+def _chunks(results: ResultsManager, ids: list[str]) -> Iterator[RowChunk]:
+    """The chunk records, one at a time (so only one is decoded at once)."""
+    for chunk_id in ids:
+        yield results.get(chunk_id, RowChunk)
 
 
 class LoadReport(BaseModel):
@@ -97,39 +225,58 @@ def run_key(files: Files, pipeline: ETLPipeline) -> str:
             f"{table.primary_key}:{table.unique}:"
             f"{[(fk.columns, fk.ref_table, fk.ref_columns) for fk in table.foreign_keys]}".encode()
         )
-    sha.update(f"\0fail_on:{pipeline.fail_on.value}".encode())
+    sha.update(f"\0fail_on:{pipeline.fail_on.value}\0stages:{STAGE_FORMAT}".encode())
     return sha.hexdigest()[:16]
 
 
-def _extract(pipeline: ETLPipeline, dataset_name: str, key: str) -> ExtractedData:
-    return pipeline.extract()
+def _chunk_base(dataset_name: str, key: str, stage: str) -> str:
+    return f"{CHUNK_PREFIX}/{dataset_name}/{key}/{stage}"
+
+
+def _extract(
+    pipeline: ETLPipeline, results: ResultsManager, dataset_name: str, key: str
+) -> StagedExtraction:
+    base = _chunk_base(dataset_name, key, "extract")
+    return StagedExtraction.of(pipeline.extract(), results, base)
 
 
 def _validate(
-    pipeline: ETLPipeline, extracted: ExtractedData, dataset_name: str, key: str
+    pipeline: ETLPipeline,
+    results: ResultsManager,
+    extracted: StagedExtraction,
+    dataset_name: str,
+    key: str,
 ) -> StagedTables:
-    tables, result = pipeline.validate(extracted)
-    return StagedTables.of(tables, result, pipeline.fails(result))
+    tables, result = pipeline.validate(extracted.to_extracted(results))
+    base = _chunk_base(dataset_name, key, "validate")
+    return StagedTables.of(tables, result, pipeline.fails(result), results, base)
 
 
 def _transform(
-    pipeline: ETLPipeline, validated: StagedTables, dataset_name: str, key: str
+    pipeline: ETLPipeline,
+    results: ResultsManager,
+    validated: StagedTables,
+    dataset_name: str,
+    key: str,
 ) -> StagedTables:
     result = validated.validation.model_copy(deep=True)
-    tables = pipeline.transform(validated.to_tables(pipeline, dataset_name), result)
-    return StagedTables.of(tables, result, pipeline.fails(result))
+    tables = pipeline.transform(validated.to_tables(pipeline, dataset_name, results), result)
+    base = _chunk_base(dataset_name, key, "transform")
+    return StagedTables.of(tables, result, pipeline.fails(result), results, base)
 
 
 def _load(
     manager: DataManager,
     pipeline: ETLPipeline,
+    results: ResultsManager,
     transformed: StagedTables,
     overwrite: bool,
     dataset_name: str,
     key: str,
 ) -> LoadReport:
     result = transformed.validation.model_copy(deep=True)
-    data_source = pipeline.load(transformed.to_tables(pipeline, dataset_name), result)
+    tables = transformed.to_tables(pipeline, dataset_name, results)
+    data_source = pipeline.load(tables, result)
     manager.add_data_source(data_source, overwrite=overwrite)
     return LoadReport(
         dataset_name=dataset_name,
@@ -223,33 +370,40 @@ def _run_stages(
     overwrite: bool,
 ) -> ETLResult:
     stage: dict[str, Any] = {"manager": results}
-    extract = results_task(name="extract", id=_stage_id("extract"), ignore=["pipeline"], **stage)(
-        _extract
-    )
+    extract = results_task(
+        name="extract", id=_stage_id("extract"), ignore=["pipeline", "results"], **stage
+    )(_extract)
     validate = results_task(
-        name="validate", id=_stage_id("validate"), ignore=["pipeline", "extracted"], **stage
+        name="validate",
+        id=_stage_id("validate"),
+        ignore=["pipeline", "results", "extracted"],
+        **stage,
     )(_validate)
     transform = results_task(
-        name="transform", id=_stage_id("transform"), ignore=["pipeline", "validated"], **stage
+        name="transform",
+        id=_stage_id("transform"),
+        ignore=["pipeline", "results", "validated"],
+        **stage,
     )(_transform)
     load = results_task(  # always runs: it writes to the manager, and loads are replaceable
         name="load",
         id=_stage_id("load"),
-        ignore=["manager", "pipeline", "transformed", "overwrite"],
+        ignore=["manager", "pipeline", "results", "transformed", "overwrite"],
         behavior=SetBehavior.OVERWRITE,
         **stage,
     )(_load)
 
     name = pipeline.dataset_name
     # quote(): Prefect would otherwise walk every row looking for upstream futures.
-    extracted = extract(quote(pipeline), name, key)
-    validated = validate(quote(pipeline), quote(extracted), name, key)
+    store = quote(results)
+    extracted = extract(quote(pipeline), store, name, key)
+    validated = validate(quote(pipeline), store, quote(extracted), name, key)
     if validated.failed:
         return pipeline.outcome(None, validated.validation)
-    transformed = transform(quote(pipeline), quote(validated), name, key)
+    transformed = transform(quote(pipeline), store, quote(validated), name, key)
     if transformed.failed:
         return pipeline.outcome(None, transformed.validation)
-    load(quote(manager), quote(pipeline), quote(transformed), overwrite, name, key)
+    load(quote(manager), quote(pipeline), store, quote(transformed), overwrite, name, key)
     return pipeline.outcome(manager.get_data(name), transformed.validation)
 
 

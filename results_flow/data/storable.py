@@ -47,9 +47,16 @@ class Unstorable:
 
 
 def unstorable_values(
-    model: type[BaseModel], rows: list[BaseModel], primary_key: tuple[str, ...] = ()
+    model: type[BaseModel],
+    rows: list[BaseModel],
+    primary_key: tuple[str, ...] = (),
+    firsts: dict[str, Any] | None = None,
 ) -> Iterator[Unstorable]:
-    """The values of ``rows`` (instances of ``model``) that not every manager can keep."""
+    """The values of ``rows`` (instances of ``model``) that not every manager can keep.
+
+    ``firsts`` carries each column's first value from one chunk of a table to the next
+    (a datetime column is checked against it); columns met for the first time are added.
+    """
     if not rows:
         return
     for field, info in model.model_fields.items():
@@ -63,6 +70,10 @@ def unstorable_values(
             continue
         if isinstance(first, enum.Enum):
             values = [v.value if isinstance(v, enum.Enum) else v for v in values]
+        if firsts is not None:
+            firsts.setdefault(field, first)
+            if kind == "datetime":
+                check = functools.partial(_datetimes, first=firsts[field])
         for index, reason in check(values):
             value = values[index]
             missing = field in primary_key and kind == "float" and value != value  # NaN
@@ -151,8 +162,9 @@ def _times(values: list[Any]) -> Iterator[tuple[int, str]]:
             )
 
 
-def _datetimes(values: list[Any]) -> Iterator[tuple[int, str]]:
-    first = next(v for v in values if v is not None)
+def _datetimes(values: list[Any], first: Any = None) -> Iterator[tuple[int, str]]:
+    if first is None:
+        first = next(v for v in values if v is not None)
     aware = first.utcoffset() is not None
     for i, v in enumerate(values):
         if v is not None and (v.utcoffset() is not None) != aware:

@@ -25,7 +25,7 @@ from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
 from results_flow.prefect.chunks import ItemOutcome, chunk_task
-from results_flow.prefect.decorator import runtime_of
+from results_flow.prefect.decorator import check_runner_reaches, runtime_of
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
 from results_flow.prefect.runtime import CACHED_STATE_NAME, logger
@@ -147,6 +147,7 @@ def results_map(
             for future in as_completed(list(futures)):
                 tally.settle(futures[future], _outcome_of(future))
         else:
+            check_runner_reaches(task)  # the chunk task carries the same store
             runner = chunk_task(task)
             chunks = {
                 runner.submit(

@@ -9,14 +9,18 @@ through the state it returns ("Cached" with the ID, or "Completed" with the ID);
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
+import anyio
 import anyio.to_thread
 from prefect import Flow, State, Task
+from prefect.context import FlowRunContext
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from results_flow.errors import ModelRegistryError, ResultsTaskError
@@ -81,6 +85,17 @@ class ResultsTask(Task[P, R]):
         if changes:
             copy.fn = _wrap(runtime_of(self).replace(**changes))
         return cast(ResultsTask[P, R], copy)
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        """``Task.submit``; a store that other processes cannot open fails here, with
+        ``ResultsTaskError``, not inside the task runner's serializer."""
+        check_runner_reaches(self)
+        return super().submit(*args, **kwargs)
+
+    def map(self, *args: Any, **kwargs: Any) -> Any:
+        """``Task.map``, with the store checked as in ``submit``."""
+        check_runner_reaches(self)
+        return super().map(*args, **kwargs)
 
     @property
     def runtime(self) -> TaskRuntime:
@@ -330,20 +345,30 @@ def _async_wrapper(runtime: TaskRuntime) -> Callable[..., Coroutine[Any, Any, An
             )
             return computed_state(call, *saved)
         held = runtime.manager().lock(call.result_id, runtime.lock_timeout)
-        await to_thread(held.__enter__)
+        # One context for the lock's calls: a lock may bind itself to the context it is
+        # entered in (PostgreSQL writes the locked ID through the lock's own session),
+        # and each worker thread would otherwise get a fresh copy.
+        locked = contextvars.copy_context()
+        await to_thread(locked.run, held.__enter__)
         try:
             stored = await to_thread(
-                functools.partial(runtime.lookup, call, refresh=refresh, since=started)
+                locked.run,
+                functools.partial(runtime.lookup, call, refresh=refresh, since=started),
             )
             if stored.result is not None:
-                return cached_state(call, stored.result)
-            value = await fn(*args, **kwargs)
-            saved = await to_thread(
-                functools.partial(runtime.save, replace=stored.replace), call, value
-            )
-            return computed_state(call, *saved)
-        finally:
-            await to_thread(held.__exit__, None, None, None)
+                state = cached_state(call, stored.result)
+            else:
+                value = await fn(*args, **kwargs)
+                saved = await to_thread(
+                    locked.run, functools.partial(runtime.save, replace=stored.replace), call, value
+                )
+                state = computed_state(call, *saved)
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):  # a cancelled run still releases its lock
+                await to_thread(locked.run, held.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        await to_thread(locked.run, held.__exit__, None, None, None)
+        return state
 
     run.__results_flow_runtime__ = runtime  # type: ignore[attr-defined]
     return run
@@ -385,3 +410,16 @@ def result_id_for(
         )
     flow_name = flow.name if isinstance(flow, Flow) else flow
     return runtime.call(task.name, runtime.bind(args, kwargs), flow_name).result_id
+
+
+def check_runner_reaches(task: Task[Any, Any]) -> None:
+    """Fail early when the flow's task runner runs tasks in other processes (Dask, a
+    process pool) and ``task``'s store cannot be reopened there.
+
+    Raises:
+        ResultsTaskError: the store is process-local (memory://, a custom table).
+    """
+    context = FlowRunContext.get()
+    if context is None or isinstance(context.task_runner, ThreadPoolTaskRunner):
+        return
+    runtime_of(task).store.portable_url()

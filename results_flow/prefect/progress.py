@@ -52,6 +52,7 @@ def progress_hook(
 
 @contextmanager
 def _rich_bar(label: str, total: int) -> Iterator[ProgressHook]:
+    from rich.console import Console
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -69,7 +70,8 @@ def _rich_bar(label: str, total: int) -> Iterator[ProgressHook]:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
-    with Progress(*columns) as bar:
+    # On stderr, like every progress bar: stdout stays the program's own output.
+    with Progress(*columns, console=Console(stderr=True)) as bar:
         row = bar.add_task(label, total=total, failed=0)
         failed = 0
 

@@ -46,6 +46,7 @@ class StoreRef:
     def __init__(self, store: ResultsManager | str | None = None) -> None:
         self._manager = store if isinstance(store, ResultsManager) else None
         self._url = store if isinstance(store, str) else None
+        self._unreachable: str | None = None  # why a copy in another process has no store
 
     def manager(self) -> ResultsManager:
         """The manager to use in this process.
@@ -53,9 +54,13 @@ class StoreRef:
         Raises:
             UnsupportedStoreUrlError: the URL (or ``RESULTS_FLOW_STORE``) is malformed.
             StoreUnavailableError: the store cannot be opened or reached.
+            ResultsTaskError: this is a copy, in another process, of a store that
+                cannot be reopened there.
         """
         if self._manager is not None:
             return self._manager
+        if self._unreachable is not None:
+            raise ResultsTaskError(self._unreachable)
         return manager_for_url(self._url or default_store_url())
 
     def describe(self) -> str:
@@ -64,9 +69,15 @@ class StoreRef:
             return self._manager.backend.location
         return mask_url(self._url or f"{default_store_url()} (default)")
 
-    def __getstate__(self) -> dict[str, Any]:
+    def portable_url(self) -> str | None:
+        """The URL that reopens this store in another process (None: the default store).
+
+        Raises:
+            ResultsTaskError: the store cannot be reopened elsewhere (memory://, a custom
+                table).
+        """
         if self._manager is None:
-            return {"url": self._url}
+            return self._url
         url = self._manager.backend.url
         if url is None:
             raise ResultsTaskError(
@@ -74,8 +85,17 @@ class StoreRef:
                 "process (a memory:// store or a custom table); run the flow with a thread "
                 "pool, or give the task a file://, sqlite:/// or postgresql:// store"
             )
-        return {"url": url}
+        return url
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Never fail here: a flow that merely mentions a memory:// task (in its globals)
+        # is pickled with it when another task goes to Dask. Such a copy fails when used.
+        try:
+            return {"url": self.portable_url(), "unreachable": None}
+        except ResultsTaskError as exc:
+            return {"url": None, "unreachable": str(exc)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._manager = None
         self._url = state["url"]
+        self._unreachable = state.get("unreachable")

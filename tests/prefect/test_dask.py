@@ -72,3 +72,33 @@ def test_chunked_results_map_on_a_dask_cluster_of_two_processes(
     assert len(runs) == 3  # 12 items in chunks of 5
     again, computed = run(list(range(12)))
     assert again == first and computed == 0
+
+
+def test_a_memory_store_task_on_dask_fails_with_a_results_task_error_from_main(
+    tmp_path: os.PathLike[str], prefect_harness: None
+) -> None:
+    """Regression: the user caught Dask's ``TypeError: Could not serialize object``; and a
+    file-store task defined in ``__main__`` beside the memory one must still work."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from prefect.settings import PREFECT_API_URL
+
+    script = Path(__file__).with_name("dask_main_script.py")
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    root = Path(__file__).resolve().parents[2]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    done = subprocess.run(
+        [sys.executable, str(script), f"file://{tmp_path}/store"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(out["refused"]) == {"submit", "map", "results_map", "results_map chunked"}
+    assert all("cannot be reopened in another process" in m for m in out["refused"].values())
+    assert out["values"] == [0, 2, 4, 6]

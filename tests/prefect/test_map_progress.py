@@ -68,4 +68,4 @@ def test_progress_reports_failures_per_item_and_the_bar_draws(
 
     with pytest.raises(ValueError, match="3 is refused"):
         run(True)
-    assert "3/3" in capsys.readouterr().out
+    assert "3/3" in capsys.readouterr().err  # the bar draws on stderr
