@@ -76,7 +76,17 @@ def postgres_url(postgres_server_url: str) -> str:
     with engine.begin() as conn:
         conn.execute(sa.text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
     engine.dispose()
+    _forget_cached_managers(postgres_server_url)
     return postgres_server_url
+
+
+def _forget_cached_managers(url: str) -> None:
+    """results_task keeps one manager per store URL per process; a manager a previous
+    test opened on this URL knows a table the schema reset just dropped."""
+    from results_flow.prefect import stores
+
+    for key in [key for key in stores._managers if key[1] == url]:
+        stores._managers.pop(key).close()
 
 
 @pytest.fixture(scope="session")
