@@ -628,3 +628,6 @@ def _time(moment: datetime | None) -> str:
 
 
 __all__ = ["app", "main"]
+
+if __name__ == "__main__":  # python -m results_flow.cli, as the results-flow script
+    main()

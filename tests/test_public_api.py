@@ -11,6 +11,7 @@ EXPECTED = {
     "CorruptRecordError",
     "DataError",
     "ETLConstructionError",
+    "ETLFailedError",
     "FileBackend",
     "InvalidResultIdError",
     "InvalidResultsError",

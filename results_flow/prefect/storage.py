@@ -25,7 +25,8 @@ from results_flow.prefect.runtime import logger
 from results_flow.prefect.serializer import SERIALIZER_TYPE
 from results_flow.prefect.stores import manager_for_url
 
-# The README's section on the Prefect layer, where the block is described.
+# The README's section on the Prefect layer, where the block is described: the home the
+# project is to be published at (no public repository exists yet; update on release).
 DOCUMENTATION_URL = (
     "https://github.com/results-flow/results-flow#the-prefect-layer-results_flowprefect"
 )
