@@ -29,11 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from results_flow.backends.base import ResultsBackend
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
-    StoreError,
     StoreUnavailableError,
 )
 from results_flow.ids import normalize_id
@@ -41,7 +39,7 @@ from results_flow.maintenance import ProgressSink, Store, backend_of
 from results_flow.manager import SetBehavior
 from results_flow.records import Record, parse_time
 from results_flow.registry import DEFAULT_NAMESPACE
-from results_flow.transfer import Refusal, TransferReport, put
+from results_flow.transfer import Refusal, TransferReport, copy_record
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 SUFFIX = ".json"
@@ -105,7 +103,7 @@ def import_resultsmanager(
     refused: list[Refusal] = []
     for result_id, record in read_resultsmanager_store(path):
         read += 1
-        written += _copy(backend, result_id, record, on_conflict, refused)
+        written += copy_record(backend, result_id, record, on_conflict, refused)
         if progress is not None:
             progress.advance(1)
     return TransferReport(
@@ -116,26 +114,6 @@ def import_resultsmanager(
         skipped=read - written - len(refused),
         refused=refused,
     )
-
-
-def _copy(
-    backend: ResultsBackend,
-    result_id: str,
-    record: Record,
-    on_conflict: SetBehavior,
-    refused: list[Refusal],
-) -> bool:
-    """``transfer.put``, unless the target cannot hold the record (as ``import`` does)."""
-    reason = backend.unfit_reason(result_id, record)
-    if reason is None:
-        try:
-            return put(backend, result_id, record, on_conflict)
-        except StoreError as exc:
-            if type(exc) is not StoreError:  # unreachable, busy, locks: the store, not the record
-                raise
-            reason = str(exc)
-    refused.append(Refusal(id=result_id, reason=reason))
-    return False
 
 
 def _read_folder(root: Path) -> Iterator[tuple[str, Record]]:

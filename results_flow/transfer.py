@@ -250,7 +250,7 @@ def _import_lines(
             continue
         result_id, record = from_jsonl_line(line, f"{name} line {number}")
         read += 1
-        written += _copy(backend, result_id, record, on_conflict, refused)
+        written += copy_record(backend, result_id, record, on_conflict, refused)
         if progress is not None:
             progress.advance(1)
     return _transfer(name, backend.location, read, written, refused)
@@ -289,11 +289,11 @@ def migrate(
         source_backend, prefix, batch_size=batch_size, progress=progress
     ):
         read += 1
-        written += _copy(target_backend, result_id, record, on_conflict, refused)
+        written += copy_record(target_backend, result_id, record, on_conflict, refused)
     return _transfer(source_backend.location, target_backend.location, read, written, refused)
 
 
-def _copy(
+def copy_record(
     backend: ResultsBackend,
     result_id: str,
     record: Record,
