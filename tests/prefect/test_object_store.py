@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 from prefect import flow, task
-from prefect.cache_policies import INPUTS
+from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from results_flow import ResultsManager
@@ -67,10 +67,17 @@ def test_results_storage_block_keeps_prefect_results_in_the_bucket(
 ) -> None:
     block = ResultsStorage(store_url=s3_store, prefix="pf")
     block.save("rf-s3-tests", overwrite=True)
-    assert block.write_path("k1", b"\xff\x00 binary", _sync=True) == "k1"
-    assert block.read_path("k1", _sync=True) == b"\xff\x00 binary"
+    # Bytes that are no JSON record are kept only by a block that trusts them.
+    trusting = ResultsStorage(store_url=s3_store, prefix="pf", allow_pickle=True)
+    assert trusting.write_path("k1", b"\xff\x00 binary", _sync=True) == "k1"
+    assert trusting.read_path("k1", _sync=True) == b"\xff\x00 binary"
 
-    @task(cache_policy=INPUTS, result_storage="results-storage/rf-s3-tests", persist_result=True)
+    @task(
+        cache_policy=INPUTS + TASK_SOURCE,
+        result_storage="results-storage/rf-s3-tests",
+        result_serializer="json",
+        persist_result=True,
+    )
     def tenfold(x: int) -> int:
         calls.path.open("a").write(f"tenfold:{x}\n")
         return x * 10
