@@ -177,10 +177,11 @@ def temporary_server() -> Iterator[None]:
     try:
         with temporary_settings({PREFECT_API_URL: server.api_url}):
             yield
-    finally:
-        # Send the run's last logs and events while the server still listens.
+        # Send the run's last logs and events while the server still listens. Not after
+        # Ctrl-C: the terminal stopped the server too, and sending would retry for minutes.
         APILogHandler().flush()
         EventsWorker.drain_all()
+    finally:
         server.stop()
 
 
