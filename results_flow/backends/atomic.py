@@ -31,17 +31,44 @@ def write_atomic(path: Path, content: bytes) -> None:
     Raises:
         OSError: the write failed; the temporary file is gone, ``path`` is untouched.
     """
+    _publish(path, content, link=False)
+
+
+def create_atomic(path: Path, content: bytes) -> bool:
+    """Create ``path`` holding ``content``, durably, unless it exists; False when it does.
+
+    The content is written in full to a temporary file that is then hard-linked to
+    ``path``; the link fails when ``path`` exists, so of racing creators exactly one
+    wins, and no reader ever sees half a file.
+
+    Raises:
+        OSError: the write failed (or the filesystem has no hard links).
+    """
+    try:
+        _publish(path, content, link=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _publish(path: Path, content: bytes, *, link: bool) -> None:
+    """Write ``content`` to a temporary file beside ``path``, then put it in place."""
     fd, temp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temp, path)
+        if link:
+            os.link(temp, path)
+        else:
+            os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
+    if link:
+        os.unlink(temp)
     fsync_folder(path.parent)
 
 

@@ -11,14 +11,12 @@ the others get ``DataSourceExistsError``.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from results_flow.backends.atomic import fsync_folder, write_atomic
+from results_flow.backends.atomic import create_atomic, write_atomic
 from results_flow.data.datasource import DataSource, check_dataset_name
 from results_flow.data.etl import ETLFactory
 from results_flow.data.manager import DataManager
@@ -144,31 +142,13 @@ def write_dataset_file(path: Path, content: bytes) -> None:
 
 
 def create_dataset_file(path: Path, content: bytes) -> bool:
-    """Create ``path`` holding ``content`` unless it exists; False when it exists.
-
-    The content is written in full to a temporary file first and then hard-linked to
-    ``path``: the link fails when ``path`` exists, so of racing creators exactly one
-    wins, and no reader ever sees half a file.
+    """Create ``path`` holding ``content`` unless it exists; False when it exists (of
+    racing creators exactly one wins; see ``create_atomic``).
 
     Raises:
         StoreError: the file cannot be written (or the filesystem has no hard links).
     """
     try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return create_atomic(path, content)
     except OSError as exc:
         raise StoreError(f"cannot write dataset file {path}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.link(temp, path)
-    except FileExistsError:
-        return False
-    except OSError as exc:
-        raise StoreError(f"cannot write dataset file {path}: {exc}") from exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-    fsync_folder(path.parent)
-    return True
