@@ -208,17 +208,23 @@ async def held_in_thread(
         else:
             future.set_exception(error)
 
+    def tell(future: asyncio.Future[None], error: BaseException | None) -> None:
+        # A closed loop means the awaiting task is gone with it: nobody is left to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, future, error)
+
     def hold() -> None:
         entered = False
         try:
             with open_lock():
                 entered = True
+                # Unguarded: if the loop is closed, the error leaves the lock at once.
                 loop.call_soon_threadsafe(settle, acquired, None)
                 release.wait()
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, not swallowed
-            loop.call_soon_threadsafe(settle, released if entered else acquired, exc)
+            tell(released if entered else acquired, exc)
             return
-        loop.call_soon_threadsafe(settle, released, None)
+        tell(released, None)
 
     thread = threading.Thread(target=hold, name="results_flow-lock", daemon=True)
     thread.start()
