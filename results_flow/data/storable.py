@@ -45,6 +45,12 @@ class Unstorable:
     reason: str
     missing_key: bool = False
 
+    def described(self, column: str) -> tuple[str, str]:
+        """The message code, and what is wrong, with the field shown as ``column``."""
+        if self.missing_key:
+            return "null_primary_key", f"primary key {column!r} has no value (NaN)"
+        return "invalid_value", f"column {column!r}: {self.reason}"
+
 
 def unstorable_values(
     model: type[BaseModel],
@@ -99,10 +105,7 @@ def refuse_transformed(
         found = list(unstorable_values(table.model, table.rows, primary_keys.get(name, ())))
         for bad in found:
             row = bad.index + 1
-            if bad.missing_key:
-                code, what = "null_primary_key", f"primary key {bad.field!r} has no value (NaN)"
-            else:
-                code, what = "invalid_value", f"column {bad.field!r}: {bad.reason}"
+            code, what = bad.described(bad.field)
             result.add(
                 Severity.ERROR,
                 code,

@@ -263,10 +263,7 @@ class TypeValidator(Validator):
             bad.add(found.index)
             number = numbers[found.index]
             column = schema.file_columns[found.field]
-            if found.missing_key:
-                code, what = "null_primary_key", f"primary key {column!r} has no value (NaN)"
-            else:
-                code, what = "invalid_value", f"column {column!r}: {found.reason}"
+            code, what = found.described(column)
             context.report(
                 Severity.ERROR,
                 code,
