@@ -374,6 +374,18 @@ def _special(path: str, mode: int) -> CorruptRecordError:
     )
 
 
+def raise_walk_error(exc: OSError) -> None:
+    """``os.walk``'s ``onerror``: a folder that cannot be read is a named error, never
+    silently left out (os.walk's default); one removed meanwhile is skipped, as in a
+    store's own walk.
+
+    Raises:
+        StoreError: the folder cannot be read (names it).
+    """
+    if not isinstance(exc, FileNotFoundError | NotADirectoryError):
+        raise _mapped(exc, exc.filename) from exc
+
+
 def _mapped(exc: OSError, path: str | os.PathLike[str]) -> StoreError:
     """The results_flow error for an OS error on ``path``."""
     shown = shown_path(path)
