@@ -142,7 +142,7 @@ def _split_document(text: str | bytes) -> tuple[JsonDict, str] | None:
         if cut < 0:
             return None
         try:
-            header = json.loads(body[:cut] + "}")
+            header = from_json(body[:cut] + "}")  # a third of json.loads's time
         except ValueError:
             continue
         data = body[cut + len(_DATA_KEY) : -1]
