@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from results_flow.backends.file import raise_walk_error
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
@@ -117,7 +118,7 @@ def import_resultsmanager(
 
 
 def _read_folder(root: Path) -> Iterator[tuple[str, Record]]:
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, onerror=raise_walk_error):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # locks, temporary files
         for name in sorted(files):
             if name.startswith(".") or not name.endswith(SUFFIX):

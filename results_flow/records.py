@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic_core import from_json
+
 from results_flow.errors import CorruptRecordError
 
 FORMAT = "results_flow/1"
@@ -68,26 +70,90 @@ class Record:
     def from_document(cls, text: str | bytes, where: str) -> Record:
         """Parse a document written by ``to_document``.
 
+        The data is kept as the text it was stored as, checked to be JSON but never
+        dumped back (that was a third of a file-store ``get``); a document in another
+        layout takes the slower path of one full parse.
+
         Raises:
             CorruptRecordError: not JSON, or not a results_flow record; names ``where``.
         """
+        split = _split_document(text)
+        if split is not None:
+            return cls._from_fields(split[0], split[1], where)
         try:
             doc = json.loads(text)
         except ValueError as exc:
             raise CorruptRecordError(f"{where} is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        if not isinstance(doc, dict):
+            doc = {}  # no tag: refused as such
+        data = doc.get("data", ...)
+        dumped = (
+            None if data is ... else json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        )
+        return cls._from_fields(doc, dumped, where)
+
+    @classmethod
+    def _from_fields(cls, header: JsonDict, data: str | None, where: str) -> Record:
+        """The record of a parsed envelope and its data text (None: the data is missing)."""
+        if header.get("format") != FORMAT:
             raise CorruptRecordError(f"{where} is not a results_flow record (no {FORMAT!r} tag)")
         try:
+            if data is None:
+                raise KeyError("data")
             return cls(
-                model_type=str(doc["model_type"]),
-                namespace=str(doc["namespace"]),
-                data=json.dumps(doc["data"], ensure_ascii=False, separators=(",", ":")),
-                created_at=parse_time(doc["created_at"]),
-                updated_at=parse_time(doc["updated_at"]),
-                metadata=dict(doc.get("metadata") or {}),
+                model_type=str(header["model_type"]),
+                namespace=str(header["namespace"]),
+                data=data,
+                created_at=parse_time(header["created_at"]),
+                updated_at=parse_time(header["updated_at"]),
+                metadata=dict(header.get("metadata") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptRecordError(f"{where} is a damaged results_flow record: {exc!r}") from exc
+
+
+#: What ``to_document`` writes between the envelope and the data, which comes last.
+_DATA_KEY = ', "data": '
+_BLANK = " \t\n\r"
+#: Places of that key tried before parsing the whole document instead (data from
+#: PostgreSQL's jsonb may hold keys named "data" written the same way).
+_DATA_KEY_TRIES = 3
+
+
+def _split_document(text: str | bytes) -> tuple[JsonDict, str] | None:
+    """The envelope and the data text of a document in ``to_document``'s layout, or
+    None for any other document (the caller parses that one whole).
+
+    The envelope up to a ``, "data": `` must parse as an object when closed by one
+    brace: the key then stands at the document's top level (a key inside the data or
+    the metadata leaves the prefix with an unclosed bracket or string). The rest up to
+    the closing brace must be JSON, so it is the data and nothing follows it.
+    """
+    try:
+        doc = text if isinstance(text, str) else text.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    body = doc.rstrip(_BLANK)
+    if not body.endswith("}"):
+        return None
+    cut = len(body)
+    for _ in range(_DATA_KEY_TRIES):  # from the end: a later one may sit inside the data
+        cut = body.rfind(_DATA_KEY, 0, cut)
+        if cut < 0:
+            return None
+        try:
+            header = from_json(body[:cut] + "}")  # a third of json.loads's time
+        except ValueError:
+            continue
+        data = body[cut + len(_DATA_KEY) : -1]
+        try:
+            from_json(data)
+        except ValueError:
+            return None
+        if not isinstance(header, dict) or "data" in header:
+            return None
+        return header, data
+    return None
 
 
 def parse_time(value: str | datetime) -> datetime:

@@ -17,7 +17,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from results_flow.backends.file import SUFFIX, FileBackend
+from results_flow.backends.file import SUFFIX, FileBackend, raise_walk_error
 from results_flow.errors import InvalidResultIdError, MaintenanceError, StoreError
 from results_flow.ids import split_id
 from results_flow.maintenance import Report, Store, backend_of, human_age
@@ -103,7 +103,8 @@ def remove_stray(store: Store, plan: StrayPlan) -> StrayReport:
 def _temp_files(root: Path) -> list[Path]:
     """Temp-file names in the store's record folders (hidden and odd folders skipped)."""
     found: list[Path] = []
-    for folder, dirs, files in os.walk(root):  # never follows symlinked folders
+    # Never follows a symlinked folder; an unreadable one is an error, not skipped.
+    for folder, dirs, files in os.walk(root, onerror=raise_walk_error):
         dirs[:] = [d for d in dirs if _is_record_folder(d)]
         found.extend(Path(folder, name) for name in files if _is_temp_name(name))
     return found

@@ -324,7 +324,7 @@ def put(backend: ResultsBackend, result_id: str, record: Record, on_conflict: Se
     """
     try:
         return write_record(backend, result_id, record, on_conflict)
-    except ResultExistsError as exc:  # without settle's hint, which names set()'s argument
+    except ResultExistsError as exc:  # without resolve_insert's hint, which names set()'s argument
         raise ResultExistsError(
             f"result {result_id!r} already exists in {backend.location}"
         ) from exc

@@ -1,8 +1,9 @@
 """The write policy: what a write does when its ID is taken (``SetBehavior``), decided
 in one place for ``ResultsManager``, ``AsyncResultsManager`` and ``transfer``.
 
-OVERWRITE is an upsert; every other behavior is an insert-if-absent, settled by
-``settle`` against whatever the store kept, so concurrent writers agree on one winner.
+OVERWRITE is an upsert; every other behavior is an insert-if-absent whose result
+``resolve_insert`` judges against whatever the store kept, so concurrent writers agree
+on one winner.
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ class SetBehavior(StrEnum):
     """Replace it (the creation time is kept)."""
 
 
-def settle(
+def resolve_insert(
     behavior: SetBehavior,
     result_id: str,
     record: Record,
     existing: Record | None,
     location: str,
 ) -> bool:
-    """The outcome of an insert-if-absent under ``behavior``.
+    """Whether an insert-if-absent wrote (True) or left the stored record (False).
+
+    ``existing`` is what the insert found under the ID (None: it wrote ``record``).
 
     Raises:
         ResultExistsError: RAISE_IF_EXISTS and the ID was taken.
@@ -75,7 +78,7 @@ def write_record(
         backend.upsert(result_id, record)
         return True
     existing = backend.insert(result_id, record)
-    return settle(behavior, result_id, record, existing, backend.location)
+    return resolve_insert(behavior, result_id, record, existing, backend.location)
 
 
 async def awrite_record(
@@ -86,4 +89,4 @@ async def awrite_record(
         await backend.upsert(result_id, record)
         return True
     existing = await backend.insert(result_id, record)
-    return settle(behavior, result_id, record, existing, backend.location)
+    return resolve_insert(behavior, result_id, record, existing, backend.location)

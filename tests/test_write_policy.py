@@ -47,4 +47,4 @@ def test_write_record_follows_the_table() -> None:
 def test_writers_do_not_restate_the_rule(module: str) -> None:
     text = (PACKAGE / module).read_text()
     assert "SetBehavior.OVERWRITE:" not in text
-    assert "settle(" not in text
+    assert "resolve_insert(" not in text

@@ -57,6 +57,7 @@ class FileBackend(ResultsBackend):
     def __init__(self, base_dir: str | os.PathLike[str], lock_timeout: float = FILE_LOCK_TIMEOUT):
         self.root = Path(base_dir).resolve()
         self._root_text = str(self.root)
+        self._root_slash = os.path.join(self._root_text, "")
         self.location = f"file://{self.root}"
         self.lock_timeout = lock_timeout
         self._checked: set[str] = set()
@@ -222,14 +223,20 @@ class FileBackend(ResultsBackend):
         return self._write_locks.hold(result_id, self.lock_timeout)
 
     def _file_of(self, result_id: str) -> str:
-        *folders, name = result_id.split(SEPARATOR)
-        for folder in folders:
-            if folder.endswith(SUFFIX):
-                raise InvalidResultIdError(
-                    f"result ID {result_id!r}: FileBackend cannot use a folder segment ending "
-                    f"in {SUFFIX!r}, it would collide with a record file"
-                )
-        return os.path.join(self._folder_of(folders, result_id), name + SUFFIX)
+        head, _, name = result_id.rpartition(SEPARATOR)
+        if not head:
+            return f"{self._root_slash}{name}{SUFFIX}"
+        folder = self._root_slash + head  # what _folder_of joins, on POSIX
+        if folder not in self._checked:  # a checked folder's segments passed this check
+            folders = head.split(SEPARATOR)
+            for segment in folders:
+                if segment.endswith(SUFFIX):
+                    raise InvalidResultIdError(
+                        f"result ID {result_id!r}: FileBackend cannot use a folder segment "
+                        f"ending in {SUFFIX!r}, it would collide with a record file"
+                    )
+            folder = self._folder_of(folders, result_id)
+        return f"{folder}{os.sep}{name}{SUFFIX}"
 
     def _folder_of(self, folders: list[str], result_id: str) -> str:
         """The folder of ``folders`` below the root, checked to pass through no symlink.
@@ -372,6 +379,18 @@ def _special(path: str, mode: int) -> CorruptRecordError:
         f"{shown_path(path)} is {kind}, not a record file; results_flow never follows or opens it "
         "(delete it, or overwrite the ID)"
     )
+
+
+def raise_walk_error(exc: OSError) -> None:
+    """``os.walk``'s ``onerror``: a folder that cannot be read is a named error, never
+    silently left out (os.walk's default); one removed meanwhile is skipped, as in a
+    store's own walk.
+
+    Raises:
+        StoreError: the folder cannot be read (names it).
+    """
+    if not isinstance(exc, FileNotFoundError | NotADirectoryError):
+        raise _mapped(exc, exc.filename) from exc
 
 
 def _mapped(exc: OSError, path: str | os.PathLike[str]) -> StoreError:

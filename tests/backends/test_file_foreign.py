@@ -7,17 +7,19 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from results_flow import FileBackend, ResultsManager, SetBehavior, maintenance, transfer
+from results_flow import FileBackend, ResultsManager, SetBehavior, maintenance, stray, transfer
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
     StoreError,
     StoreUnavailableError,
 )
+from results_flow.legacy import check_resultsmanager_store
 from tests.backends.models import Person
 
 JOHN = Person(name="John", age=30)
@@ -197,17 +199,23 @@ def test_unreadable_subfolder_is_a_named_error_not_missing_ids(tmp_path: Path) -
         closed.chmod(0o755)
 
 
-def test_walk_errors_are_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    rm = ResultsManager(tmp_path)
-    rm.set("a/b", JOHN)
+def _fail_scandir_of(monkeypatch: pytest.MonkeyPatch, ending: str, error: OSError) -> None:
+    """Listing a folder whose path ends in ``ending`` fails as the OS would (root reads
+    every folder, so a real chmod 0 proves nothing here)."""
     real = os.scandir
 
     def failing(path: str) -> object:
-        if str(path).endswith("/a"):
-            raise OSError(5, "Input/output error", path)
+        if str(path).endswith(ending):
+            raise type(error)(error.errno, error.strerror, path)
         return real(path)
 
     monkeypatch.setattr(os, "scandir", failing)
+
+
+def test_walk_errors_are_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rm = ResultsManager(tmp_path)
+    rm.set("a/b", JOHN)
+    _fail_scandir_of(monkeypatch, "/a", OSError(5, "Input/output error"))
     with pytest.raises(StoreError, match=f"{tmp_path}/a.*Input/output error"):
         rm.list_ids()
     with pytest.raises(StoreError):
@@ -217,6 +225,29 @@ def test_walk_errors_are_mapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     )
     with pytest.raises(StoreUnavailableError, match=str(tmp_path)):
         rm.list_ids()
+
+
+@pytest.mark.parametrize("walk", ["plan_stray", "check_resultsmanager_store"])
+def test_the_other_walks_raise_on_an_unreadable_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, walk: str
+) -> None:
+    # os.walk's default skips a folder it cannot read: temp files or results in it
+    # would silently drop out of ``gc --stray`` or an import from the original store.
+    rm = ResultsManager(tmp_path)
+    rm.set("a/b", JOHN)
+    temp = tmp_path / "a" / ".b.json.abcd1234.tmp"
+    temp.write_text("{}")
+    os.utime(temp, (0, 0))
+
+    def found() -> int:  # the temp file, or the one result, under a/
+        if walk == "plan_stray":
+            return len(stray.plan_stray(rm, timedelta(0)).paths)
+        return check_resultsmanager_store(tmp_path)
+
+    assert found() == 1
+    _fail_scandir_of(monkeypatch, "/a", PermissionError(13, "Permission denied"))
+    with pytest.raises(StoreUnavailableError, match=f"{tmp_path}/a.*Permission denied"):
+        found()
 
 
 def test_overwrite_replaces_a_special_file_at_the_ids_path(tmp_path: Path) -> None:
