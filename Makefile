@@ -49,6 +49,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/resume.py
+	$(BIN)/python bench/resume.py --chunked
 	$(BIN)/python bench/etl.py
 	$(BIN)/python bench/scale.py
 
