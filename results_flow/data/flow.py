@@ -2,12 +2,19 @@
 
 Extract, validate, transform and load each run as a ``results_task``: a stage's
 output is a small Pydantic model (``StagedExtraction``, ``StagedTables``,
-``LoadReport``) stored as validated JSON under ``etl/<dataset>/<run key>/<stage>``,
+``LoadReport``) stored as validated JSON under ``etl/<dataset>/<run key>/<stage>``
+(``STAGE_ID``, filled by the same ID recipe as any ``results_task`` template),
 where the run key hashes the dataset name, the files' content and the schemas. A
 stage record holds each table's columns, row count and the IDs of its rows: the rows
 themselves are ``RowChunk`` records of at most ``STAGE_CHUNK_ROWS`` rows under
-``etl-rows/<dataset>/<run key>/<stage>/<table index>/<n>``, read one at a time by
-the next stage, so a stage of a million rows is never one giant record. A rerun with the
+``etl-rows/<dataset>/<run key>/<stage>/<table index>/<n>``, so a stage of a million
+rows is never one giant record. Stages stream where they can, holding one chunk at a
+time: extract reads CSV files in chunks; validate checks chunk by chunk
+(``ChunkValidation``) when the pipeline streams (``ETLPipeline.stream_order``);
+transform without transformers passes the validated chunks on; load with the default
+loader hands chunks to ``DataManager.add_table_chunks`` (a ``DatabaseDataManager``
+inserts them as they come). Other pipelines hold whole tables in the stages that need
+them (custom validators, transformers or loaders see whole tables). A rerun with the
 same inputs takes finished stages from the store, so a failure in transform or
 load does not redo extraction and validation; changed files make a new run key.
 Load always runs (it writes to the manager) unless this run key already loaded a

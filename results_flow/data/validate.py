@@ -192,11 +192,14 @@ class MissingValuesValidator(Validator):
                 if column not in present:
                     continue
                 values = _column(raw.rows, column)
-                if None not in values and "" not in values:
+                if len(list(filter(None, values))) == len(values):
+                    continue  # no falsy value, so no empty one: settled in C
+                empties = values.count(None) + values.count("")
+                if not empties:
                     continue
-                empty = [i for i, v in enumerate(values) if v is None or v == ""]
                 nullable = column_kind(info.annotation)[1]
                 if info.is_required() and not nullable:
+                    empty = [i for i, v in enumerate(values) if v is None or v == ""]
                     for i in empty:
                         number = raw.row_number(i)
                         context.reported.add((name, number, column))
@@ -211,13 +214,13 @@ class MissingValuesValidator(Validator):
                         )
                 elif self.optional_severity is not None and context.stream is not None:
                     counted = context.stream.empty.get((name, column), 0)
-                    context.stream.empty[(name, column)] = counted + len(empty)
+                    context.stream.empty[(name, column)] = counted + empties
                 elif self.optional_severity is not None:
                     context.report(
                         self.optional_severity,
                         "empty_values",
                         f"file {raw.file}, table {name!r}: column {column!r} is empty in "
-                        f"{len(empty)} of {len(raw.rows)} rows",
+                        f"{empties} of {len(raw.rows)} rows",
                         name,
                         column=column,
                     )
