@@ -235,7 +235,8 @@ def main() -> None:
             "## ETL: CSV -> validated rows -> SQLite and PostgreSQL, streamed",
             "Generated rows (8 columns: int, str, str, float, int, date, bool, optional str). "
             "results_flow validates every row through its Pydantic model and checks the "
-            "primary key, reading, validating and inserting 20,000 rows at a time; pandas "
+            "primary key, reading, validating and inserting 5,000 rows at a time (PostgreSQL: "
+            "through COPY); pandas "
             "validates nothing and holds the whole frame. Each load runs in its own process "
             f"(peak RSS = `ru_maxrss`, interpreter and imports included); best of "
             f"{args.repeat} rounds below 1M rows, one round at 1M. {machine()}; load average "
