@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -57,6 +58,11 @@ class Extractor(ABC):
     def extract(self, result: ValidationResult) -> list[RawTable]:
         """The tables read from the file; problems go into ``result``, never raised."""
 
+    def chunks(self, result: ValidationResult, size: int) -> Iterator[RawTable]:
+        """The tables in pieces of at most ``size`` rows, as the file is read; a format
+        that cannot be read in pieces gives each table whole."""
+        yield from self.extract(result)
+
     def _read(self, result: ValidationResult) -> bytes | None:
         try:
             return self.file.read_bytes()
@@ -93,69 +99,20 @@ class CsvExtractor(Extractor):
     """Reads a CSV file (header row first) into its one table."""
 
     def extract(self, result: ValidationResult) -> list[RawTable]:
-        table = self.schema.tables[0].name
-        source = self.file.source
-        content = self._read(result)
-        text = None if content is None else self._decode(content, self.file.csv.encoding, result)
-        if text is None:
+        """The whole table: the stream of ``chunks`` read to its end in one piece.
+
+        A file the stream gave up on (a CRITICAL message) gives no table, as rows read
+        before the fault would be a table cut short.
+        """
+        before = len(result.messages)
+        pieces = list(self.chunks(result, sys.maxsize))
+        if not pieces or any(m.severity is Severity.CRITICAL for m in result.messages[before:]):
             return []
-        options = self.file.csv
-        _allow_cells_of(len(text))
-        reader = csv.reader(
-            io.StringIO(text, newline=""),
-            delimiter=options.delimiter,
-            quotechar=options.quotechar,
-            strict=True,
-        )
-        try:
-            header = next((r for r in reader if r), None)
-            if header is None:
-                result.add(
-                    Severity.CRITICAL,
-                    "empty_file",
-                    f"file {source}: no header row; the file is empty",
-                    file=source,
-                    table=table,
-                )
-                return []
-            header = [h.strip() for h in header]
-            _check_header(header, source, table, result)
-            width = len(header)
-            rows: list[dict[str, Any]] = []
-            numbers: list[int] = []
-            number = 0
-            for values in reader:
-                if not values:
-                    continue  # blank line
-                number += 1
-                if len(values) != width:
-                    result.add(
-                        Severity.ERROR,
-                        "malformed_row",
-                        f"file {source}, table {table!r}, row {number} (line {reader.line_num}): "
-                        f"{_fields(len(values))} where the header has {_fields(width)}; "
-                        "row skipped",
-                        file=source,
-                        table=table,
-                        row=number,
-                    )
-                    continue
-                numbers.append(number)
-                if "" in values:  # a second pass only for rows with empty cells
-                    rows.append({h: (v or None) for h, v in zip(header, values, strict=True)})
-                else:
-                    rows.append(dict(zip(header, values, strict=True)))
-        except csv.Error as exc:
-            result.add(
-                Severity.CRITICAL,
-                "malformed_csv",
-                f"file {source}, line {reader.line_num}: malformed CSV: {exc}",
-                file=source,
-                table=table,
-            )
-            return []
-        skipped = numbers if len(numbers) != number else None
-        return [RawTable(name=table, file=source, columns=header, rows=rows, row_numbers=skipped)]
+        table = pieces[0]
+        numbers = table.row_numbers or []
+        if not numbers or numbers[-1] == len(numbers):
+            table.row_numbers = None  # numbered 1, 2, ...: no row was skipped
+        return [table]
 
     def chunks(self, result: ValidationResult, size: int) -> Iterator[RawTable]:
         """The table in pieces of at most ``size`` rows, read as the file streams by.

@@ -13,7 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
-from results_flow.data.datasource import DataSource, check_dataset_name
+from results_flow.data.datasource import DataKind, DataSource, DataTable, check_dataset_name
 from results_flow.data.etl import ETLFactory, ETLResult, Files, SimpleETLFactory
 from results_flow.data.schemas import FileSchema
 from results_flow.errors import DataSourceExistsError, DataSourceNotFoundError, ProtectedDataError
@@ -77,6 +77,25 @@ class DataManager(ABC):
             if exists and not overwrite:
                 raise self._exists_error(data_source.name)
             self._store(data_source, replace=exists)
+
+    def add_table_chunks(
+        self, name: str, chunks: Iterable[DataTable], *, overwrite: bool = False
+    ) -> DataSource:
+        """Store master dataset ``name`` from its tables' rows given chunk by chunk (the
+        chunks of a table in row order; tables in the order of their first chunk); the
+        dataset. Here the chunks are gathered into whole tables; a manager that can
+        write as they come (``DatabaseDataManager``) never holds a whole table.
+
+        Raises:
+            DataSourceExistsError: ``name`` is taken and ``overwrite`` is False.
+        """
+        tables: dict[str, DataTable] = {}
+        for chunk in chunks:
+            table = tables.setdefault(chunk.name, DataTable(chunk.name, chunk.model, []))
+            table.rows.extend(chunk.rows)
+        data_source = DataSource(name, list(tables.values()), kind=DataKind.MASTER)
+        self.add_data_source(data_source, overwrite=overwrite)
+        return data_source
 
     def derive_data(self, source_name: str, new_name: str) -> DataSource:
         """Copy dataset ``source_name`` as derived data called ``new_name``, store and return it.

@@ -4,12 +4,14 @@ Rows are prepared column by column (enum members to their values, JSON columns t
 JSON-ready data) straight from the model instances, without a dict per row. On
 SQLite the rows then go to the driver's ``executemany`` as tuples, each column
 passed through the bind processor SQLAlchemy has for its type (one lookup per
-column, not per value); elsewhere they go through Core's ``executemany``.
+column, not per value); on PostgreSQL through psycopg they go through ``COPY``;
+elsewhere through Core's ``executemany``.
 """
 
 from __future__ import annotations
 
 import enum
+import json
 import operator
 from typing import Any
 
@@ -36,7 +38,10 @@ def insert_rows(
             if column.kind == "boolean":
                 continue  # sqlite3 stores a bool as the integer 0 or 1 by itself
             if column.kind == "date":  # SQLAlchemy's SQLite format, made in C
-                prepared[i] = [None if v is None else v.isoformat() for v in prepared[i]]
+                try:
+                    prepared[i] = list(map(_ISOFORMAT, prepared[i]))
+                except AttributeError:  # a None among them
+                    prepared[i] = [None if v is None else v.isoformat() for v in prepared[i]]
                 continue
             impl = table.c[column.name].type.dialect_impl(dialect)
             processor = impl.bind_processor(dialect)
@@ -49,9 +54,34 @@ def insert_rows(
         )
         conn.exec_driver_sql(sql, list(zip(*prepared, strict=True)))
         return
+    if dialect.name == "postgresql" and dialect.driver == "psycopg":
+        _copy_rows(conn, table, columns, prepared)
+        return
     conn.execute(
         table.insert(), [dict(zip(names, row, strict=True)) for row in zip(*prepared, strict=True)]
     )
+
+
+def _copy_rows(
+    conn: Connection, table: sa.Table, columns: list[ColumnSpec], prepared: list[list[Any]]
+) -> None:
+    """PostgreSQL: the rows through ``COPY ... FROM STDIN`` on the connection's own
+    transaction, several times faster than a multi-row INSERT for a large chunk."""
+    for i, column in enumerate(columns):
+        if column.kind == "json":  # COPY takes JSON as text
+            prepared[i] = [None if v is None else json.dumps(v) for v in prepared[i]]
+    prep = conn.dialect.identifier_preparer
+    sql = (
+        f"COPY {prep.format_table(table)} ({', '.join(prep.quote(c.name) for c in columns)}) "
+        "FROM STDIN"
+    )
+    cursor: Any = conn.connection.cursor()  # psycopg's own cursor, which has copy()
+    with cursor, cursor.copy(sql) as copy:
+        for row in zip(*prepared, strict=True):
+            copy.write_row(row)
+
+
+_ISOFORMAT = operator.methodcaller("isoformat")
 
 
 def select_rows(conn: Connection, table: sa.Table, order_by: list[str]) -> list[dict[str, Any]]:

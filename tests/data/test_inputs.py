@@ -204,3 +204,35 @@ def test_foreign_key_to_an_undeclared_table_is_refused() -> None:
 def test_in_memory_file_names_lose_only_a_format_suffix() -> None:
     assert File.from_bytes(b"", name="orders.csv").name == "orders"
     assert File.from_bytes(b"", name="report.2024", format="csv").name == "report.2024"
+
+
+def test_whole_csv_extraction_is_the_stream_read_to_its_end(tmp_path: Path) -> None:
+    """The whole-file reader and the streamed one are one reader: same rows, numbers and
+    messages, and a file cut short by a CRITICAL fault gives no table."""
+    from results_flow.data.extract import CsvExtractor
+    from results_flow.data.messages import ValidationResult
+    from results_flow.data.schemas import FileSchema
+
+    class Row(BaseModel):
+        a: int
+        b: str | None = None
+
+    file_schema: FileSchema = schema("rows", Row)
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n1,x\n2\n\n3,\n4,y\n")
+    extractor = CsvExtractor(File.from_path(path), file_schema)
+
+    whole_found, streamed_found = ValidationResult(), ValidationResult()
+    [whole] = extractor.extract(whole_found)
+    pieces = list(extractor.chunks(streamed_found, 2))
+
+    assert whole.rows == [r for p in pieces for r in p.rows]
+    assert whole.rows == [{"a": "1", "b": "x"}, {"a": "3", "b": None}, {"a": "4", "b": "y"}]
+    assert whole.row_numbers == [n for p in pieces for n in p.row_numbers or ()] == [1, 3, 4]
+    assert whole_found.messages == streamed_found.messages
+    assert [m.row for m in whole_found.messages] == [2]
+
+    path.write_bytes(b"a,b\n1,x\n2,\xff\n")  # not UTF-8 in the second row
+    cut = ValidationResult()
+    assert extractor.extract(cut) == []
+    assert [m.code for m in cut.messages] == ["encoding_error"]

@@ -231,3 +231,71 @@ def test_rows_after_a_skipped_malformed_row_keep_their_file_numbers(
     assert texts == in_memory_messages(files)
     assert any("row 130: primary key 'id' = 10 repeats row 10" in t for t in texts)
     assert any("row 71 (line 72)" in t for t in texts)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_etl_flow_stages_stream_chunk_by_chunk_into_the_database(
+    manager: DatabaseDataManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each stage reads and writes one chunk record at a time: no record and no table the
+    flow builds holds more than a chunk of rows, and the dataset stays in the database."""
+    from results_flow import ResultsManager
+    from results_flow.data import flow
+
+    monkeypatch.setattr(flow, "STAGE_CHUNK_ROWS", CHUNK)
+    largest: list[int] = []
+    inserted = DatabaseDataManager.add_table_chunks
+
+    def watched(self: DatabaseDataManager, name: str, chunks, **options):  # type: ignore[no-untyped-def]
+        def seen():  # type: ignore[no-untyped-def]
+            for chunk in chunks:
+                largest.append(len(chunk))
+                yield chunk
+
+        return inserted(self, name, seen(), **options)
+
+    monkeypatch.setattr(DatabaseDataManager, "add_table_chunks", watched)
+    store = ResultsManager(f"sqlite:///{tmp_path / 'stages.db'}")
+    files = write(tmp_path, *clean())
+
+    result = flow.etl_flow(manager, files, "chunked", store=store)
+
+    assert result.succeeded, result.validation_result.summary()
+    assert sorted(largest) and max(largest) <= CHUNK and sum(largest) == 400
+    assert isinstance(result.data_source, _StreamedDataSource)  # loaded by the database
+    assert result.data_source._loaded is None  # and not read back into memory
+    assert count(manager, "chunked", "clients") == 230
+    for chunk_id in store.list_ids("etl-rows/chunked"):
+        assert len(store.get(chunk_id, flow.RowChunk).rows) <= CHUNK
+    # the stage records carry the Prefect layer's ID recipe: a 32-digit run key
+    run_key = flow.run_key(files, manager.etl_factory.build_pipeline(files, "chunked"))
+    assert len(run_key) == 32
+    assert store.list_ids("etl/chunked") == [
+        f"etl/chunked/{run_key}/{stage}" for stage in ("extract", "load", "transform", "validate")
+    ]
+    store.close()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_etl_flow_streamed_validation_gives_the_in_memory_messages(
+    manager: DatabaseDataManager, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from results_flow import ResultsManager
+    from results_flow.data import flow
+
+    monkeypatch.setattr(flow, "STAGE_CHUNK_ROWS", CHUNK)
+    clients, purchases = clean()
+    clients[70] = "71,too,many,cells"  # a skipped row: later rows keep their file numbers
+    clients[129] = "10,again,"  # repeats row 10, two chunks earlier
+    purchases[150] = "151,999,1.0,"  # no client 999
+    files = write(tmp_path, clients, purchases)
+    store = ResultsManager(f"sqlite:///{tmp_path / 'stages.db'}")
+
+    failed = flow.etl_flow(manager, files, "bad", store=store, raise_on_failure=False)
+
+    assert not failed.succeeded
+    texts = sorted(str(m) for m in failed.validation_result.messages)
+    assert texts == in_memory_messages(files)
+    assert any("row 130: primary key 'id' = 10 repeats row 10" in t for t in texts)
+    assert not manager.has_data("bad")
+    store.close()
