@@ -53,7 +53,7 @@ from pydantic import BaseModel
 from report import machine, table, write_section
 
 from results_flow import ResultsManager
-from results_flow.backends.sql_schema import SQLITE_PRAGMAS
+from results_flow.backends.sql_engine import SQLITE_PRAGMAS
 
 #: Durable writes per store (each one waits for an fsync).
 N_WRITES = 2_000
@@ -540,7 +540,7 @@ def main() -> None:
             table(["comparison", "value"], others),
             "Where the time goes (cProfile): one-row SQLite reads and writes run the SQL "
             "compiled from our Core statements straight on a per-thread sqlite3 connection "
-            "(results_flow/backends/sqlite_direct.py); what remains above raw is the ID check, "
+            "(results_flow/backends/sqlite_rows.py); what remains above raw is the ID check, "
             "decoding the envelope (type tag, namespace, two timestamps, metadata) and, on "
             "`set`, the dump-and-validate-back of the model and BEGIN IMMEDIATE. Batch reads "
             "and listing still go through SQLAlchemy Core. A file `get` checks the ID, "
