@@ -220,17 +220,21 @@ class SqlBackend(ResultsBackend):
         )
 
     def _row_runner(self) -> RowRunner:
-        """SQLite: straight on the driver; elsewhere through SQLAlchemy Core."""
-        if self.is_sqlite:
+        """Straight on the driver for sqlite3 and psycopg; else through SQLAlchemy Core."""
+        driver = self._engine.dialect.driver
+        if driver == "pysqlite":
             return SqliteRowRunner(
                 self._engine.url.database or "",
                 compiled_statements(self._sql, self._engine.dialect),
                 busy_timeout=self.busy_timeout,
                 location=self.location,
             )
-        return CoreRowRunner(
-            self._engine, self._sql, busy_timeout=self.busy_timeout, location=self.location
-        )
+        engine, timeout, location = self._engine, self.busy_timeout, self.location
+        if driver == "psycopg":
+            from results_flow.backends.pg_rows import PsycopgRowRunner  # an optional extra
+
+            return PsycopgRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
+        return CoreRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
 
     def _lock_engine(self) -> Engine:
         with self._locks_guard:

@@ -76,11 +76,14 @@ class Statements:
         )
         self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
         self.exists = sa.select(c.id).where(c.id == sa.bindparam("id"))
-        # Batches bind their IDs as ONE parameter (an array, or JSON text for SQLite):
-        # an expanding IN renders and binds a parameter per ID, which cost PostgreSQL
-        # more than running the query. ``batch`` makes the parameters.
+        # Batches bind their IDs as ONE parameter (an array, or JSON text for SQLite) and
+        # join it as a table: an expanding IN renders and binds a parameter per ID, which
+        # cost PostgreSQL more than running the query, and ``id = ANY(array)`` let
+        # PostgreSQL's generic plan scan the table, testing every row against every ID.
+        # ``batch`` makes the parameters.
         if dialect.name == "postgresql":
-            in_batch = c.id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text)))
+            ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text))
+            in_batch = c.id.in_(sa.select(sa.func.unnest(ids)))
         else:
             listed = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
             in_batch = c.id.in_(sa.select(listed.c.value))
