@@ -113,8 +113,11 @@ class Statements:
         query = sa.select(c.id).order_by(c.id)
         if prefix is None:
             return query
-        below = sa.and_(c.id >= prefix + "/", c.id < prefix_upper_bound(prefix))
-        return query.where(sa.or_(c.id == prefix, below))
+        # One index range, read in key order (no sort): ``id = p OR (p/ <= id < p0)``
+        # became two index searches and a temporary B-tree for ORDER BY on SQLite. The
+        # OR only filters IDs inside the range that extend p's last segment (``p-x``).
+        in_range = sa.and_(c.id >= prefix, c.id < prefix_upper_bound(prefix))
+        return query.where(in_range, sa.or_(c.id == prefix, c.id >= prefix + "/"))
 
 
 class CompiledStatement:
