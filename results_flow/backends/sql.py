@@ -2,8 +2,8 @@
 
 The engine comes from ``sql_engine.make_engine``; every transaction runs and retries
 as ``sql_engine.transaction`` says. One-row reads and writes go through a row runner
-(``sql_rows``): straight on the driver for SQLite, SQLAlchemy Core elsewhere; batches
-and listings go through Core. A forked child drops the parent's pooled connections.
+(``sql_rows``): straight on the driver for sqlite3 and psycopg, else SQLAlchemy Core;
+batches and listings go through Core. A forked child drops the parent's pooled connections.
 ``SqliteBackend`` and ``PostgresBackend`` build this class.
 
 PostgreSQL: every wait is bounded (``pg_bounds``); a single read is one autocommit
