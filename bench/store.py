@@ -516,7 +516,7 @@ def main() -> None:
             "The same server, database and connection settings for both rows (loopback TCP). "
             "A results_flow `get` or `exists` is one autocommit SELECT, compiled once from our "
             "Core statement and run straight on a psycopg connection taken from the store's "
-            "pool (results_flow/backends/pg_rows.py): no pre-ping, no BEGIN/ROLLBACK, no "
+            "pool (results_flow/backends/pg_runner.py): no pre-ping, no BEGIN/ROLLBACK, no "
             "SQLAlchemy per call (issue 12 item 2). A `set` is BEGIN, INSERT ... ON CONFLICT "
             "DO NOTHING RETURNING, COMMIT through SQLAlchemy Core, as the raw row does without "
             "RETURNING. `get_many` binds its IDs as one array joined as a table (`id IN "
@@ -548,7 +548,7 @@ def main() -> None:
             table(["comparison", "value"], others),
             "Where the time goes (cProfile): one-row SQLite reads and writes run the SQL "
             "compiled from our Core statements straight on a per-thread sqlite3 connection "
-            "(results_flow/backends/sqlite_rows.py); what remains above raw is the ID check, "
+            "(results_flow/backends/sqlite_runner.py); what remains above raw is the ID check, "
             "decoding the envelope (type tag, namespace, two timestamps, metadata) and, on "
             "`set`, the dump-and-validate-back of the model and BEGIN IMMEDIATE. Batch reads "
             "and listing still go through SQLAlchemy Core. A file `get` checks the ID, "

@@ -2,7 +2,7 @@
 
 The engine comes from ``sql_engine.make_engine``; every transaction runs and retries
 as ``sql_engine.transaction`` says. One-row reads and writes go through a row runner
-(``sql_rows``): straight on the driver for sqlite3 and psycopg, else SQLAlchemy Core;
+(``sql_runner``): straight on the driver for sqlite3 and psycopg, else SQLAlchemy Core;
 batches and listings go through Core. A forked child drops the parent's pooled connections.
 ``SqliteBackend`` and ``PostgresBackend`` build this class.
 
@@ -33,7 +33,12 @@ from results_flow.backends.sql_engine import (
     read_engine,
     transaction,
 )
-from results_flow.backends.sql_rows import CoreRowRunner, CoreTransaction, RowRunner, RowTransaction
+from results_flow.backends.sql_runner import (
+    CoreRowRunner,
+    CoreTransaction,
+    RowRunner,
+    RowTransaction,
+)
 from results_flow.backends.sql_statements import (
     DEFAULT_TABLE,
     Statements,
@@ -43,7 +48,7 @@ from results_flow.backends.sql_statements import (
     records_table,
     row_values,
 )
-from results_flow.backends.sqlite_rows import SqliteRowRunner
+from results_flow.backends.sqlite_runner import SqliteRowRunner
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import CorruptRecordError, UnsupportedStoreUrlError
 from results_flow.records import Record
@@ -231,7 +236,7 @@ class SqlBackend(ResultsBackend):
             )
         engine, timeout, location = self._engine, self.busy_timeout, self.location
         if driver == "psycopg":
-            from results_flow.backends.pg_rows import PsycopgRowRunner  # an optional extra
+            from results_flow.backends.pg_runner import PsycopgRowRunner  # an optional extra
 
             return PsycopgRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
         return CoreRowRunner(engine, self._sql, busy_timeout=timeout, location=location)

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from results_flow.backends.sql_engine import Retry, apply_sqlite_settings, mapped_error, retrying
-from results_flow.backends.sql_rows import Row, RowTransaction
+from results_flow.backends.sql_runner import Row, RowTransaction
 from results_flow.backends.sql_statements import CompiledStatement
 
 T = TypeVar("T")

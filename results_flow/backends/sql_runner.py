@@ -3,9 +3,9 @@ upsert, delete), by name.
 
 A runner fetches one row or runs one write transaction; ``SqlBackend`` does not know
 which runner it has. ``CoreRowRunner`` goes through SQLAlchemy Core; the driver runners
-(``sqlite_rows``) run the same statements, compiled once, straight on the driver,
-because SQLAlchemy's per-call work cost many times a one-row query. Every runner
-retries and maps errors as ``sql_engine.Retry`` says.
+(``sqlite_runner``, ``pg_runner``) run the same statements, compiled once, straight on
+the driver, because SQLAlchemy's per-call work cost many times a one-row query. Every
+runner retries and maps errors as ``sql_engine.Retry`` says.
 """
 
 from __future__ import annotations

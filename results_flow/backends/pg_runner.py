@@ -21,7 +21,7 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Engine
 
 from results_flow.backends.sql_engine import Retry, retrying
-from results_flow.backends.sql_rows import CoreRowRunner, Row, RowTransaction
+from results_flow.backends.sql_runner import CoreRowRunner, Row, RowTransaction
 from results_flow.backends.sql_statements import CompiledStatement, Statements, compiled_statements
 
 T = TypeVar("T")
