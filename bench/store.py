@@ -28,11 +28,12 @@ The object store rows ("store-s3" section) run on a local S3 server (moto's
 raw obstore on the same server, ``set`` = plain put vs our create-only put, ``get`` =
 ``obstore.get`` + ``model_validate_json``, ``get_many`` = ``obstore.get_async`` of a
 batch through ``asyncio.gather`` (32 in flight, like ours) + validate.
-``python bench/store.py --s3-only`` runs just those.
+``python bench/store.py --s3-only`` runs just those, ``--no-s3`` all but those.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import sqlite3
@@ -53,7 +54,7 @@ from pydantic import BaseModel
 from report import machine, table, write_section
 
 from results_flow import ResultsManager
-from results_flow.backends.sql_schema import SQLITE_PRAGMAS
+from results_flow.backends.sql_engine import SQLITE_PRAGMAS
 
 #: Durable writes per store (each one waits for an fsync).
 N_WRITES = 2_000
@@ -513,9 +514,16 @@ def main() -> None:
         postgres = [
             "### PostgreSQL",
             "The same server, database and connection settings for both rows (loopback TCP). "
-            "A results_flow `get` is one autocommit SELECT on a pooled connection: no "
-            "pre-ping, no BEGIN/ROLLBACK (issue 12 item 2). A `set` is BEGIN, INSERT ... ON "
-            "CONFLICT DO NOTHING RETURNING, COMMIT, as the raw row does without RETURNING.",
+            "A results_flow `get` or `exists` is one autocommit SELECT, compiled once from our "
+            "Core statement and run straight on a psycopg connection taken from the store's "
+            "pool (results_flow/backends/pg_runner.py): no pre-ping, no BEGIN/ROLLBACK, no "
+            "SQLAlchemy per call (issue 12 item 2). A `set` is BEGIN, INSERT ... ON CONFLICT "
+            "DO NOTHING RETURNING, COMMIT through SQLAlchemy Core, as the raw row does without "
+            "RETURNING. `get_many` binds its IDs as one array joined as a table (`id IN "
+            "(SELECT unnest(...))`; `id = ANY(array)` let the generic plan test every row "
+            "against every ID) and goes through Core; above raw it decodes a 7-column "
+            "envelope per row (type tag, namespace, metadata, two timestamps) where the raw "
+            "row reads one JSON column.",
             "Aims (issue 12 item 2):",
             table(["aim", "measured", "target", "verdict"], pg_aims),
             table(["comparison", "value"], pg_others),
@@ -540,7 +548,7 @@ def main() -> None:
             table(["comparison", "value"], others),
             "Where the time goes (cProfile): one-row SQLite reads and writes run the SQL "
             "compiled from our Core statements straight on a per-thread sqlite3 connection "
-            "(results_flow/backends/sqlite_direct.py); what remains above raw is the ID check, "
+            "(results_flow/backends/sqlite_runner.py); what remains above raw is the ID check, "
             "decoding the envelope (type tag, namespace, two timestamps, metadata) and, on "
             "`set`, the dump-and-validate-back of the model and BEGIN IMMEDIATE. Batch reads "
             "and listing still go through SQLAlchemy Core. A file `get` checks the ID, "
@@ -722,6 +730,12 @@ def object_store_section() -> None:
 
 
 if __name__ == "__main__":
-    if "--s3-only" not in sys.argv[1:]:
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument("--s3-only", action="store_true", help="only the object store rows")
+    runs.add_argument("--no-s3", action="store_true", help="skip the object store rows")
+    args = parser.parse_args()
+    if not args.s3_only:
         main()
-    object_store_section()
+    if not args.no_s3:
+        object_store_section()

@@ -17,7 +17,7 @@ from results_flow import AsyncResultsManager, ResultsManager, SqliteBackend
 from results_flow.backends.memory import MemoryBackend
 from results_flow.backends.sql import SqlBackend
 from results_flow.backends.sql_async import AsyncSqlBackend
-from results_flow.backends.sql_schema import write_transaction
+from results_flow.backends.sql_engine import transaction
 from results_flow.errors import LockTimeoutError, StoreUnavailableError
 
 
@@ -157,7 +157,7 @@ def test_sync_write_maps_oserror_like_the_async_one(tmp_path: Path) -> None:
         raise ConnectionRefusedError("server gone")
 
     with pytest.raises(StoreUnavailableError, match="server gone"):
-        write_transaction(backend.engine, unreachable, busy_timeout=1, location="x")
+        transaction(backend.engine, unreachable, busy_timeout=1, location="x")
     backend.close()
 
 
@@ -185,7 +185,7 @@ async def test_our_own_oserrors_pass_through_both_retries_unmapped(tmp_path: Pat
         raise LockTimeoutError("ours")
 
     with pytest.raises(LockTimeoutError):
-        write_transaction(backend.engine, sync_work, busy_timeout=1, location="x")
+        transaction(backend.engine, sync_work, busy_timeout=1, location="x")
     with pytest.raises(LockTimeoutError):
         await twin._run(async_work, write=True)
     backend.close()

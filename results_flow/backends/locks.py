@@ -22,7 +22,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import sqlalchemy as sa
 from filelock import FileLock, Timeout
 
 from results_flow.errors import LockTimeoutError, StoreUnavailableError
@@ -30,6 +29,11 @@ from results_flow.settings import LOCK_STRIPES
 
 #: Lock files per lock folder (``settings.LOCK_STRIPES``); tests read it here.
 STRIPES = LOCK_STRIPES
+
+
+def lock_timed_out(result_id: str, location: str, timeout: float) -> LockTimeoutError:
+    """The error of every per-ID lock not acquired in time."""
+    return LockTimeoutError(f"lock on {result_id!r} in {location} not acquired within {timeout}s")
 
 
 def stripe_of(result_id: str, stripes: int = STRIPES) -> int:
@@ -117,9 +121,7 @@ class StripedLocks:
             stripe.condition.notify_all()
 
     def _timeout(self, result_id: str, timeout: float) -> LockTimeoutError:
-        return LockTimeoutError(
-            f"lock on {result_id!r} in {self.location} not acquired within {timeout}s"
-        )
+        return lock_timed_out(result_id, self.location, timeout)
 
 
 def _acquire_file(file_lock: FileLock, timeout: float) -> None:
@@ -153,9 +155,7 @@ def id_file_lock(lock_dir: Path, result_id: str, timeout: float, location: str) 
     try:
         _acquire_file(file_lock, timeout)
     except Timeout as exc:
-        raise LockTimeoutError(
-            f"lock on {result_id!r} in {location} not acquired within {timeout}s"
-        ) from exc
+        raise lock_timed_out(result_id, location, timeout) from exc
     try:
         yield
     finally:
@@ -238,9 +238,3 @@ async def held_in_thread(
     finally:
         release.set()
         await asyncio.shield(released)
-
-
-# PostgreSQL session-level advisory locks on a 64-bit hash of the ID: the server drops
-# them when the holder's session dies.
-TRY_ADVISORY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtextextended(:id, 0))")
-ADVISORY_UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtextextended(:id, 0))")

@@ -11,21 +11,31 @@ the holder) runs in the lock's own session: if that session is gone, the lock ma
 already belong to another worker, so the write is refused with ``LockLostError``
 instead of racing the new holder. Release never raises a driver error; it raises
 ``LockLostError`` only when the lock was lost and the holder wrote nothing under it.
+
+``apg_lock`` is the async store's lock: the same advisory lock on the same key, taken
+by polling ``pg_try_advisory_lock`` on a pooled connection of the asyncio engine
+(asyncpg's client-side statement bound would cut a blocking wait short).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from results_flow.backends.locks import lock_timed_out
 from results_flow.backends.pg_bounds import PgBounds
-from results_flow.backends.sql_schema import RetryTransaction, mapped_error
+from results_flow.backends.sql_engine import DRIVER_ERRORS, RetryTransaction, mapped_error
 from results_flow.errors import LockLostError, LockTimeoutError
+from results_flow.settings import LOCK_POLL_SECONDS
 
 T = TypeVar("T")
 
@@ -36,6 +46,8 @@ _LOCK_TIMEOUT_STATE = "55P03"
 _LOCK_SETTINGS = sa.text(
     "SELECT set_config('statement_timeout', '0', true), set_config('lock_timeout', :ms, true)"
 )
+# Session-level advisory locks on a 64-bit hash of the ID: the server drops them when
+# the holder's session dies.
 _LOCK = sa.text("SELECT pg_advisory_lock(hashtextextended(:id, 0))")
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(hashtextextended(:id, 0))")
 _UNLOCK = sa.text("SELECT pg_advisory_unlock(hashtextextended(:id, 0))")
@@ -180,9 +192,44 @@ class PgLock:
         )
 
     def _timeout_error(self) -> LockTimeoutError:
-        return LockTimeoutError(
-            f"lock on {self.result_id!r} in {self.location} not acquired within {self.timeout}s"
-        )
+        return lock_timed_out(self.result_id, self.location, self.timeout)
+
+
+@contextlib.asynccontextmanager
+async def apg_lock(
+    engine: AsyncEngine, result_id: str, timeout: float, location: str
+) -> AsyncIterator[None]:
+    """``PgLock``'s advisory lock for the async store, held for an ``async with`` block.
+
+    Raises:
+        LockTimeoutError: not acquired within ``timeout`` seconds.
+        StoreUnavailableError: the server cannot be reached.
+    """
+    params = {"id": result_id}
+    deadline = time.monotonic() + timeout
+    try:
+        conn = await engine.connect()
+    except DRIVER_ERRORS as exc:
+        raise mapped_error(exc, location) from exc
+    try:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        while not await _try_lock(conn, params, location):
+            if time.monotonic() > deadline:
+                raise lock_timed_out(result_id, location, timeout)
+            await asyncio.sleep(LOCK_POLL_SECONDS)
+        try:
+            yield
+        finally:
+            await conn.execute(_UNLOCK, params)
+    finally:
+        await conn.close()
+
+
+async def _try_lock(conn: AsyncConnection, params: dict[str, str], location: str) -> bool:
+    try:
+        return bool((await conn.execute(_TRY_LOCK, params)).scalar_one())
+    except DRIVER_ERRORS as exc:
+        raise mapped_error(exc, location) from exc
 
 
 def _session_ended(exc: BaseException) -> bool:

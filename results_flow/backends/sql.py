@@ -1,9 +1,10 @@
 """SqlBackend: records in one SQL table through SQLAlchemy 2 Core (SQLite, PostgreSQL).
 
-Each public write is one transaction (``engine.begin()``); SQLite writes start with
-``BEGIN IMMEDIATE`` and are retried only on SQLITE_BUSY, up to a deadline. The
-engine is re-created in a forked child so pooled connections are never shared
-between processes. ``SqliteBackend`` and ``PostgresBackend`` build this class.
+The engine comes from ``sql_engine.make_engine``; every transaction runs and retries
+as ``sql_engine.transaction`` says. One-row reads and writes go through a row runner
+(``sql_runner``): straight on the driver for sqlite3 and psycopg, else SQLAlchemy Core;
+batches and listings go through Core. A forked child drops the parent's pooled connections.
+``SqliteBackend`` and ``PostgresBackend`` build this class.
 
 PostgreSQL: every wait is bounded (``pg_bounds``); a single read is one autocommit
 statement (no pre-ping, no BEGIN/ROLLBACK) and is retried once on a connection that
@@ -14,41 +15,42 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sqlite3
 import threading
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chunked, unique
 from results_flow.backends.locks import id_file_lock, sqlite_lock_dir
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.pg_lock import PgLock, held_lock, lock_engine
-from results_flow.backends.sql_schema import (
-    CREATE_LOCK_KEY,
-    DEFAULT_TABLE,
-    ROW_KEYS,
+from results_flow.backends.sql_engine import (
     RetryTransaction,
+    make_engine,
+    read_engine,
+    transaction,
+)
+from results_flow.backends.sql_runner import (
+    CoreRowRunner,
+    CoreTransaction,
+    RowRunner,
+    RowTransaction,
+)
+from results_flow.backends.sql_statements import (
+    DEFAULT_TABLE,
     Statements,
-    apply_sqlite_settings,
-    begin_sqlite,
-    mapped_error,
+    compiled_statements,
+    create_records_table,
     record_from_row,
     records_table,
     row_values,
-    write_transaction,
 )
-from results_flow.backends.sqlite_direct import CompiledStatement, SqliteDirect
+from results_flow.backends.sqlite_runner import SqliteRowRunner
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
-from results_flow.errors import (
-    CorruptRecordError,
-    UnsupportedStoreUrlError,
-)
+from results_flow.errors import CorruptRecordError, UnsupportedStoreUrlError
 from results_flow.records import Record
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
@@ -84,11 +86,13 @@ class SqlBackend(ResultsBackend):
             statement_timeout=statement_timeout,
         )
         self._engine_options = engine_options or {}
-        self._engine = self._create_engine()
-        self._read_engine = self._engine
-        if not self.is_sqlite_url:
-            # A single read needs no transaction: one statement, no BEGIN and ROLLBACK.
-            self._read_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._engine = make_engine(
+            self._engine_url,
+            busy_timeout=busy_timeout,
+            bounds=self.bounds,
+            options=self._engine_options,
+        )
+        self._read_engine = read_engine(self._engine)
         self._locks: Engine | None = None
         self._locks_guard = threading.Lock()
         # A forked child gets a fresh pool, never the parent's connections (checked at
@@ -96,18 +100,8 @@ class SqlBackend(ResultsBackend):
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _dispose_after_fork(ref()))
         self._sql = Statements(self.table, self._engine.dialect)
-        self._run_write(self._create_table)
-        self._direct: SqliteDirect | None = None
-        if self.is_sqlite:
-            self._direct = SqliteDirect(
-                make_url(self.database_url).database or "", busy_timeout, self.location
-            )
-            self._compiled = {
-                name: CompiledStatement(
-                    getattr(self._sql, name), self.table, self._engine.dialect, ROW_KEYS
-                )
-                for name in ("read", "exists", "insert", "upsert", "delete")
-            }
+        self._run_write(lambda conn: create_records_table(conn, self.table))
+        self._rows = self._row_runner()
 
     @classmethod
     def from_url(cls, url: str) -> SqlBackend:
@@ -131,15 +125,8 @@ class SqlBackend(ResultsBackend):
     def is_sqlite(self) -> bool:
         return self._sql.dialect_name == "sqlite"
 
-    @property
-    def is_sqlite_url(self) -> bool:
-        return make_url(self.database_url).get_backend_name() == "sqlite"
-
     def read(self, result_id: str) -> Record | None:
-        if self._direct is not None:
-            row = self._direct.first(self._compiled["read"], {"id": result_id})
-        else:
-            row = self._run_read(lambda c: c.execute(self._sql.read, {"id": result_id}).first())
+        row = self._rows.first("read", {"id": result_id})
         return None if row is None else record_from_row(row)
 
     def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
@@ -160,11 +147,8 @@ class SqlBackend(ResultsBackend):
         return self._run_read(query)
 
     def exists(self, result_id: str) -> bool:
-        if self._direct is not None:
-            return self._direct.first(self._compiled["exists"], {"id": result_id}) is not None
-        # Not exists_many([id]): an expanding IN is re-rendered on every call.
-        row = self._run_read(lambda c: c.execute(self._sql.exists, {"id": result_id}).first())
-        return row is not None
+        # Not exists_many([id]): one precompiled statement, no batch parameter.
+        return self._rows.first("exists", {"id": result_id}) is not None
 
     def exists_many(self, result_ids: Sequence[str]) -> set[str]:
         def query(conn: Connection) -> set[str]:
@@ -179,15 +163,10 @@ class SqlBackend(ResultsBackend):
         return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
 
     def insert(self, result_id: str, record: Record) -> Record | None:
-        if self._direct is not None:
-            return self._direct.transaction(
-                lambda conn: self._insert_direct(conn, result_id, record)
-            )
-
-        def write(conn: Connection) -> Record | None:
-            if conn.execute(self._sql.insert, row_values(result_id, record)).first() is not None:
+        def write(rows: RowTransaction) -> Record | None:
+            if rows.first("insert", row_values(result_id, record)) is not None:
                 return None
-            row = conn.execute(self._sql.read, {"id": result_id}).first()
+            row = rows.first("read", {"id": result_id})
             if row is None:  # deleted between our conflict and this read: try again
                 raise RetryTransaction
             return record_from_row(row)
@@ -195,25 +174,10 @@ class SqlBackend(ResultsBackend):
         return self._write_id(result_id, write)
 
     def upsert(self, result_id: str, record: Record) -> None:
-        if self._direct is not None:
-            statement = self._compiled["upsert"]
-            params = statement.params(row_values(result_id, record))
-            self._direct.transaction(lambda conn: conn.execute(statement.sql, params))
-            return
-        self._write_id(
-            result_id, lambda c: c.execute(self._sql.upsert, row_values(result_id, record))
-        )
+        self._write_id(result_id, lambda rows: rows.count("upsert", row_values(result_id, record)))
 
     def delete(self, result_id: str) -> bool:
-        if self._direct is not None:
-            statement = self._compiled["delete"]
-            params = statement.params({"id": result_id})
-            return self._direct.transaction(
-                lambda conn: conn.execute(statement.sql, params).rowcount > 0
-            )
-        return self._write_id(
-            result_id, lambda c: c.execute(self._sql.delete, {"id": result_id}).rowcount > 0
-        )
+        return self._write_id(result_id, lambda rows: rows.count("delete", {"id": result_id}) > 0)
 
     def clear(self) -> None:
         self._run_write(lambda c: c.execute(self._sql.clear))
@@ -236,14 +200,12 @@ class SqlBackend(ResultsBackend):
     ) -> contextlib.AbstractContextManager[None]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.is_sqlite:
-            database = make_url(self.database_url).database or ""
-            lock_dir = sqlite_lock_dir(database)
+            lock_dir = sqlite_lock_dir(self._engine.url.database or "")
             return id_file_lock(lock_dir, result_id, wait, self.location)
         return PgLock(self._lock_engine(), self, result_id, wait, self.location)
 
     def close(self) -> None:
-        if self._direct is not None:
-            self._direct.close()
+        self._rows.close()
         self._engine.dispose()
         if self._locks is not None:
             self._locks.dispose()
@@ -262,35 +224,22 @@ class SqlBackend(ResultsBackend):
             statement_timeout=self.bounds.statement_timeout,
         )
 
-    def _insert_direct(
-        self, conn: sqlite3.Connection, result_id: str, record: Record
-    ) -> Record | None:
-        """``insert`` inside a direct SQLite write transaction (BEGIN IMMEDIATE holds
-        the write lock, so the conflicting row cannot vanish before it is read)."""
-        insert, read = self._compiled["insert"], self._compiled["read"]
-        if conn.execute(insert.sql, insert.params(row_values(result_id, record))).fetchone():
-            return None
-        return record_from_row(conn.execute(read.sql, read.params({"id": result_id})).fetchone())
+    def _row_runner(self) -> RowRunner:
+        """Straight on the driver for sqlite3 and psycopg; else through SQLAlchemy Core."""
+        driver = self._engine.dialect.driver
+        if driver == "pysqlite":
+            return SqliteRowRunner(
+                self._engine.url.database or "",
+                compiled_statements(self._sql, self._engine.dialect),
+                busy_timeout=self.busy_timeout,
+                location=self.location,
+            )
+        engine, timeout, location = self._engine, self.busy_timeout, self.location
+        if driver == "psycopg":
+            from results_flow.backends.pg_runner import PsycopgRowRunner  # an optional extra
 
-    def _create_engine(self) -> Engine:
-        # No pre-ping: it cost a round trip per call. A connection that died in the pool
-        # fails its first use; reads retry once, writes retry when nothing was sent.
-        options: dict[str, Any] = dict(self._engine_options)
-        if self.is_sqlite_url:
-            options.setdefault(
-                "connect_args", {"timeout": self.busy_timeout, "check_same_thread": False}
-            )
-            engine = sa.create_engine(self.database_url, **options)
-            event.listen(
-                engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, self.busy_timeout)
-            )
-            event.listen(engine, "begin", begin_sqlite)
-            return engine
-        options["connect_args"] = {
-            **self.bounds.psycopg_connect_args(),
-            **options.get("connect_args", {}),
-        }
-        return sa.create_engine(self._engine_url, **options)
+            return PsycopgRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
+        return CoreRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
 
     def _lock_engine(self) -> Engine:
         with self._locks_guard:
@@ -298,39 +247,26 @@ class SqlBackend(ResultsBackend):
                 self._locks = lock_engine(self._engine_url, self.bounds)
             return self._locks
 
-    def _create_table(self, conn: Connection) -> None:
-        if conn.dialect.name == "postgresql":
-            # Many workers may open a new store at once; CREATE TABLE IF NOT EXISTS still races.
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY})
-        self.table.metadata.create_all(conn, checkfirst=True)
-
     def _run_read(self, work: Callable[[Connection], T]) -> T:
-        retried = False
-        while True:
-            try:
-                with self._read_engine.connect() as conn:
-                    return work(conn)
-            except sa.exc.DBAPIError as exc:
-                # A connection that died in the pool (server restart, idle timeout): the
-                # pool is invalidated, so one retry gets a fresh connection.
-                if exc.connection_invalidated and not retried:
-                    retried = True
-                    continue
-                raise mapped_error(exc, self.location) from exc
-            except sa.exc.SQLAlchemyError as exc:
-                raise mapped_error(exc, self.location) from exc
+        return transaction(
+            self._read_engine,
+            work,
+            write=False,
+            busy_timeout=self.busy_timeout,
+            location=self.location,
+        )
 
-    def _write_id(self, result_id: str, work: Callable[[Connection], T]) -> T:
+    def _run_write(self, work: Callable[[Connection], T]) -> T:
+        return transaction(
+            self._engine, work, busy_timeout=self.busy_timeout, location=self.location
+        )
+
+    def _write_id(self, result_id: str, work: Callable[[RowTransaction], T]) -> T:
         """A write to one ID: in the lock's own session when this context holds its lock."""
         held = held_lock(self, result_id)
         if held is not None:
-            return held.run_write(work)
-        return self._run_write(work)
-
-    def _run_write(self, work: Callable[[Connection], T]) -> T:
-        return write_transaction(
-            self.engine, work, busy_timeout=self.busy_timeout, location=self.location
-        )
+            return held.run_write(lambda conn: work(CoreTransaction(conn, self._sql)))
+        return self._rows.write(work)
 
 
 def _dispose_after_fork(backend: SqlBackend | None) -> None:

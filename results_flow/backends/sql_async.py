@@ -6,50 +6,34 @@ event loop never blocks on the database.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from results_flow.backends.base import AsyncResultsBackend, chunked, unique
-from results_flow.backends.locks import (
-    ADVISORY_UNLOCK,
-    TRY_ADVISORY_LOCK,
-    held_in_thread,
-    id_file_lock,
-    sqlite_lock_dir,
-)
+from results_flow.backends.locks import held_in_thread, id_file_lock, sqlite_lock_dir
 from results_flow.backends.pg_bounds import PgBounds
-from results_flow.backends.sql_schema import (
-    CREATE_LOCK_KEY,
-    DEFAULT_TABLE,
-    DRIVER_ERRORS,
+from results_flow.backends.pg_lock import apg_lock
+from results_flow.backends.sql_engine import (
     RetryTransaction,
+    atransaction,
+    make_engine,
+    read_engine,
+)
+from results_flow.backends.sql_statements import (
+    DEFAULT_TABLE,
     Statements,
-    apply_sqlite_settings,
-    begin_sqlite,
-    is_busy,
-    mapped_error,
+    create_records_table,
     record_from_row,
     records_table,
     row_values,
 )
 from results_flow.backends.urls import database_url, mask_url
-from results_flow.errors import LockTimeoutError, ResultsFlowError, StoreBusyError
 from results_flow.records import Record
-from results_flow.settings import (
-    BUSY_RETRY_SECONDS,
-    LOCK_POLL_SECONDS,
-    SQL_IDS_PER_STATEMENT,
-    SQLITE_BUSY_TIMEOUT,
-    STORE_LOCK_TIMEOUT,
-)
+from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
 T = TypeVar("T")
 
@@ -81,7 +65,15 @@ class AsyncSqlBackend(AsyncResultsBackend):
             statement_timeout=statement_timeout,
         )
         self.table = records_table(table, schema)
-        self.engine = self._create_engine()
+        # The same engine settings as SqlBackend's (aiosqlite runs its own thread).
+        self.engine = make_engine(
+            self._engine_url,
+            busy_timeout=busy_timeout,
+            bounds=self.bounds,
+            options=self._engine_options,
+            async_=True,
+        )
+        self._read_engine = read_engine(self.engine)
         self._sql = Statements(self.table, self.engine.dialect)
         self._table_ready = False
 
@@ -166,65 +158,14 @@ class AsyncSqlBackend(AsyncResultsBackend):
             return held_in_thread(
                 lambda: id_file_lock(sqlite_lock_dir(path), result_id, wait, self.location)
             )
-        return self._advisory_lock(result_id, wait)
-
-    @contextlib.asynccontextmanager
-    async def _advisory_lock(self, result_id: str, timeout: float) -> AsyncIterator[None]:
-        """``SqlBackend``'s PostgreSQL session lock, awaited."""
-        key = {"id": result_id}
-        deadline = time.monotonic() + timeout
-        try:
-            conn = await self.engine.connect()
-        except DRIVER_ERRORS as exc:
-            raise mapped_error(exc, self.location) from exc
-        try:
-            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            while not await self._try_lock(conn, key):
-                if time.monotonic() > deadline:
-                    raise LockTimeoutError(
-                        f"lock on {result_id!r} in {self.location} not acquired within {timeout}s"
-                    )
-                await asyncio.sleep(LOCK_POLL_SECONDS)
-            try:
-                yield
-            finally:
-                await conn.execute(ADVISORY_UNLOCK, key)
-        finally:
-            await conn.close()
-
-    async def _try_lock(self, conn: AsyncConnection, key: dict[str, str]) -> bool:
-        try:
-            return bool((await conn.execute(TRY_ADVISORY_LOCK, key)).scalar_one())
-        except DRIVER_ERRORS as exc:
-            raise mapped_error(exc, self.location) from exc
-
-    def _create_engine(self) -> AsyncEngine:
-        # The same options as SqlBackend's engine (aiosqlite has its own thread).
-        options: dict[str, Any] = dict(self._engine_options)
-        if make_url(self.database_url).get_backend_name() == "sqlite":
-            options.setdefault("connect_args", {"timeout": self.busy_timeout})
-            engine = create_async_engine(self.database_url, **options)
-            event.listen(
-                engine.sync_engine,
-                "connect",
-                lambda dbapi, _: apply_sqlite_settings(dbapi, self.busy_timeout),
-            )
-            event.listen(engine.sync_engine, "begin", begin_sqlite)
-            return engine
-        # No pre-ping (a round trip per call); a dead pooled connection is retried once.
-        options.setdefault("connect_args", self.bounds.asyncpg_connect_args())
-        return create_async_engine(self._engine_url, **options)
+        return apg_lock(self.engine, result_id, wait, self.location)
 
     async def _ensure_table(self) -> None:
         if self._table_ready:
             return
 
         async def create(conn: AsyncConnection) -> None:
-            if conn.dialect.name == "postgresql":
-                await conn.execute(
-                    sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY}
-                )
-            await conn.run_sync(self.table.metadata.create_all, checkfirst=True)
+            await conn.run_sync(create_records_table, self.table)
 
         await self._transaction(create, write=True)
         self._table_ready = True
@@ -236,33 +177,10 @@ class AsyncSqlBackend(AsyncResultsBackend):
     async def _transaction(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
     ) -> T:
-        """One transaction; writes retried on SQLITE_BUSY until the deadline, and
-        whenever ``work`` raises ``RetryTransaction``."""
-        deadline = time.monotonic() + self.busy_timeout
-        reconnected = False
-        while True:
-            worked = False
-            try:
-                async with self.engine.connect() as conn:
-                    if write:
-                        conn = await conn.execution_options(results_flow_write=True)
-                    async with conn.begin():
-                        result = await work(conn)
-                        worked = True
-                return result
-            except RetryTransaction:
-                continue
-            except ResultsFlowError:
-                raise  # our own errors (some are OSErrors) pass through unmapped
-            except DRIVER_ERRORS as exc:
-                dead = isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
-                if dead and not worked and not reconnected:
-                    reconnected = True  # a connection that died in the pool: once more
-                    continue
-                if write and is_busy(exc) and time.monotonic() < deadline:
-                    await asyncio.sleep(BUSY_RETRY_SECONDS)
-                    continue
-                error = mapped_error(exc, self.location)
-                if isinstance(error, StoreBusyError):
-                    error.add_note(f"gave up after {self.busy_timeout}s")
-                raise error from exc
+        return await atransaction(
+            self.engine if write else self._read_engine,
+            work,
+            write=write,
+            busy_timeout=self.busy_timeout,
+            location=self.location,
+        )

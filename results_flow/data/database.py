@@ -17,15 +17,9 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import ValidationError
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from results_flow.backends.sql_schema import (
-    apply_sqlite_settings,
-    begin_sqlite,
-    mapped_error,
-    write_transaction,
-)
+from results_flow.backends.sql_engine import make_engine, mapped_error, transaction
 from results_flow.backends.urls import database_url, mask_url
 from results_flow.data.datasource import (
     DataKind,
@@ -451,7 +445,7 @@ class DatabaseDataManager(DataManager):
                 self._check_ready(conn)
             return work(conn)
 
-        return write_transaction(
+        return transaction(
             self.engine, checked, busy_timeout=self.busy_timeout, location=self.location
         )
 
@@ -525,15 +519,9 @@ def _qualified(table: str, schema: str | None) -> str:
 
 def _create_engine(url: str, busy_timeout: float) -> Engine:
     """An engine on ``url`` (psycopg 3 for PostgreSQL; WAL and BEGIN IMMEDIATE on SQLite)."""
-    url = database_url(url, "sync")
-    parsed = make_url(url)
+    parsed = make_url(database_url(url, "sync"))
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(
-            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}
-        )
-        event.listen(engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, busy_timeout))
-        event.listen(engine, "begin", begin_sqlite)
-        return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+        return make_engine(parsed, busy_timeout=busy_timeout)
+    return make_engine(parsed, busy_timeout=busy_timeout, options={"pool_pre_ping": True})

@@ -409,6 +409,44 @@ def test_a_statement_past_the_statement_timeout_is_store_unavailable(postgres_ur
     assert "statement timeout" in str(error)
 
 
+def test_calls_survive_pooled_connections_the_server_ended(postgres_url: str) -> None:
+    """Issue 12 item 2: no pre-ping, so a pooled connection that died (a server restart,
+    an idle timeout) fails its first use; every call gets one fresh connection instead."""
+    name = f"rf_{uuid.uuid4().hex[:8]}"
+    with ResultsManager.from_url(f"{postgres_url}?application_name={name}") as rm:
+        rm.set("gone/a", Item(index=1, writer="a"))
+        calls: dict[str, Callable[[], object]] = {
+            "get": lambda: rm.get("gone/a", Item).index,
+            "exists": lambda: rm.exists("gone/a"),
+            "get_many": lambda: sorted(rm.get_many(["gone/a", "gone/b"], Item)),
+            "list_ids": lambda: rm.list_ids("gone"),
+            "set": lambda: rm.set("gone/b", Item(index=2, writer="b")),
+        }
+        found = {}
+        for call_name, call in calls.items():
+            admin = _admin(postgres_url)
+            try:
+                with admin.connect() as conn:
+                    ended = conn.execute(
+                        sa.text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                            " WHERE application_name = :name"
+                        ),
+                        {"name": name},
+                    ).scalar_one()
+            finally:
+                admin.dispose()
+            assert ended >= 1, call_name  # the store's pooled connection is gone
+            found[call_name] = call()
+    assert found == {
+        "get": 1,
+        "exists": True,
+        "get_many": ["gone/a"],
+        "list_ids": ["gone/a"],
+        "set": True,
+    }
+
+
 def test_bounds_come_from_the_url_or_keywords_and_reject_nonsense() -> None:
     url = sa.engine.make_url("postgresql+psycopg://u@h/db?connect_timeout=3&sslmode=disable")
     bounds, rest = PgBounds.from_url(url, statement_timeout=5)

@@ -1,0 +1,90 @@
+"""``PsycopgRowRunner``: PostgreSQL one-row reads straight on a pooled psycopg connection.
+
+bench/store.py put a ``get`` through SQLAlchemy Core at 3.5x a raw psycopg SELECT: the
+per-call connection wrapper, events, isolation switches and result wrapping cost more
+than the round trip. This runner takes a connection from the store's own pool (the
+same bounded pool, connect arguments and ``pg_bounds`` timeouts), runs the SQL that
+``Statements`` compiled for psycopg in autocommit (one statement, no BEGIN/ROLLBACK),
+and gives the connection back. A connection that died in the pool is invalidated and
+the read runs once more, as ``sql_engine.Retry`` says for every SQL path. Writes go
+through SQLAlchemy Core (``CoreRowRunner``): they wait for a commit anyway.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+from sqlalchemy.engine import Engine
+
+from results_flow.backends.sql_engine import Retry, retrying
+from results_flow.backends.sql_runner import CoreRowRunner, Row, RowTransaction
+from results_flow.backends.sql_statements import CompiledStatement, Statements, compiled_statements
+
+T = TypeVar("T")
+
+
+class PsycopgRowRunner:
+    """``RowRunner`` on the psycopg connections of ``engine``'s pool."""
+
+    def __init__(
+        self, engine: Engine, statements: Statements, *, busy_timeout: float, location: str
+    ) -> None:
+        self.engine = engine
+        # Positional ``%s`` parameters: the tuple ``CompiledStatement.params`` makes.
+        positional = PGDialect_psycopg(paramstyle="format")  # type: ignore[no-untyped-call]
+        self.statements = compiled_statements(statements, positional)
+        self.location = location
+        self._core = CoreRowRunner(engine, statements, busy_timeout=busy_timeout, location=location)
+
+    def first(self, name: str, values: dict[str, Any]) -> Row | None:
+        statement = self.statements[name]
+        params = statement.params(values)
+        # Reads are never retried on busy; the busy timeout plays no part.
+        retry = Retry(write=False, busy_timeout=0.0, location=self.location)
+        return retrying(lambda _: self._first(statement, params), retry)
+
+    def write(self, work: Callable[[RowTransaction], T]) -> T:
+        return self._core.write(work)
+
+    def close(self) -> None:
+        """Nothing of its own: the connections belong to the engine's pool."""
+
+    def _first(self, statement: CompiledStatement, params: tuple[Any, ...]) -> Row | None:
+        """One autocommit SELECT on a pooled connection.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the driver failed, wrapped as SQLAlchemy wraps
+                it, ``connection_invalidated`` when the connection was dead.
+        """
+        try:
+            pooled = self.engine.raw_connection()
+        except psycopg.Error as exc:  # the pool hands out the driver's connect errors raw
+            raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+        conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
+        try:
+            conn.autocommit = True
+            return conn.execute(statement.sql, params).fetchone()
+        except psycopg.Error as exc:
+            dead = conn.closed or conn.broken  # SQLAlchemy's psycopg dialect asks the same
+            if dead:
+                pooled.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                statement.sql, params, exc, psycopg.Error, connection_invalidated=dead
+            ) from exc
+        finally:
+            _give_back(pooled, conn)
+
+
+def _give_back(pooled: Any, conn: psycopg.Connection[Any]) -> None:
+    """Return a connection to the pool as the pool's other users expect it: out of
+    autocommit (they run transactions), or discarded when it cannot be switched back."""
+    try:
+        if not conn.closed:
+            conn.autocommit = False
+    except psycopg.Error as exc:
+        pooled.invalidate(exc)
+    pooled.close()

@@ -1,0 +1,108 @@
+"""Row runners: how ``SqlBackend`` runs its one-row statements (read, exists, insert,
+upsert, delete), by name.
+
+A runner fetches one row or runs one write transaction; ``SqlBackend`` does not know
+which runner it has. ``CoreRowRunner`` goes through SQLAlchemy Core; the driver runners
+(``sqlite_runner``, ``pg_runner``) run the same statements, compiled once, straight on
+the driver, because SQLAlchemy's per-call work cost many times a one-row query. Every
+runner retries and maps errors as ``sql_engine.Retry`` says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+
+from results_flow.backends.sql_engine import read_engine, transaction
+from results_flow.backends.sql_statements import Statements
+
+T = TypeVar("T")
+
+#: A row as the driver returns it, in ``Statements.columns`` order.
+Row = Sequence[Any]
+
+
+class RowTransaction(Protocol):
+    """One-row statements inside a write transaction."""
+
+    def first(self, name: str, values: dict[str, Any]) -> Row | None:
+        """The first row the statement ``name`` returns, or None."""
+        ...
+
+    def count(self, name: str, values: dict[str, Any]) -> int:
+        """Run the statement ``name``; the number of rows it changed."""
+        ...
+
+
+class RowRunner(Protocol):
+    """Runs the one-row statements of one store."""
+
+    def first(self, name: str, values: dict[str, Any]) -> Row | None:
+        """The first row of the SELECT ``name``, read outside any write transaction.
+
+        Raises:
+            StoreError: the driver failed; mapped by ``sql_engine.mapped_error``.
+        """
+        ...
+
+    def write(self, work: Callable[[RowTransaction], T]) -> T:
+        """``work`` in one write transaction, retried as ``sql_engine.Retry`` says.
+
+        Raises:
+            StoreError: the driver failed; mapped by ``sql_engine.mapped_error``.
+        """
+        ...
+
+    def close(self) -> None:
+        """Close the connections the runner opened itself."""
+        ...
+
+
+class CoreTransaction:
+    """``RowTransaction`` on a SQLAlchemy connection."""
+
+    def __init__(self, conn: Connection, statements: Statements) -> None:
+        self.conn = conn
+        self.statements = statements
+
+    def first(self, name: str, values: dict[str, Any]) -> Row | None:
+        return self.conn.execute(getattr(self.statements, name), values).first()
+
+    def count(self, name: str, values: dict[str, Any]) -> int:
+        return self.conn.execute(getattr(self.statements, name), values).rowcount
+
+
+class CoreRowRunner:
+    """``RowRunner`` through SQLAlchemy Core, on pooled connections of ``engine``."""
+
+    def __init__(
+        self, engine: Engine, statements: Statements, *, busy_timeout: float, location: str
+    ) -> None:
+        self.engine = engine
+        self.read_engine = read_engine(engine)
+        self.statements = statements
+        self.busy_timeout = busy_timeout
+        self.location = location
+
+    def first(self, name: str, values: dict[str, Any]) -> Row | None:
+        statement = getattr(self.statements, name)
+        return transaction(
+            self.read_engine,
+            lambda conn: conn.execute(statement, values).first(),
+            write=False,
+            busy_timeout=self.busy_timeout,
+            location=self.location,
+        )
+
+    def write(self, work: Callable[[RowTransaction], T]) -> T:
+        return transaction(
+            self.engine,
+            lambda conn: work(CoreTransaction(conn, self.statements)),
+            busy_timeout=self.busy_timeout,
+            location=self.location,
+        )
+
+    def close(self) -> None:
+        """Nothing of its own: the engine's owner disposes it."""

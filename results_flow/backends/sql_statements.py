@@ -1,0 +1,190 @@
+"""The records table, the SQL of every store operation, and the row codec.
+
+One table, the ID as primary key. Conflicts are settled by the database with the
+dialect's ``INSERT ... ON CONFLICT``; never by a read followed by a write. On
+PostgreSQL the ID column uses the "C" collation so ordering and prefix ranges are
+bytewise, exactly as on SQLite and in Python. Sync and async backends, and every row
+runner, use these statements; nothing else writes SQL for the records table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from results_flow.errors import CorruptRecordError
+from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
+from results_flow.records import Record, parse_time
+
+DEFAULT_TABLE = "results_flow_records"
+#: Serializes CREATE TABLE across processes on PostgreSQL (an arbitrary constant key).
+CREATE_LOCK_KEY = 0x52464C4F57  # "RFLOW"
+#: The statements a row runner runs by name: one row read, checked or written.
+ONE_ROW = ("read", "exists", "insert", "upsert", "delete")
+#: The bind names of a full row, in ``row_values`` order.
+ROW_KEYS = ("id", "model_type", "namespace", "data", "metadata", "created_at", "updated_at")
+
+
+def records_table(name: str = DEFAULT_TABLE, schema: str | None = None) -> sa.Table:
+    """The records table; one per store."""
+    id_type = sa.String(MAX_ID_BYTES).with_variant(
+        sa.String(MAX_ID_BYTES, collation="C"), "postgresql"
+    )
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("id", id_type, primary_key=True),
+        sa.Column("model_type", sa.String(255), nullable=False),
+        sa.Column("namespace", sa.String(255), nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
+        sa.Column("metadata", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        schema=schema,
+    )
+
+
+def create_records_table(conn: Connection, table: sa.Table) -> None:
+    """Create ``table`` unless it exists (the async backend runs this through ``run_sync``)."""
+    if conn.dialect.name == "postgresql":
+        # Many workers may open a new store at once; CREATE TABLE IF NOT EXISTS still races.
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY})
+    table.metadata.create_all(conn, checkfirst=True)
+
+
+class Statements:
+    """The SQL of every backend operation, built once per table and dialect."""
+
+    def __init__(self, table: sa.Table, dialect: Dialect) -> None:
+        self.table = table
+        self.dialect_name = dialect.name
+        c = table.c
+        self.columns = (
+            c.id,
+            c.model_type,
+            c.namespace,
+            c.data,
+            c.metadata,
+            c.created_at,
+            c.updated_at,
+        )
+        self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
+        self.exists = sa.select(c.id).where(c.id == sa.bindparam("id"))
+        # Batches bind their IDs as ONE parameter (an array, or JSON text for SQLite) and
+        # join it as a table: an expanding IN renders and binds a parameter per ID, which
+        # cost PostgreSQL more than running the query, and ``id = ANY(array)`` let
+        # PostgreSQL's generic plan scan the table, testing every row against every ID.
+        # ``batch`` makes the parameters.
+        if dialect.name == "postgresql":
+            ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text))
+            in_batch = c.id.in_(sa.select(sa.func.unnest(ids)))
+        else:
+            listed = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
+            in_batch = c.id.in_(sa.select(listed.c.value))
+        self.read_many = sa.select(*self.columns).where(in_batch)
+        self.exists_many = sa.select(c.id).where(in_batch)
+        self.delete = sa.delete(table).where(c.id == sa.bindparam("id"))
+        self.clear = sa.delete(table)
+        insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
+        # RETURNING says whether the row went in; rowcount is not reliable for every driver.
+        self.insert = insert.on_conflict_do_nothing(index_elements=[c.id]).returning(c.id)
+        self.upsert = insert.on_conflict_do_update(
+            index_elements=[c.id],
+            set_={
+                name: insert.excluded[name]
+                for name in ("model_type", "namespace", "data", "metadata", "updated_at")
+            },
+        )
+
+    def batch(self, result_ids: Sequence[str]) -> dict[str, list[str] | str]:
+        """The parameters of ``read_many`` and ``exists_many`` for ``result_ids``."""
+        ids = list(result_ids)
+        return {"ids": ids if self.dialect_name == "postgresql" else json.dumps(ids)}
+
+    def list_ids(self, prefix: str | None) -> sa.Select[str]:
+        """IDs equal to ``prefix`` or below it by whole segments, sorted."""
+        c = self.table.c
+        query = sa.select(c.id).order_by(c.id)
+        if prefix is None:
+            return query
+        # One index range, read in key order (no sort): ``id = p OR (p/ <= id < p0)``
+        # became two index searches and a temporary B-tree for ORDER BY on SQLite. The
+        # OR only filters IDs inside the range that extend p's last segment (``p-x``).
+        in_range = sa.and_(c.id >= prefix, c.id < prefix_upper_bound(prefix))
+        return query.where(in_range, sa.or_(c.id == prefix, c.id >= prefix + "/"))
+
+
+class CompiledStatement:
+    """A Core statement compiled once for a driver: its SQL text and how to order and
+    convert its parameters, so a row runner can skip SQLAlchemy on every call."""
+
+    def __init__(self, statement: sa.ClauseElement, table: sa.Table, dialect: Dialect) -> None:
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(ROW_KEYS)))
+        self.sql = str(compiled)
+        self.names = tuple(compiled.positiontup or ())
+        # The column types' own conversions (datetimes to SQLAlchemy's SQLite text format),
+        # so rows written here and through Core look the same.
+        self.processors = tuple(table.c[name].type.bind_processor(dialect) for name in self.names)
+        self.by_id_only = self.names == ("id",) and self.processors == (None,)
+
+    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        """The positional parameters for ``values``."""
+        if self.by_id_only:  # the one-ID lookups behind every get and exists
+            return (values["id"],)
+        return tuple(
+            values[name] if convert is None else convert(values[name])
+            for name, convert in zip(self.names, self.processors, strict=True)
+        )
+
+
+def compiled_statements(statements: Statements, dialect: Dialect) -> dict[str, CompiledStatement]:
+    """The one-row statements (``ONE_ROW``) compiled for ``dialect``'s driver."""
+    return {
+        name: CompiledStatement(getattr(statements, name), statements.table, dialect)
+        for name in ONE_ROW
+    }
+
+
+def row_values(result_id: str, record: Record) -> dict[str, Any]:
+    """The bind values that store ``record`` under ``result_id``."""
+    return {
+        "id": result_id,
+        "model_type": record.model_type,
+        "namespace": record.namespace,
+        "data": record.data,
+        "metadata": json.dumps(record.metadata, ensure_ascii=False),
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+    }
+
+
+def record_from_row(row: Sequence[Any]) -> Record:
+    """A ``Record`` from a row of ``Statements.columns``.
+
+    Raises:
+        CorruptRecordError: the row's metadata is not a JSON object, or a time is not
+            a time (a row written by hand or by another program); names the ID.
+    """
+    result_id, model_type, namespace, data, metadata, created_at, updated_at = row
+    try:
+        decoded = {} if metadata == "{}" else json.loads(metadata)
+        if not isinstance(decoded, dict):
+            raise TypeError(f"metadata is a JSON {type(decoded).__name__}, not an object")
+        return Record(
+            model_type=model_type,
+            namespace=namespace,
+            data=data,
+            created_at=parse_time(created_at),
+            updated_at=parse_time(updated_at),
+            metadata=decoded,
+        )
+    except (TypeError, ValueError) as exc:
+        raise CorruptRecordError(
+            f"the row of result ID {result_id!r} is a damaged results_flow record: {exc}"
+        ) from exc
