@@ -85,7 +85,7 @@ def fill(
     """Put records ``start..stop`` into the store the fastest way its backend allows."""
     backend = manager.backend
     if isinstance(backend, SqlBackend):
-        from results_flow.backends.sql_schema import row_values
+        from results_flow.backends.sql_statements import row_values
 
         insert = sa.insert(backend.table)
         for low in range(start, stop, FILL_BATCH):
