@@ -18,7 +18,7 @@ from results_flow.data.etl import (
 )
 from results_flow.data.extract import ExtractedData, Extractor, RawTable
 from results_flow.data.files import CsvOptions, File
-from results_flow.data.manager import DataManager, StatelessDataManager
+from results_flow.data.data_manager import DataManager, StatelessDataManager
 from results_flow.data.messages import Severity, ValidationMessage, ValidationResult
 from results_flow.data.schemas import FileFormat, FileSchema, ForeignKey, TableSchema, schema
 from results_flow.data.stateful import StartupError, StatefulDataManager

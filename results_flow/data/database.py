@@ -30,7 +30,7 @@ from results_flow.data.datasource import (
     validate_rows,
 )
 from results_flow.data.etl import ETLFactory, ETLPipeline, ETLResult, Files
-from results_flow.data.manager import DataManager
+from results_flow.data.data_manager import DataManager
 from results_flow.data.messages import ValidationResult
 from results_flow.data.schemas import FileSchema, TableSchema, table_schemas
 from results_flow.data.sql_rows import insert_rows, select_rows

@@ -43,7 +43,7 @@ from results_flow.data.columns import ColumnSpec
 from results_flow.data.datasource import DataTable, table_model, validate_rows
 from results_flow.data.etl import DataSourceLoader, ETLPipeline, ETLResult, Files, files_by_name
 from results_flow.data.extract import ExtractedData, RawTable
-from results_flow.data.manager import DataManager
+from results_flow.data.data_manager import DataManager
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import TableSchema
 from results_flow.data.transform import Tables
