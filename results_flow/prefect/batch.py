@@ -25,7 +25,7 @@ from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
 from results_flow.prefect.chunks import ItemOutcome, chunk_task
-from results_flow.prefect.decorator import check_runner_reaches, runtime_of
+from results_flow.prefect.decorator import check_runner_reaches, keeper_of
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
 from results_flow.prefect.runtime import CACHED_STATE_NAME, logger
@@ -113,20 +113,20 @@ def results_map(
             many failed and their IDs).
     """
     started = time.perf_counter()
-    runtime = runtime_of(task)
+    keeper = keeper_of(task)
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"results_map {task.name!r}: chunk_size must be at least 1")
-    calls_kwargs = _expand(task, runtime.bind_names(), iterables, keyword_iterables)
+    calls_kwargs = _expand(task, keeper.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
     ids = [
-        runtime.call(task.name, runtime.bind((), kwargs), flow_name).result_id
+        keeper.call(task.name, keeper.bind((), kwargs), flow_name).result_id
         for kwargs in calls_kwargs
     ]
     unique_ids = list(dict.fromkeys(ids))
     # Stored results that no longer validate never stop the rest from being submitted:
     # "recompute" submits them too; "raise" raises after the others have run.
-    found, invalid = runtime.stored_results(unique_ids, task)
-    held_back = set(invalid) if runtime.on_invalid == "raise" else set()
+    found, invalid = keeper.stored_results(unique_ids, task)
+    held_back = set(invalid) if keeper.on_invalid == "raise" else set()
     first_index = {rid: i for i, rid in reversed(list(enumerate(ids)))}
     missing = [rid for rid in unique_ids if rid not in found and rid not in held_back]
     log = _logger()
@@ -168,7 +168,7 @@ def results_map(
             found[rid] = result
     computed_ids = {rid for rid in missing if tally.outcomes[rid].computed}
     if held_back:
-        runtime.invalid_found(invalid, total=len(unique_ids))
+        keeper.invalid_found(invalid, total=len(unique_ids))
     results = [found[rid] for rid in ids]
     computed = sum(1 for rid in ids if rid in computed_ids)
     report = ResumeResults(
