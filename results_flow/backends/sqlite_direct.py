@@ -28,6 +28,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from results_flow.backends.sql_schema import apply_sqlite_settings, mapped_error
+from results_flow.errors import StoreBusyError
 
 T = TypeVar("T")
 
@@ -74,6 +75,9 @@ class SqliteDirect:
         # Reentrant: a thread-exit release may run while this thread holds the guard.
         self._opened: dict[int, sqlite3.Connection] = {}
         self._guard = threading.RLock()
+        # This process's writers queue here rather than in SQLite's busy handler, which
+        # sleeps in steps of up to 100 ms: 8 threads writing at once ran 3x slower.
+        self._writer = threading.Lock()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget_after_fork(ref()))
 
@@ -92,26 +96,35 @@ class SqliteDirect:
     def transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``work`` in one ``BEGIN IMMEDIATE`` transaction, committed or rolled back.
 
-        The connection's busy timeout makes BEGIN IMMEDIATE wait for other writers.
+        Writers of this process take turns on a lock first; the connection's busy
+        timeout makes BEGIN IMMEDIATE wait for other processes' writers.
 
         Raises:
             StoreBusyError: still locked by other writers after the busy timeout.
             StoreError: any other driver failure.
         """
         conn = self._connection()
+        if not self._writer.acquire(timeout=self.busy_timeout):
+            raise StoreBusyError(
+                f"{self.location} stayed locked by other writers of this process for "
+                f"{self.busy_timeout}s"
+            )
         try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._mapped(exc, "BEGIN IMMEDIATE", ()) from exc
-        try:
-            result = work(conn)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise self._mapped(exc, "write", ()) from exc
-            raise
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise self._mapped(exc, "BEGIN IMMEDIATE", ()) from exc
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._mapped(exc, "write", ()) from exc
+                raise
+        finally:
+            self._writer.release()
         return result
 
     def close(self) -> None:
@@ -187,5 +200,6 @@ def _forget_after_fork(direct: SqliteDirect | None) -> None:
     """In a forked child: drop (without closing) the connections the parent opened."""
     if direct is not None:
         direct._guard = threading.RLock()
+        direct._writer = threading.Lock()
         direct._opened = {}
         direct._local = threading.local()
