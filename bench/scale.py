@@ -171,12 +171,13 @@ def postgres_url() -> Iterator[str | None]:
         admin.dispose()
 
 
-def plan_seconds(url: str) -> float:
-    """``results_map`` over ``PLAN_ITEMS`` inputs whose results are all stored: the
-    call's own time (IDs, one batch read, nothing submitted), flow start excluded."""
+def plan_seconds(url: str, items: int = PLAN_ITEMS) -> float:
+    """``results_map`` over ``items`` inputs whose results are all stored: the call's own
+    time (IDs, one batch read, nothing submitted), flow start excluded. Also prints,
+    from the same flow run, the ID building and the batch read on their own."""
     from prefect import flow
 
-    from results_flow.prefect import results_map, results_task
+    from results_flow.prefect import result_id_for, results_map, results_task
 
     manager = ResultsManager.from_url(url)
 
@@ -184,18 +185,37 @@ def plan_seconds(url: str) -> float:
         return Point(name=f"p{i}", value=i / 3, count=i, tags=["a", "b"])
 
     task = results_task(manager=manager, id="plan/g{i}", name="point")(point)
-    fill(manager, 0, PLAN_ITEMS, id_of=lambda i: f"plan/g{i}")
+    fill(manager, 0, items, id_of=lambda i: f"plan/g{i}")
 
     @flow(name="scale-plan")
-    def plan() -> float:
-        done = results_map(task, range(PLAN_ITEMS))
+    def plan() -> tuple[float, float, float]:
+        done = results_map(task, range(items))
         if done.computed:
             raise RuntimeError(f"planning bench computed {done.computed} items")
-        return done.seconds
+        started = time.perf_counter()
+        ids = [result_id_for(task, i) for i in range(items)]
+        built = time.perf_counter() - started
+        started = time.perf_counter()
+        manager.get_many(ids, Point)
+        return done.seconds, built, time.perf_counter() - started
 
-    seconds: float = plan()
+    seconds, built, read = plan()
+    print(
+        f"planning {items:,} on {manager.backend.location}: results_map {seconds:.2f} s; "
+        f"in the same flow run, {items:,} result_id_for {built:.2f} s, one get_many "
+        f"{read:.2f} s; load average {os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
     manager.close()
     return seconds
+
+
+def plan_only(items: int) -> None:
+    """Only the planning runs, printed, BENCHMARKS.md left alone (for development)."""
+    with tempfile.TemporaryDirectory(prefix="rf-plan-") as tmp, postgres_url() as pg:
+        plan_seconds(f"sqlite:///{tmp}/plan.db", items)
+        if pg is not None:
+            plan_seconds(pg, items)
 
 
 def run(sizes_sql: tuple[int, ...], sizes_file: tuple[int, ...], plan: bool) -> None:
@@ -324,11 +344,20 @@ def main() -> None:
     parser.add_argument("--sizes", help="SQL store sizes, comma-separated (default 10k,100k,1M)")
     parser.add_argument("--file-sizes", help="file store sizes (default 10k,100k)")
     parser.add_argument("--no-plan", action="store_true", help="skip the results_map planning run")
+    parser.add_argument(
+        "--plan-only",
+        type=int,
+        metavar="ITEMS",
+        help="only time results_map planning over ITEMS stored items; print, write nothing",
+    )
     args = parser.parse_args()
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else SQL_SIZES
     files = tuple(int(s) for s in args.file_sizes.split(",")) if args.file_sizes else FILE_SIZES
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    if args.plan_only:
+        plan_only(args.plan_only)
+        return
     run(sizes, files, not args.no_plan)
 
 

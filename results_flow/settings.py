@@ -59,6 +59,10 @@ LOCK_POLL_SECONDS = 0.05
 LOCK_STRIPES = 1024
 #: How long an object-store lease lives unless renewed: a dead holder frees it soon.
 LEASE_TTL_SECONDS = 30.0
+#: Task runs ``results_map`` keeps submitted and unfinished at once: Prefect's default
+#: thread pool is unbounded, and 2,000 threads writing SQLite at once outwait its busy
+#: timeout; 32 still keeps a 2-process Dask cluster or a 16-thread pool busy.
+MAP_MAX_IN_FLIGHT = 32
 #: IDs bound in one SQL batch read: below SQLite's and PostgreSQL's parameter limits.
 SQL_IDS_PER_STATEMENT = 30_000
 #: Records one maintenance or transfer step reads and writes at a time: bounds memory.

@@ -7,10 +7,11 @@ for the SQLite dialect, so each statement is still defined once in SQLAlchemy Co
 a plain sqlite3 connection per thread with the same PRAGMAs. A SELECT runs in
 autocommit (one statement, one WAL snapshot); a write is one ``BEGIN IMMEDIATE`` ...
 ``COMMIT`` that rolls back on any error and is retried as every SQL write is
-(``sql_engine.Retry``). A thread's connection is closed when the thread ends (a
-long-lived worker makes fresh thread pools for every flow run, and kept connections ran
-it out of file descriptors), and ``close()`` closes those still open. A forked child
-drops the inherited connections at fork time.
+(``sql_engine.Retry``); this process's writers take turns on a lock before it. A
+thread's connection is closed when the thread ends (a long-lived worker makes fresh
+thread pools for every flow run, and kept connections ran it out of file descriptors),
+and ``close()`` closes those still open. A forked child drops the inherited connections
+at fork time.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from results_flow.backends.sql_engine import Retry, apply_sqlite_settings, mapped_error, retrying
 from results_flow.backends.sql_runner import Row, RowTransaction
 from results_flow.backends.sql_statements import CompiledStatement
+from results_flow.errors import StoreBusyError
 
 T = TypeVar("T")
 
@@ -53,6 +55,9 @@ class SqliteRowRunner:
         # Reentrant: a thread-exit release may run while this thread holds the guard.
         self._opened: dict[int, sqlite3.Connection] = {}
         self._guard = threading.RLock()
+        # This process's writers queue here rather than in SQLite's busy handler, which
+        # sleeps in steps of up to 100 ms: 8 threads writing at once ran 3x slower.
+        self._writer = threading.Lock()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget_after_fork(ref()))
 
@@ -79,7 +84,15 @@ class SqliteRowRunner:
             return result
 
         retry = Retry(write=True, busy_timeout=self.busy_timeout, location=self.location)
-        return retrying(attempt, retry)
+        if not self._writer.acquire(timeout=self.busy_timeout):
+            raise StoreBusyError(
+                f"{self.location} stayed locked by other writers of this process for "
+                f"{self.busy_timeout}s"
+            )
+        try:
+            return retrying(attempt, retry)
+        finally:
+            self._writer.release()
 
     def close(self) -> None:
         """Close every connection this runner opened, in any thread."""
@@ -183,5 +196,6 @@ def _forget_after_fork(runner: SqliteRowRunner | None) -> None:
     """In a forked child: drop (without closing) the connections the parent opened."""
     if runner is not None:
         runner._guard = threading.RLock()
+        runner._writer = threading.Lock()
         runner._opened = {}
         runner._local = threading.local()

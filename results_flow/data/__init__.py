@@ -6,6 +6,7 @@ from there, so that using the data layer does not import Prefect.
 """
 
 from results_flow.data.columns import ColumnSpec
+from results_flow.data.data_manager import DataManager, StatelessDataManager
 from results_flow.data.database import DatabaseDataManager
 from results_flow.data.datasource import DataKind, DataSource, DataTable
 from results_flow.data.etl import (
@@ -18,7 +19,6 @@ from results_flow.data.etl import (
 )
 from results_flow.data.extract import ExtractedData, Extractor, RawTable
 from results_flow.data.files import CsvOptions, File
-from results_flow.data.data_manager import DataManager, StatelessDataManager
 from results_flow.data.messages import Severity, ValidationMessage, ValidationResult
 from results_flow.data.schemas import FileFormat, FileSchema, ForeignKey, TableSchema, schema
 from results_flow.data.stateful import StartupError, StatefulDataManager

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from results_flow.backends.sql_engine import make_engine, mapped_error, transaction
 from results_flow.backends.urls import database_url, mask_url
+from results_flow.data.data_manager import DataManager
 from results_flow.data.datasource import (
     DataKind,
     DataSource,
@@ -30,7 +31,6 @@ from results_flow.data.datasource import (
     validate_rows,
 )
 from results_flow.data.etl import ETLFactory, ETLPipeline, ETLResult, Files
-from results_flow.data.data_manager import DataManager
 from results_flow.data.messages import ValidationResult
 from results_flow.data.schemas import FileSchema, TableSchema, table_schemas
 from results_flow.data.sql_rows import insert_rows, select_rows

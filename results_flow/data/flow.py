@@ -40,16 +40,16 @@ from prefect.utilities.annotations import quote
 from pydantic import BaseModel, Field
 
 from results_flow.data.columns import ColumnSpec
+from results_flow.data.data_manager import DataManager
 from results_flow.data.datasource import DataTable, table_model, validate_rows
 from results_flow.data.etl import DataSourceLoader, ETLPipeline, ETLResult, Files, files_by_name
 from results_flow.data.extract import ExtractedData, RawTable
-from results_flow.data.data_manager import DataManager
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import TableSchema
 from results_flow.data.transform import Tables
 from results_flow.data.validate import ChunkValidation
 from results_flow.errors import DataSourceExistsError, ETLFailedError
-from results_flow.ids import stable_key
+from results_flow.hashing import stable_key
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect import ResultsTask, results_task
 from results_flow.records import utc_now

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from results_flow.backends.atomic import create_atomic, write_atomic
+from results_flow.data.data_manager import DataManager
 from results_flow.data.datasource import DataSource, check_dataset_name
 from results_flow.data.etl import ETLFactory
-from results_flow.data.data_manager import DataManager
 from results_flow.data.schemas import FileSchema
 from results_flow.errors import CorruptDatasetError, DataError, StoreError
 

@@ -10,25 +10,28 @@ read, not N Prefect task runs.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import queue
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
 import anyio.to_thread
 from prefect import State, Task, get_run_logger
 from prefect.exceptions import MissingContextError
-from prefect.futures import PrefectFuture, as_completed, wait
+from prefect.futures import PrefectFuture, wait
 from prefect.utilities.annotations import BaseAnnotation, unmapped
 from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
 from results_flow.prefect.chunks import ItemOutcome, chunk_task
-from results_flow.prefect.decorator import check_runner_reaches, runtime_of
+from results_flow.prefect.decorator import check_runner_reaches, keeper_of
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
 from results_flow.prefect.runtime import CACHED_STATE_NAME, logger
+from results_flow.settings import MAP_MAX_IN_FLIGHT
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -72,6 +75,7 @@ def results_map(
     /,
     *iterables: Any,
     chunk_size: int | None = None,
+    max_in_flight: int | None = MAP_MAX_IN_FLIGHT,
     progress: bool | ProgressHook | None = None,
     **keyword_iterables: Any,
 ) -> ResumeResults[Any]:
@@ -93,6 +97,12 @@ def results_map(
         chunk_size: send the missing inputs in chunks of this many, one task run per
             chunk, instead of one task run per input. Each item is still stored under
             its own ID (the same as without chunks) as soon as it is computed.
+        max_in_flight: at most this many task runs (items, or chunks) submitted and not
+            yet finished at once; the next is submitted as one finishes. The default
+            (``MAP_MAX_IN_FLIGHT``, 32) keeps Prefect's unbounded default thread pool
+            from starting a thread per item, whose store writes would then queue past
+            the store's busy timeout; raise it for a larger Dask cluster. None: no bound
+            (everything submitted at once, as ``Task.map`` does).
         progress: a callable fed one ``MapProgress`` per distinct result ID as it is
             settled (stored ones first, then each as its run completes), in the
             caller's thread; or True for a rich progress bar.
@@ -106,27 +116,28 @@ def results_map(
         InvalidResultsError: stored results no longer validate and the task's
             ``on_invalid="raise"``; raised after every other input has run.
         ValueError: the iterables differ in length or name no parameter, or
-            ``chunk_size`` is below 1.
+            ``chunk_size`` or ``max_in_flight`` is below 1.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
         Exception: an upstream future's failure (noted with the parameter), or the first
             failure among the submitted runs, once all have finished (noted with how
             many failed and their IDs).
     """
     started = time.perf_counter()
-    runtime = runtime_of(task)
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"results_map {task.name!r}: chunk_size must be at least 1")
-    calls_kwargs = _expand(task, runtime.bind_names(), iterables, keyword_iterables)
+    keeper = keeper_of(task)
+    for name, bound in (("chunk_size", chunk_size), ("max_in_flight", max_in_flight)):
+        if bound is not None and bound < 1:
+            raise ValueError(f"results_map {task.name!r}: {name} must be at least 1")
+    calls_kwargs = _expand(task, keeper.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
     ids = [
-        runtime.call(task.name, runtime.bind((), kwargs), flow_name).result_id
+        keeper.call(task.name, keeper.bind((), kwargs), flow_name).result_id
         for kwargs in calls_kwargs
     ]
     unique_ids = list(dict.fromkeys(ids))
     # Stored results that no longer validate never stop the rest from being submitted:
     # "recompute" submits them too; "raise" raises after the others have run.
-    found, invalid = runtime.stored_results(unique_ids, task)
-    held_back = set(invalid) if runtime.on_invalid == "raise" else set()
+    found, invalid = keeper.stored_results(unique_ids, task)
+    held_back = set(invalid) if keeper.on_invalid == "raise" else set()
     first_index = {rid: i for i, rid in reversed(list(enumerate(ids)))}
     missing = [rid for rid in unique_ids if rid not in found and rid not in held_back]
     log = _logger()
@@ -143,22 +154,23 @@ def results_map(
             if rid in found:
                 tally.settle(rid, ItemOutcome(found[rid], computed=False))
         if chunk_size is None:
-            futures = {task.submit(**calls_kwargs[first_index[rid]]): rid for rid in missing}
-            for future in as_completed(list(futures)):
-                tally.settle(futures[future], _outcome_of(future))
+            finished = _bounded(
+                lambda rid: task.submit(**calls_kwargs[first_index[rid]]), missing, max_in_flight
+            )
+            for rid, future in finished:
+                tally.settle(rid, _outcome_of(future))
         else:
             check_runner_reaches(task)  # the chunk task carries the same store
             runner = chunk_task(task)
-            chunks = {
-                runner.submit(
+            chunks = (missing[i : i + chunk_size] for i in range(0, len(missing), chunk_size))
+            finished_chunks = _bounded(
+                lambda chunk: runner.submit(
                     [calls_kwargs[first_index[rid]] for rid in chunk], first_index[chunk[0]]
-                ): chunk
-                for chunk in (
-                    missing[i : i + chunk_size] for i in range(0, len(missing), chunk_size)
-                )
-            }
-            for future in as_completed(list(chunks)):
-                chunk = chunks[future]
+                ),
+                chunks,
+                max_in_flight,
+            )
+            for chunk, future in finished_chunks:
                 for rid, outcome in zip(chunk, _chunk_outcomes(future, len(chunk)), strict=True):
                     tally.settle(rid, outcome)
     _raise_failures(task, log, missing, tally.outcomes)
@@ -168,7 +180,7 @@ def results_map(
             found[rid] = result
     computed_ids = {rid for rid in missing if tally.outcomes[rid].computed}
     if held_back:
-        runtime.invalid_found(invalid, total=len(unique_ids))
+        keeper.invalid_found(invalid, total=len(unique_ids))
     results = [found[rid] for rid in ids]
     computed = sum(1 for rid in ids if rid in computed_ids)
     report = ResumeResults(
@@ -187,6 +199,7 @@ async def aresults_map(
     /,
     *iterables: Any,
     chunk_size: int | None = None,
+    max_in_flight: int | None = MAP_MAX_IN_FLIGHT,
     progress: bool | ProgressHook | None = None,
     **keyword_iterables: Any,
 ) -> ResumeResults[Any]:
@@ -201,6 +214,7 @@ async def aresults_map(
         task,
         *iterables,
         chunk_size=chunk_size,
+        max_in_flight=max_in_flight,
         progress=progress,
         **keyword_iterables,
     )
@@ -228,6 +242,29 @@ class _Tally:
                     total=self.total,
                 )
             )
+
+
+W = TypeVar("W")
+
+
+def _bounded(
+    submit: Callable[[W], PrefectFuture[Any]], work: Iterable[W], limit: int | None
+) -> Iterator[tuple[W, PrefectFuture[Any]]]:
+    """Submit each piece of ``work``, keeping at most ``limit`` runs unfinished at once;
+    yield each piece with its future as the run finishes (None: submit all at once)."""
+    finished: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
+    pending: dict[PrefectFuture[Any], W] = {}
+    remaining = iter(work)
+    while True:
+        room = None if limit is None else limit - len(pending)
+        for piece in itertools.islice(remaining, room):
+            future = submit(piece)
+            pending[future] = piece
+            future.add_done_callback(finished.put)
+        if not pending:
+            return
+        future = finished.get()
+        yield pending.pop(future), future
 
 
 def _outcome_of(future: PrefectFuture[Any]) -> ItemOutcome:

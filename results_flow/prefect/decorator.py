@@ -24,12 +24,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from results_flow.errors import ModelRegistryError, ResultsTaskError
-from results_flow.ids import source_hash
+from results_flow.hashing import source_hash
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.naming import IdRecipe
 from results_flow.prefect.runtime import (
     OnInvalid,
-    TaskRuntime,
+    ResultKeeper,
     cached_state,
     computed_state,
     current_task,
@@ -83,7 +83,7 @@ class ResultsTask(Task[P, R]):
             if value is not None
         }
         if changes:
-            copy.fn = _wrap(runtime_of(self).replace(**changes))
+            copy.fn = _wrap(keeper_of(self).replace(**changes))
         return cast(ResultsTask[P, R], copy)
 
     def submit(self, *args: Any, **kwargs: Any) -> Any:
@@ -98,9 +98,9 @@ class ResultsTask(Task[P, R]):
         return super().map(*args, **kwargs)
 
     @property
-    def runtime(self) -> TaskRuntime:
+    def keeper(self) -> ResultKeeper:
         """The store, model and ID rules of this task."""
-        return runtime_of(self)
+        return keeper_of(self)
 
     def result_id(self, *args: Any, flow: str | Flow[..., Any] | None = None, **kwargs: Any) -> str:
         """The result ID a call with these arguments would use (see ``result_id_for``)."""
@@ -250,7 +250,7 @@ def _build(
             f"results_task {name!r}: cannot register its model: {exc}; pass namespace= "
             "to store its results apart"
         ) from exc
-    runtime = TaskRuntime(
+    keeper = ResultKeeper(
         func,
         store=store,
         model=model,
@@ -265,7 +265,7 @@ def _build(
     if not any(option in options for option in _PERSISTENCE_OPTIONS):
         # The store keeps the result; Prefect persisting (and pickling) it too is waste.
         options["persist_result"] = False
-    return ResultsTask(fn=cast(Callable[P, R], _wrap(runtime)), **options)
+    return ResultsTask(fn=cast(Callable[P, R], _wrap(keeper)), **options)
 
 
 def model_from_annotation(func: Callable[..., Any]) -> type[BaseModel]:
@@ -290,61 +290,59 @@ def model_from_annotation(func: Callable[..., Any]) -> type[BaseModel]:
     )
 
 
-def _wrap(runtime: TaskRuntime) -> Callable[..., Any]:
+def _wrap(keeper: ResultKeeper) -> Callable[..., Any]:
     return (
-        _async_wrapper(runtime)
-        if inspect.iscoroutinefunction(runtime.fn)
-        else _sync_wrapper(runtime)
+        _async_wrapper(keeper) if inspect.iscoroutinefunction(keeper.fn) else _sync_wrapper(keeper)
     )
 
 
-def _sync_wrapper(runtime: TaskRuntime) -> Callable[..., Any]:
-    fn = runtime.fn
+def _sync_wrapper(keeper: ResultKeeper) -> Callable[..., Any]:
+    fn = keeper.fn
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         started = utc_now()
-        call = runtime.call(current_task_name(fn.__name__), runtime.bind(args, kwargs))
-        refresh = runtime.refreshing(current_task())
-        stored = runtime.lookup(call, refresh=refresh)
+        call = keeper.call(current_task_name(fn.__name__), keeper.bind(args, kwargs))
+        refresh = keeper.refreshing(current_task())
+        stored = keeper.lookup(call, refresh=refresh)
         if stored.result is not None:
             return cached_state(call, stored.result)
-        if not runtime.lock:
+        if not keeper.lock:
             return computed_state(
-                call, *runtime.save(call, fn(*args, **kwargs), replace=stored.replace)
+                call, *keeper.save(call, fn(*args, **kwargs), replace=stored.replace)
             )
-        with runtime.manager().lock(call.result_id, runtime.lock_timeout):
+        with keeper.manager().lock(call.result_id, keeper.lock_timeout):
             # The lock holder before us may have stored (or refreshed) it.
-            stored = runtime.lookup(call, refresh=refresh, since=started)
+            stored = keeper.lookup(call, refresh=refresh, since=started)
             if stored.result is not None:
                 return cached_state(call, stored.result)
             return computed_state(
-                call, *runtime.save(call, fn(*args, **kwargs), replace=stored.replace)
+                call, *keeper.save(call, fn(*args, **kwargs), replace=stored.replace)
             )
 
-    run.__results_flow_runtime__ = runtime  # type: ignore[attr-defined]
+    run.__results_flow_keeper__ = keeper  # type: ignore[attr-defined]
     return run
 
 
-def _async_wrapper(runtime: TaskRuntime) -> Callable[..., Coroutine[Any, Any, Any]]:
-    fn = runtime.fn
+def _async_wrapper(keeper: ResultKeeper) -> Callable[..., Coroutine[Any, Any, Any]]:
+    fn = keeper.fn
     to_thread = anyio.to_thread.run_sync
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> Any:
         started = utc_now()
-        call = runtime.call(current_task_name(fn.__name__), runtime.bind(args, kwargs))
-        refresh = runtime.refreshing(current_task())
-        stored = await to_thread(functools.partial(runtime.lookup, call, refresh=refresh))
+        call = keeper.call(current_task_name(fn.__name__), keeper.bind(args, kwargs))
+        refresh = keeper.refreshing(current_task())
+        stored = await to_thread(functools.partial(keeper.lookup, call, refresh=refresh))
         if stored.result is not None:
             return cached_state(call, stored.result)
-        if not runtime.lock:
+        if not keeper.lock:
             value = await fn(*args, **kwargs)
             saved = await to_thread(
-                functools.partial(runtime.save, replace=stored.replace), call, value
+                functools.partial(keeper.save, replace=stored.replace), call, value
             )
             return computed_state(call, *saved)
-        held = runtime.manager().lock(call.result_id, runtime.lock_timeout)
+        held = keeper.manager().lock(call.result_id, keeper.lock_timeout)
         # One context for the lock's calls: a lock may bind itself to the context it is
         # entered in (PostgreSQL writes the locked ID through the lock's own session),
         # and each worker thread would otherwise get a fresh copy.
@@ -353,14 +351,14 @@ def _async_wrapper(runtime: TaskRuntime) -> Callable[..., Coroutine[Any, Any, An
         try:
             stored = await to_thread(
                 locked.run,
-                functools.partial(runtime.lookup, call, refresh=refresh, since=started),
+                functools.partial(keeper.lookup, call, refresh=refresh, since=started),
             )
             if stored.result is not None:
                 state = cached_state(call, stored.result)
             else:
                 value = await fn(*args, **kwargs)
                 saved = await to_thread(
-                    locked.run, functools.partial(runtime.save, replace=stored.replace), call, value
+                    locked.run, functools.partial(keeper.save, replace=stored.replace), call, value
                 )
                 state = computed_state(call, *saved)
         except BaseException as exc:
@@ -370,20 +368,20 @@ def _async_wrapper(runtime: TaskRuntime) -> Callable[..., Coroutine[Any, Any, An
         await to_thread(locked.run, held.__exit__, None, None, None)
         return state
 
-    run.__results_flow_runtime__ = runtime  # type: ignore[attr-defined]
+    run.__results_flow_keeper__ = keeper  # type: ignore[attr-defined]
     return run
 
 
-def runtime_of(task: Task[Any, Any]) -> TaskRuntime:
-    """The runtime of a task made by ``results_task``.
+def keeper_of(task: Task[Any, Any]) -> ResultKeeper:
+    """The keeper of a task made by ``results_task``.
 
     Raises:
         ResultsTaskError: ``task`` was not made by ``results_task``.
     """
-    runtime = getattr(task.fn, "__results_flow_runtime__", None)
-    if not isinstance(runtime, TaskRuntime):
+    keeper = getattr(task.fn, "__results_flow_keeper__", None)
+    if not isinstance(keeper, ResultKeeper):
         raise ResultsTaskError(f"task {task.name!r} was not made by results_task")
-    return runtime
+    return keeper
 
 
 def result_id_for(
@@ -401,15 +399,15 @@ def result_id_for(
         UnhashableParameterError: an argument has no canonical JSON; names it.
         InvalidResultIdError: the ID template cannot be filled or gives a bad ID.
     """
-    runtime = runtime_of(task)
-    names = runtime.bind_names()
+    keeper = keeper_of(task)
+    names = keeper.bind_names()
     if flow is not None and "flow" in names and len(args) <= names.index("flow"):
         raise ResultsTaskError(
             f"result_id_for({task.name!r}): flow= names the flow, but the task also has a "
             "parameter 'flow'; pass that parameter positionally"
         )
     flow_name = flow.name if isinstance(flow, Flow) else flow
-    return runtime.call(task.name, runtime.bind(args, kwargs), flow_name).result_id
+    return keeper.call(task.name, keeper.bind(args, kwargs), flow_name).result_id
 
 
 def check_runner_reaches(task: Task[Any, Any]) -> None:
@@ -422,4 +420,4 @@ def check_runner_reaches(task: Task[Any, Any]) -> None:
     context = FlowRunContext.get()
     if context is None or isinstance(context.task_runner, ThreadPoolTaskRunner):
         return
-    runtime_of(task).store.portable_url()
+    keeper_of(task).store.portable_url()

@@ -24,14 +24,8 @@ from prefect.futures import PrefectFuture
 from prefect.utilities.collections import visit_collection
 
 from results_flow.errors import InvalidResultIdError, UnhashableParameterError
-from results_flow.ids import (
-    SEPARATOR,
-    canonical_value,
-    digest_of,
-    normalize_id,
-    safe_segment,
-    split_id,
-)
+from results_flow.hashing import canonical_value, digest_of
+from results_flow.ids import SEPARATOR, normalize_id, safe_segment, split_id
 
 NO_FLOW = "no-flow"
 """The flow segment of IDs built outside a flow run."""

@@ -1,6 +1,6 @@
 """What a results_task does around its function: build the ID, skip, lock, validate, store.
 
-``TaskRuntime`` is the picklable part a task carries to thread pools, process pools
+``ResultKeeper`` is the picklable part a task carries to thread pools, process pools
 and Dask workers. It answers with Prefect states: a result taken from the store
 completes as ``Cached`` with the result ID in the message; a computed one completes
 with the ID it was stored under.
@@ -52,8 +52,9 @@ class Stored(NamedTuple):
     replace: bool = False
 
 
-class TaskRuntime:
-    """The store, model, ID recipe and policies of one results_task."""
+class ResultKeeper:
+    """Keeps one results_task's results: its store, model, ID recipe and policies, and the
+    steps around each call (build the ID, look up, validate, store)."""
 
     def __init__(
         self,
@@ -124,12 +125,12 @@ class TaskRuntime:
         """The result ID of a call and what it was built from."""
         return self.recipe.call(task_name, arguments, flow_name)
 
-    def replace(self, **changes: Any) -> TaskRuntime:
+    def replace(self, **changes: Any) -> ResultKeeper:
         """A copy with other policies (``refresh``, ``on_invalid``)."""
         clone = copy.copy(self)
         for name, value in changes.items():
             if name not in ("refresh", "on_invalid"):
-                raise TypeError(f"TaskRuntime.replace: unknown option {name!r}")
+                raise TypeError(f"ResultKeeper.replace: unknown option {name!r}")
             setattr(clone, name, value)
         return clone
 
@@ -276,9 +277,9 @@ class TaskRuntime:
 
 
 def cached_state(call: Call, result: BaseModel) -> State[Any] | BaseModel:
-    """What a run whose result was taken from the store returns (see ``outcome``)."""
+    """What a run whose result was taken from the store returns (see ``state_or_result``)."""
     logger.debug("task %r: result %r taken from the store", call.task_name, call.result_id)
-    return outcome(
+    return state_or_result(
         Completed(
             name=CACHED_STATE_NAME,
             message=f"Taken from the results store: {call.result_id}",
@@ -290,17 +291,17 @@ def cached_state(call: Call, result: BaseModel) -> State[Any] | BaseModel:
 def computed_state(call: Call, result: BaseModel, fresh: bool) -> State[Any] | BaseModel:
     """What a run that computed its result (``fresh``) or lost a race to store it returns."""
     if not fresh:
-        return outcome(
+        return state_or_result(
             Completed(
                 name=CACHED_STATE_NAME,
                 message=f"Computed, but another run stored {call.result_id} first; returned theirs",
                 data=result,
             )
         )
-    return outcome(Completed(message=f"Stored as {call.result_id}", data=result))
+    return state_or_result(Completed(message=f"Stored as {call.result_id}", data=result))
 
 
-def outcome(state: State[Any]) -> State[Any] | BaseModel:
+def state_or_result(state: State[Any]) -> State[Any] | BaseModel:
     """The state for Prefect's task engine; the bare result for a plain ``task.fn(...)``
     call outside any task run, which has no run to name."""
     if TaskRunContext.get() is None:

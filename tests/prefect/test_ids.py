@@ -17,7 +17,7 @@ from prefect import flow
 
 from results_flow import ResultsManager
 from results_flow.errors import InvalidResultIdError, ResultsTaskError, UnhashableParameterError
-from results_flow.ids import canonical_json, stable_key
+from results_flow.hashing import canonical_json, stable_key
 from results_flow.prefect import NO_FLOW, result_id_for, results_task
 from tests.prefect.conftest import ROOT
 from tests.prefect.tasks import Color, Item, Score, Window, score, weigh

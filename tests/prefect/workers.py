@@ -16,7 +16,7 @@ from pathlib import Path
 def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "ids":
-        from results_flow.ids import stable_key
+        from results_flow.hashing import stable_key
         from results_flow.prefect import result_id_for
         from tests.prefect.tasks import Color, Item, Window, score, weigh
 
