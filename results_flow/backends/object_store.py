@@ -219,24 +219,10 @@ class ObjectStoreBackend(ResultsBackend):
         client_options.setdefault("timeout", timedelta(seconds=60))
         retry: Any = {"max_retries": 3, "retry_timeout": timedelta(seconds=30)}
         prefix = self.prefix or None
+        classes: dict[str, type[S3Store] | type[GCSStore]] = {"s3": S3Store, "gs": GCSStore}
+        store_class = classes.get(self.scheme, AzureStore)
         try:
-            if self.scheme == "s3":
-                return S3Store(
-                    self.bucket,
-                    prefix=prefix,
-                    config=config,  # type: ignore[arg-type]
-                    client_options=client_options,  # type: ignore[arg-type]
-                    retry_config=retry,
-                )
-            if self.scheme == "gs":
-                return GCSStore(
-                    self.bucket,
-                    prefix=prefix,
-                    config=config,  # type: ignore[arg-type]
-                    client_options=client_options,  # type: ignore[arg-type]
-                    retry_config=retry,
-                )
-            return AzureStore(
+            return store_class(
                 self.bucket,
                 prefix=prefix,
                 config=config,  # type: ignore[arg-type]
