@@ -219,24 +219,10 @@ class ObjectStoreBackend(ResultsBackend):
         client_options.setdefault("timeout", timedelta(seconds=60))
         retry: Any = {"max_retries": 3, "retry_timeout": timedelta(seconds=30)}
         prefix = self.prefix or None
+        classes: dict[str, type[S3Store] | type[GCSStore]] = {"s3": S3Store, "gs": GCSStore}
+        store_class = classes.get(self.scheme, AzureStore)
         try:
-            if self.scheme == "s3":
-                return S3Store(
-                    self.bucket,
-                    prefix=prefix,
-                    config=config,  # type: ignore[arg-type]
-                    client_options=client_options,  # type: ignore[arg-type]
-                    retry_config=retry,
-                )
-            if self.scheme == "gs":
-                return GCSStore(
-                    self.bucket,
-                    prefix=prefix,
-                    config=config,  # type: ignore[arg-type]
-                    client_options=client_options,  # type: ignore[arg-type]
-                    retry_config=retry,
-                )
-            return AzureStore(
+            return store_class(
                 self.bucket,
                 prefix=prefix,
                 config=config,  # type: ignore[arg-type]
@@ -316,13 +302,10 @@ class ObjectStoreBackend(ResultsBackend):
         import obstore
 
         key = self.key_for(result_id)
-        try:
+        with self._missing_ok(key):
             obstore.head(self.client(), key)
-        except FileNotFoundError:
-            return False
-        except Exception as exc:
-            raise self._mapped(exc, key) from exc
-        return True
+            return True
+        return False
 
     def insert(self, result_id: str, record: Record) -> Record | None:
         key = self.key_for(result_id)
@@ -352,18 +335,8 @@ class ObjectStoreBackend(ResultsBackend):
         raise StoreError(f"could not overwrite {self.where(key)}: it kept changing under us")
 
     def delete(self, result_id: str) -> bool:
-        import obstore
-
-        if not self.exists(result_id):
-            return False
-        key = self.key_for(result_id)
-        try:
-            obstore.delete(self.client(), key)
-        except FileNotFoundError:
-            return False
-        except Exception as exc:
-            raise self._mapped(exc, key) from exc
-        return True
+        # obstore's delete does not say whether there was an object; head first.
+        return self.exists(result_id) and self.delete_object(self.key_for(result_id))
 
     def list_ids(self, prefix: str | None = None) -> list[str]:
         found = [i for i in map(self.id_for, self._keys(prefix)) if i is not None]
@@ -388,12 +361,8 @@ class ObjectStoreBackend(ResultsBackend):
         keys = [key for key in self._keys(None) if self.id_for(key) is not None]
         for start in range(0, len(keys), 1000):
             batch = keys[start : start + 1000]
-            try:
+            with self._missing_ok(batch[0]):
                 obstore.delete(self.client(), batch)
-            except FileNotFoundError:
-                continue
-            except Exception as exc:
-                raise self._mapped(exc, batch[0]) from exc
 
     def lock(
         self, result_id: str, timeout: float | None = None
@@ -427,10 +396,26 @@ class ObjectStoreBackend(ResultsBackend):
     # -- object operations, shared with the leases ------------------------------------
 
     def _get(self, key: str) -> tuple[Record, str | None] | None:
-        found = self.get_object(key)
+        return self._parsed(key, self.get_object(key))
+
+    def _parsed(
+        self, key: str, found: tuple[bytes, str | None] | None
+    ) -> tuple[Record, str | None] | None:
         if found is None:
             return None
         return Record.from_document(found[0], self.where(key)), found[1]
+
+    @contextlib.contextmanager
+    def _missing_ok(self, key: str) -> Iterator[None]:
+        """Around an obstore request on ``key``: a missing object (FileNotFoundError)
+        ends the block quietly, an answer and not an error; any other error becomes
+        the store's error (``_mapped``)."""
+        try:
+            yield
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise self._mapped(exc, key) from exc
 
     def _put(self, key: str, body: bytes, mode: Any) -> bool:
         """Put ``body``; False when the condition in ``mode`` failed (exists, or changed)."""
@@ -454,23 +439,19 @@ class ObjectStoreBackend(ResultsBackend):
         """An object's content and ETag, or None."""
         import obstore
 
-        try:
+        with self._missing_ok(key):
             result = obstore.get(self.client(), key)
             return bytes(result.bytes()), result.meta.get("e_tag")
-        except FileNotFoundError:
-            return None
-        except Exception as exc:
-            raise self._mapped(exc, key) from exc
+        return None
 
-    def delete_object(self, key: str) -> None:
+    def delete_object(self, key: str) -> bool:
+        """Delete an object; False when it was already gone."""
         import obstore
 
-        try:
+        with self._missing_ok(key):
             obstore.delete(self.client(), key)
-        except FileNotFoundError:
-            return
-        except Exception as exc:
-            raise self._mapped(exc, key) from exc
+            return True
+        return False
 
     def _keys(self, prefix: str | None) -> Iterator[str]:
         """Every key below ``prefix`` (by whole segments), page by page."""
@@ -486,25 +467,19 @@ class ObjectStoreBackend(ResultsBackend):
     async def _get_async(self, key: str) -> tuple[Record, str | None] | None:
         import obstore
 
-        try:
+        found: tuple[bytes, str | None] | None = None
+        with self._missing_ok(key):
             result = await obstore.get_async(self.client(), key)
-            body = bytes(await result.bytes_async())
-        except FileNotFoundError:
-            return None
-        except Exception as exc:
-            raise self._mapped(exc, key) from exc
-        return Record.from_document(body, self.where(key)), result.meta.get("e_tag")
+            found = bytes(await result.bytes_async()), result.meta.get("e_tag")
+        return self._parsed(key, found)
 
     async def _head_async(self, key: str) -> bool:
         import obstore
 
-        try:
+        with self._missing_ok(key):
             await obstore.head_async(self.client(), key)
-        except FileNotFoundError:
-            return False
-        except Exception as exc:
-            raise self._mapped(exc, key) from exc
-        return True
+            return True
+        return False
 
     def _gather(self, calls: list[Coroutine[Any, Any, T]]) -> list[T]:
         """Run the calls with at most ``concurrency`` in flight; results in order."""

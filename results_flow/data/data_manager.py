@@ -71,11 +71,8 @@ class DataManager(ABC):
         Raises:
             DataSourceExistsError: the name is taken and ``overwrite`` is False.
         """
-        check_dataset_name(data_source.name)
         with self._lock:
-            exists = self.has_data(data_source.name)
-            if exists and not overwrite:
-                raise self._exists_error(data_source.name)
+            exists = self._claim(data_source.name, overwrite=overwrite)
             self._store(data_source, replace=exists)
 
     def add_table_chunks(
@@ -104,10 +101,8 @@ class DataManager(ABC):
             DataSourceNotFoundError: no dataset ``source_name``.
             DataSourceExistsError: ``new_name`` is taken.
         """
-        check_dataset_name(new_name)
         with self._lock:
-            if self.has_data(new_name):
-                raise self._exists_error(new_name)
+            self._claim(new_name, overwrite=False)
             derived = self.get_data(source_name).derive(new_name)
             self.add_data_source(derived)
             return derived
@@ -147,9 +142,7 @@ class DataManager(ABC):
                 declared file not given, a missing file, an unknown format).
             DataSourceExistsError: ``dataset_name`` is taken and ``overwrite`` is False.
         """
-        check_dataset_name(dataset_name)
-        if not overwrite and self.has_data(dataset_name):
-            raise self._exists_error(dataset_name)
+        self._claim(dataset_name, overwrite=overwrite)
         result = self.etl_factory.build_pipeline(files, dataset_name).run()
         if result.data_source is not None:
             self.add_data_source(result.data_source, overwrite=overwrite)
@@ -165,6 +158,19 @@ class DataManager(ABC):
 
     def _is_master(self, name: str) -> bool:
         return self.get_data(name).is_master
+
+    def _claim(self, name: str, *, overwrite: bool) -> bool:
+        """Whether dataset ``name`` is stored, once the name is checked (a caller that
+        writes on the answer holds ``_lock`` from here to the write).
+
+        Raises:
+            DataSourceExistsError: it is stored and ``overwrite`` is False.
+        """
+        check_dataset_name(name)
+        exists = self.has_data(name)
+        if exists and not overwrite:
+            raise self._exists_error(name)
+        return exists
 
     def _exists_error(self, name: str) -> DataSourceExistsError:
         return DataSourceExistsError(

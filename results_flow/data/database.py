@@ -26,7 +26,6 @@ from results_flow.data.datasource import (
     DataKind,
     DataSource,
     DataTable,
-    check_dataset_name,
     table_model,
     validate_rows,
 )
@@ -216,11 +215,8 @@ class DatabaseDataManager(DataManager):
         Raises:
             DataSourceExistsError: ``name`` is taken and ``overwrite`` is False.
         """
-        check_dataset_name(name)
         with self._lock:
-            exists = self.has_data(name)
-            if exists and not overwrite:
-                raise self._exists_error(name)
+            exists = self._claim(name, overwrite=overwrite)
 
             def write(conn: Connection) -> DataSource:
                 if exists:
@@ -248,11 +244,8 @@ class DatabaseDataManager(DataManager):
             ETLConstructionError: the pipeline cannot be built.
             DataSourceExistsError: ``dataset_name`` is taken and ``overwrite`` is False.
         """
-        check_dataset_name(dataset_name)
         with self._lock:
-            exists = self.has_data(dataset_name)
-            if exists and not overwrite:
-                raise self._exists_error(dataset_name)
+            exists = self._claim(dataset_name, overwrite=overwrite)
             pipeline = self.etl_factory.build_pipeline(files, dataset_name)
             if pipeline.stream_order() is None:
                 result = pipeline.run()
