@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from results_flow.errors import InvalidResultIdError
 
@@ -157,25 +156,3 @@ def safe_segment(name: str) -> str:
     return (
         cleaned[: MAX_SEGMENT_BYTES // 4] if len(cleaned.encode()) > MAX_SEGMENT_BYTES else cleaned
     )
-
-
-#: Names that lived here before canonical hashing moved to ``results_flow.hashing``;
-#: still importable from this module.
-_MOVED_TO_HASHING = frozenset(
-    {
-        "KEY_HEX_DIGITS",
-        "canonical_value",
-        "canonical_json",
-        "stable_key",
-        "digest_of",
-        "source_hash",
-    }
-)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED_TO_HASHING:
-        from results_flow import hashing
-
-        return getattr(hashing, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

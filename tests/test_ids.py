@@ -53,13 +53,3 @@ def test_every_short_id_is_judged_as_the_segment_check_judges_it(length: int) ->
 )
 def test_long_ids_are_judged_as_the_segment_check_judges_them(result_id: str) -> None:
     assert normalized(result_id) == checked_segment_by_segment(result_id)
-
-
-def test_hashing_names_still_import_from_ids() -> None:
-    from results_flow import hashing, ids
-
-    for name in ("canonical_value", "canonical_json", "stable_key", "digest_of", "source_hash"):
-        assert getattr(ids, name) is getattr(hashing, name)
-    assert ids.KEY_HEX_DIGITS == hashing.KEY_HEX_DIGITS == 32
-    with pytest.raises(AttributeError):
-        _ = ids.no_such_name
