@@ -30,6 +30,7 @@ from results_flow.data.datasource import (
     validate_rows,
 )
 from results_flow.data.etl import ETLFactory, ETLPipeline, ETLResult, Files
+from results_flow.data.gc_pause import older_objects_frozen
 from results_flow.data.messages import ValidationResult
 from results_flow.data.schemas import FileSchema, TableSchema, table_schemas
 from results_flow.data.sql_rows import insert_rows, select_rows
@@ -278,14 +279,15 @@ class DatabaseDataManager(DataManager):
         if replace:
             self._drop(conn, name)
         writer = _ChunkWriter(self, conn, name)
-        for extractor in order:
-            for chunk in extractor.chunks(result, self.chunk_rows):
-                table = checks.validate(chunk)
-                if table is None or pipeline.fails(result):
-                    continue  # go on reading: the result lists every finding
-                writer.write(table)
-        by_table = {e.schema.tables[0].name: e for e in order}
-        checks.finish(lambda table: by_table[table].chunks(ValidationResult(), self.chunk_rows))
+        with older_objects_frozen():
+            for extractor in order:
+                for chunk in extractor.chunks(result, self.chunk_rows):
+                    table = checks.validate(chunk)
+                    if table is None or pipeline.fails(result):
+                        continue  # go on reading: the result lists every finding
+                    writer.write(table)
+            by_table = {e.schema.tables[0].name: e for e in order}
+            checks.finish(lambda t: by_table[t].chunks(ValidationResult(), self.chunk_rows))
         if pipeline.fails(result) or not writer.entries:
             raise _StreamFailed(result)
         return writer.finish([n for n in pipeline.schemas if n in writer.entries]), result
