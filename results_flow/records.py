@@ -9,7 +9,6 @@ reading a record never runs code.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -167,8 +166,10 @@ def parse_time(value: str | datetime) -> datetime:
     if isinstance(value, str):
         # SQLite's naive text times (two per row): parsing again with an offset cost a
         # quarter of replace(tzinfo=). A date alone may take the offset and drop it.
-        with contextlib.suppress(ValueError):
+        try:
             again = datetime.fromisoformat(value + "+00:00")
-            if again.tzinfo is UTC:
-                return again
+        except ValueError:
+            again = moment
+        if again.tzinfo is UTC:
+            return again
     return moment.replace(tzinfo=UTC)

@@ -73,7 +73,7 @@ class IdRecipe:
         key = digest_of(hashed) if self.template is None or self._template_uses_key else ""
         try:
             if self.template is None:
-                result_id = normalize_id(f"{safe_segment(flow)}/{safe_segment(task_name)}/{key}")
+                result_id = normalize_id(f"{_segment(flow)}/{_segment(task_name)}/{key}")
             else:
                 result_id = self._fill(task_name, arguments, flow, key)
         except InvalidResultIdError as exc:
@@ -118,8 +118,8 @@ class IdRecipe:
         """The template's ID, suffixes added, normalized."""
         template = self.template or ""
         fields: dict[str, Any] = {
-            "flow": safe_segment(flow),
-            "task": safe_segment(task_name),
+            "flow": _segment(flow),
+            "task": _segment(task_name),
             "key": key,
             "version": self.version or "",
         }
@@ -198,6 +198,8 @@ def fill_template(template: str, fields: Mapping[str, Any]) -> str:
 
 
 _FORMATTER = string.Formatter()
+#: ``safe_segment`` of the flow and task names, which are the same for every call.
+_segment = functools.lru_cache(maxsize=256)(safe_segment)
 
 
 @functools.lru_cache(maxsize=1024)
