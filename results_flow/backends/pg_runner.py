@@ -4,15 +4,16 @@ bench/store.py put a ``get`` through SQLAlchemy Core at 3.5x a raw psycopg SELEC
 per-call connection wrapper, events, isolation switches and result wrapping cost more
 than the round trip. This runner takes a connection from the store's own pool (the
 same bounded pool, connect arguments and ``pg_bounds`` timeouts), runs the SQL that
-``Statements`` compiled for psycopg in autocommit (one statement, no BEGIN/ROLLBACK),
-and gives the connection back. A connection that died in the pool is invalidated and
-the read runs once more, as ``sql_engine.Retry`` says for every SQL path. Writes go
-through SQLAlchemy Core (``CoreRowRunner``): they wait for a commit anyway.
+``Statements`` compiled for psycopg in autocommit (one statement, no BEGIN/ROLLBACK;
+a batch read runs its statements one after another on that connection), and gives the
+connection back. A connection that died in the pool is invalidated and the read runs
+once more, as ``sql_engine.Retry`` says for every SQL path. Writes go through
+SQLAlchemy Core (``CoreRowRunner``): they wait for a commit anyway.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from results_flow.backends.sql_engine import Retry, retrying
 from results_flow.backends.sql_runner import CoreRowRunner, Row, RowTransaction
-from results_flow.backends.sql_statements import CompiledStatement, Statements, compiled_statements
+from results_flow.backends.sql_statements import Statements, compiled_statements
 
 T = TypeVar("T")
 
@@ -43,9 +44,17 @@ class PsycopgRowRunner:
     def first(self, name: str, values: dict[str, Any]) -> Row | None:
         statement = self.statements[name]
         params = statement.params(values)
-        # Reads are never retried on busy; the busy timeout plays no part.
-        retry = Retry(write=False, busy_timeout=0.0, location=self.location)
-        return retrying(lambda _: self._first(statement, params), retry)
+        return self._read(
+            statement.sql, lambda conn: conn.execute(statement.sql, params).fetchone()
+        )
+
+    def rows(self, name: str, batches: Sequence[dict[str, Any]]) -> list[Row]:
+        statement = self.statements[name]
+        params = [statement.params(values) for values in batches]
+        return self._read(
+            statement.sql,
+            lambda conn: [row for p in params for row in conn.execute(statement.sql, p).fetchall()],
+        )
 
     def write(self, work: Callable[[RowTransaction], T]) -> T:
         return self._core.write(work)
@@ -53,8 +62,13 @@ class PsycopgRowRunner:
     def close(self) -> None:
         """Nothing of its own: the connections belong to the engine's pool."""
 
-    def _first(self, statement: CompiledStatement, params: tuple[Any, ...]) -> Row | None:
-        """One autocommit SELECT on a pooled connection.
+    def _read(self, sql: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        # Reads are never retried on busy; the busy timeout plays no part.
+        retry = Retry(write=False, busy_timeout=0.0, location=self.location)
+        return retrying(lambda _: self._autocommit(sql, work), retry)
+
+    def _autocommit(self, sql: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """``work`` (autocommit SELECTs of ``sql``) on a pooled connection.
 
         Raises:
             sqlalchemy.exc.DBAPIError: the driver failed, wrapped as SQLAlchemy wraps
@@ -67,13 +81,13 @@ class PsycopgRowRunner:
         conn: psycopg.Connection[Any] = pooled.driver_connection  # type: ignore[assignment]
         try:
             conn.autocommit = True
-            return conn.execute(statement.sql, params).fetchone()
+            return work(conn)
         except psycopg.Error as exc:
             dead = conn.closed or conn.broken  # SQLAlchemy's psycopg dialect asks the same
             if dead:
                 pooled.invalidate(exc)
             raise sa.exc.DBAPIError.instance(
-                statement.sql, params, exc, psycopg.Error, connection_invalidated=dead
+                sql, None, exc, psycopg.Error, connection_invalidated=dead
             ) from exc
         finally:
             _give_back(pooled, conn)

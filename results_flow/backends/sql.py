@@ -130,34 +130,22 @@ class SqlBackend(ResultsBackend):
         return None if row is None else record_from_row(row)
 
     def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
-        def query(conn: Connection) -> dict[str, Record]:
-            found = {}
-            for batch in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT):
-                try:
-                    rows = conn.execute(self._sql.read_many, self._sql.batch(batch)).all()
-                except ValueError as exc:  # SQLAlchemy parsing a stored time (SQLite text)
-                    raise CorruptRecordError(
-                        f"a row among {len(batch)} IDs in {self.location} holds a damaged "
-                        f"time: {exc}"
-                    ) from exc
-                for row in rows:
-                    found[row[0]] = record_from_row(row)
-            return found
-
-        return self._run_read(query)
+        batches = self._batches(result_ids)
+        try:
+            rows = self._rows.rows("read_many", batches) if batches else []
+        except ValueError as exc:  # SQLAlchemy parsing a stored time (SQLite text, Core)
+            raise CorruptRecordError(
+                f"a row among {len(result_ids)} IDs in {self.location} holds a damaged time: {exc}"
+            ) from exc
+        return {row[0]: record_from_row(row) for row in rows}
 
     def exists(self, result_id: str) -> bool:
         # Not exists_many([id]): one precompiled statement, no batch parameter.
         return self._rows.first("exists", {"id": result_id}) is not None
 
     def exists_many(self, result_ids: Sequence[str]) -> set[str]:
-        def query(conn: Connection) -> set[str]:
-            found: set[str] = set()
-            for batch in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT):
-                found.update(conn.execute(self._sql.exists_many, self._sql.batch(batch)).scalars())
-            return found
-
-        return self._run_read(query)
+        batches = self._batches(result_ids)
+        return {row[0] for row in self._rows.rows("exists_many", batches)} if batches else set()
 
     def list_ids(self, prefix: str | None = None) -> list[str]:
         return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
@@ -240,6 +228,10 @@ class SqlBackend(ResultsBackend):
 
             return PsycopgRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
         return CoreRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
+
+    def _batches(self, result_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The parameters of the batch reads of ``result_ids``: one per statement."""
+        return [self._sql.batch(b) for b in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT)]
 
     def _lock_engine(self) -> Engine:
         with self._locks_guard:

@@ -27,6 +27,8 @@ DEFAULT_TABLE = "results_flow_records"
 CREATE_LOCK_KEY = 0x52464C4F57  # "RFLOW"
 #: The statements a row runner runs by name: one row read, checked or written.
 ONE_ROW = ("read", "exists", "insert", "upsert", "delete")
+#: The SELECTs of a batch of IDs (bound as one ``ids`` parameter, see ``Statements.batch``).
+BATCH = ("read_many", "exists_many")
 #: The bind names of a full row, in ``row_values`` order.
 ROW_KEYS = ("id", "model_type", "namespace", "data", "metadata", "created_at", "updated_at")
 
@@ -129,8 +131,10 @@ class CompiledStatement:
         self.sql = str(compiled)
         self.names = tuple(compiled.positiontup or ())
         # The column types' own conversions (datetimes to SQLAlchemy's SQLite text format),
-        # so rows written here and through Core look the same.
-        self.processors = tuple(table.c[name].type.bind_processor(dialect) for name in self.names)
+        # so rows written here and through Core look the same; a batch's ``ids`` has its own.
+        types = {name: bind.type for name, bind in compiled.binds.items()}
+        types.update((column.key, column.type) for column in table.c)
+        self.processors = tuple(types[name].bind_processor(dialect) for name in self.names)
         self.by_id_only = self.names == ("id",) and self.processors == (None,)
 
     def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
@@ -144,10 +148,11 @@ class CompiledStatement:
 
 
 def compiled_statements(statements: Statements, dialect: Dialect) -> dict[str, CompiledStatement]:
-    """The one-row statements (``ONE_ROW``) compiled for ``dialect``'s driver."""
+    """The one-row and batch statements (``ONE_ROW``, ``BATCH``) compiled for
+    ``dialect``'s driver."""
     return {
         name: CompiledStatement(getattr(statements, name), statements.table, dialect)
-        for name in ONE_ROW
+        for name in ONE_ROW + BATCH
     }
 
 

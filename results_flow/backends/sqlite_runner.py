@@ -5,7 +5,8 @@ wrapping costing many times a one-row query (a ``get`` at 16.8x raw sqlite3, a d
 ``set`` at 0.43x the raw rate). This runner runs the SQL that ``Statements`` compiled
 for the SQLite dialect, so each statement is still defined once in SQLAlchemy Core, on
 a plain sqlite3 connection per thread with the same PRAGMAs. A SELECT runs in
-autocommit (one statement, one WAL snapshot); a write is one ``BEGIN IMMEDIATE`` ...
+autocommit (one statement, one WAL snapshot; the statements of a batch read share one
+read transaction); a write is one ``BEGIN IMMEDIATE`` ...
 ``COMMIT`` that rolls back on any error and is retried as every SQL write is
 (``sql_engine.Retry``); this process's writers take turns on a lock before it. A
 thread's connection is closed when the thread ends (a long-lived worker makes fresh
@@ -22,7 +23,7 @@ import os
 import sqlite3
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -66,6 +67,21 @@ class SqliteRowRunner:
         # reads are never retried on SQLITE_BUSY (the connection's busy timeout waits).
         try:
             return _run(self._connection(), self.statements[name], values).fetchone()  # type: ignore[no-any-return]
+        except sa.exc.StatementError as exc:
+            raise mapped_error(exc, self.location) from exc
+
+    def rows(self, name: str, batches: Sequence[dict[str, Any]]) -> list[Row]:
+        # Several statements share one read transaction: one WAL snapshot, as through Core.
+        statement, conn = self.statements[name], self._connection()
+        try:
+            if len(batches) == 1:
+                return _fetch_all(conn, statement, batches[0])
+            _execute(conn, "BEGIN")
+            try:
+                return [row for values in batches for row in _fetch_all(conn, statement, values)]
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")  # a read: nothing to commit
         except sa.exc.StatementError as exc:
             raise mapped_error(exc, self.location) from exc
 
@@ -163,6 +179,16 @@ def _run(
     conn: sqlite3.Connection, statement: CompiledStatement, values: dict[str, Any]
 ) -> sqlite3.Cursor:
     return _execute(conn, statement.sql, statement.params(values))
+
+
+def _fetch_all(
+    conn: sqlite3.Connection, statement: CompiledStatement, values: dict[str, Any]
+) -> list[Row]:
+    cursor = _run(conn, statement, values)
+    try:
+        return cursor.fetchall()
+    except sqlite3.Error as exc:  # rows are computed as they are fetched
+        raise _wrapped(exc, statement.sql) from exc
 
 
 def _wrapped(exc: sqlite3.Error, sql: str, params: tuple[Any, ...] = ()) -> sa.exc.StatementError:

@@ -352,8 +352,8 @@ def _expand(
         raise ValueError(f"results_map {task.name!r}: give at least one iterable to map over")
     if len(set(lengths.values())) > 1:
         raise ValueError(f"results_map {task.name!r}: iterables differ in length: {lengths}")
-    count = next(iter(lengths.values()))
-    return [{**static, **{k: v[i] for k, v in mapped.items()}} for i in range(count)]
+    rows = zip(*mapped.values(), strict=True)  # lengths checked above
+    return [{**static, **dict(zip(mapped, values, strict=True))} for values in rows]
 
 
 def _resolved_whole(task: Task[Any, Any], name: str, value: Any) -> Any:

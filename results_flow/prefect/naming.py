@@ -73,10 +73,9 @@ class IdRecipe:
         key = digest_of(hashed) if self.template is None or self._template_uses_key else ""
         try:
             if self.template is None:
-                raw = f"{safe_segment(flow)}/{safe_segment(task_name)}/{key}"
+                result_id = normalize_id(f"{_segment(flow)}/{_segment(task_name)}/{key}")
             else:
-                raw = self._fill(task_name, arguments, flow, key)
-            result_id = normalize_id(raw)
+                result_id = self._fill(task_name, arguments, flow, key)
         except InvalidResultIdError as exc:
             raise InvalidResultIdError(f"task {task_name!r}: {exc}") from exc
         return Call(result_id, flow, task_name, parameters)
@@ -116,10 +115,11 @@ class IdRecipe:
         return canonical
 
     def _fill(self, task_name: str, arguments: Mapping[str, Any], flow: str, key: str) -> str:
+        """The template's ID, suffixes added, normalized."""
         template = self.template or ""
         fields: dict[str, Any] = {
-            "flow": safe_segment(flow),
-            "task": safe_segment(task_name),
+            "flow": _segment(flow),
+            "task": _segment(task_name),
             "key": key,
             "version": self.version or "",
         }
@@ -144,7 +144,8 @@ class IdRecipe:
                 f"version {self.version!r} holds {SEPARATOR!r}, which "
                 f"would add a segment to the ID of template {template!r}"
             )
-        return text + suffix
+        # fill_template's text is a valid ID already: one check fewer per ID without a suffix.
+        return normalize_id(text + suffix) if suffix else text
 
 
 def fill_template(template: str, fields: Mapping[str, Any]) -> str:
@@ -163,16 +164,19 @@ def fill_template(template: str, fields: Mapping[str, Any]) -> str:
     """
     formatter = _FORMATTER
     pieces: list[tuple[str, str | None]] = []  # (text, the field that filled it)
-    for literal, field_name, spec, conversion in _parsed(template):
+    for literal, field_name, spec, conversion, plain in _parsed(template):
         pieces.append((literal, None))
         if field_name is None:
             continue
-        value, _ = formatter.get_field(field_name, (), fields)
-        if conversion:
-            value = formatter.convert_field(value, conversion)
-        if spec and "{" in spec:
-            spec = formatter.vformat(spec, (), fields)
-        filled = formatter.format_field(value, spec or "")
+        if plain:  # what the formatter does for "{name}", at a third of the cost
+            filled = format(fields[field_name])
+        else:
+            value, _ = formatter.get_field(field_name, (), fields)
+            if conversion:
+                value = formatter.convert_field(value, conversion)
+            if spec and "{" in spec:
+                spec = formatter.vformat(spec, (), fields)
+            filled = formatter.format_field(value, spec or "")
         if filled == "" or SEPARATOR in filled:
             where = f"id template {template!r}: {{{field_name}}} of parameter {_root(field_name)!r}"
             if filled == "":
@@ -194,11 +198,23 @@ def fill_template(template: str, fields: Mapping[str, Any]) -> str:
 
 
 _FORMATTER = string.Formatter()
+#: ``safe_segment`` of the flow and task names, which are the same for every call.
+_segment = functools.lru_cache(maxsize=256)(safe_segment)
 
 
 @functools.lru_cache(maxsize=1024)
-def _parsed(template: str) -> tuple[tuple[str, str | None, str | None, str | None], ...]:
-    return tuple(_FORMATTER.parse(template))
+def _parsed(template: str) -> tuple[tuple[str, str | None, str | None, str | None, bool], ...]:
+    """The template's parts, each marked plain when it is a bare ``{name}``."""
+    return tuple(
+        (
+            literal,
+            name,
+            spec,
+            conversion,
+            bool(name and name.isidentifier()) and not (spec or conversion),
+        )
+        for literal, name, spec, conversion in _FORMATTER.parse(template)
+    )
 
 
 def _bad_segment(
