@@ -36,10 +36,6 @@ SQLITE_PRAGMAS: dict[str, str] = {
     "journal_mode": "wal",
     "synchronous": "full",
     "foreign_keys": "on",
-    # Reads map the file instead of copying pages through a 2 MB cache: a get on a
-    # 1M-record (~220 MB) store went from 1.5x to 1.0x its cost at 10k. Reads only:
-    # writes still go through the WAL and fsync.
-    "mmap_size": str(256 * 1024 * 1024),
 }
 
 
