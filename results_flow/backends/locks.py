@@ -6,7 +6,11 @@ instead of one file per ID, so a store's lock folder never grows past ``STRIPES`
 Two IDs on one stripe only ever wait for each other across processes; inside a process
 the stripe's file lock is shared by the threads that hold IDs on it, each ID excluded
 by itself, so a thread that holds two IDs on one stripe never deadlocks on itself.
-``id_file_lock`` keeps one lock file per ID, for callers that lock few IDs.
+
+``RangeLocks`` (SQLite stores, through ``sqlite_id_lock``) locks one byte of a single
+lock file per ID, at an offset hashed from the ID: unrelated IDs never wait for each
+other, and a process keeps one descriptor open however many IDs it locks, instead of
+opening, locking and closing a file per ID (a sixth of a chunked fill's time per item).
 
 ``held_in_thread`` holds any of these synchronous locks for an ``async with`` block.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import threading
@@ -25,7 +30,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from results_flow.errors import LockTimeoutError, StoreUnavailableError
-from results_flow.settings import LOCK_STRIPES
+from results_flow.settings import LOCK_POLL_SECONDS, LOCK_STRIPES
 
 #: Lock files per lock folder (``settings.LOCK_STRIPES``); tests read it here.
 STRIPES = LOCK_STRIPES
@@ -36,10 +41,15 @@ def lock_timed_out(result_id: str, location: str, timeout: float) -> LockTimeout
     return LockTimeoutError(f"lock on {result_id!r} in {location} not acquired within {timeout}s")
 
 
+def id_hash(result_id: str) -> int:
+    """A 64-bit hash of an ID: the same in every process, thread and run."""
+    digest = hashlib.blake2b(result_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
 def stripe_of(result_id: str, stripes: int = STRIPES) -> int:
     """The stripe an ID locks: the same in every process, thread and run."""
-    digest = hashlib.blake2b(result_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % stripes
+    return id_hash(result_id) % stripes
 
 
 class _Stripe:
@@ -141,25 +151,138 @@ def _acquire_file(file_lock: FileLock, timeout: float) -> None:
         ) from exc
 
 
-@contextlib.contextmanager
-def id_file_lock(lock_dir: Path, result_id: str, timeout: float, location: str) -> Iterator[None]:
-    """Hold the lock file of ``result_id`` in ``lock_dir`` for the ``with`` block.
+class RangeLocks:
+    """Exclusive per-ID locks on bytes of one lock file, for every thread of this process
+    (``sqlite_id_lock`` keeps one object per file).
+
+    POSIX record locks belong to the process, not the thread or the descriptor, so a
+    thread waits here first while another thread of this process holds the same byte;
+    the kernel drops a dead process's record locks. Closing any descriptor of the file
+    would drop all of them, hence one descriptor per file per process, never closed but
+    in a forked child (which holds none of its parent's locks).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._condition = threading.Condition()
+        self._held: set[int] = set()  # the bytes this process's threads hold
+        try:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            opened = os.fstat(self._fd)
+        except OSError as exc:
+            raise self._unusable(exc) from exc
+        self._identity = (opened.st_dev, opened.st_ino)
+
+    def still_at_path(self) -> bool:
+        """Whether the lock file is still the one at ``path`` (a removed lock folder, or a
+        store deleted and made anew, gives other processes another file)."""
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return False
+        return (now.st_dev, now.st_ino) == self._identity
+
+    @contextlib.contextmanager
+    def hold(self, result_id: str, timeout: float, location: str) -> Iterator[None]:
+        """Hold ``result_id``'s lock for the ``with`` block.
+
+        Raises:
+            LockTimeoutError: not acquired within ``timeout`` seconds.
+            StoreUnavailableError: the file system refuses record locks (names the file).
+        """
+        offset = id_hash(result_id) >> 2  # 62 bits: offset + 1 never overflows
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while offset in self._held:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise lock_timed_out(result_id, location, timeout)
+                self._condition.wait(remaining)
+            self._held.add(offset)
+        try:
+            if not self._lock_byte(offset, deadline):
+                raise lock_timed_out(result_id, location, timeout)
+            try:
+                yield
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, offset)
+        finally:
+            with self._condition:
+                self._held.discard(offset)
+                self._condition.notify_all()
+
+    def _lock_byte(self, offset: int, deadline: float) -> bool:
+        """Lock the byte at ``offset`` against other processes; False when still taken at
+        ``deadline``. Polled, as a blocking lock cannot time out; the pause grows from a
+        millisecond, so a short hold is not waited for as long as a long one."""
+        pause = 0.001
+        while True:
+            try:
+                fcntl.lockf(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, offset)
+                return True
+            except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: taken
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                time.sleep(min(pause, remaining))
+                pause = min(pause * 2, LOCK_POLL_SECONDS)
+            except OSError as exc:
+                raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: OSError) -> StoreUnavailableError:
+        return StoreUnavailableError(f"cannot use the lock file {self.path}: {exc.strerror or exc}")
+
+    def forget(self) -> None:
+        """In a forked child: close the inherited descriptor (the parent's locks stay)."""
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class _SqliteLockFiles:
+    """This process's ``RangeLocks`` per SQLite lock file, and each database path's file."""
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()
+        self.by_file: dict[Path, RangeLocks] = {}
+        self.file_of: dict[str, Path] = {}  # absolute database path -> its lock file
+
+    def locks(self, database: str) -> RangeLocks:
+        key = os.path.abspath(database)
+        with self.guard:
+            path = self.file_of.get(key)
+            locks = self.by_file.get(path) if path is not None else None
+            if locks is not None and locks.still_at_path():
+                return locks
+            # First use here, or the file was removed: one that is gone is left open (not
+            # leaked in practice), since a thread may still be holding or unlocking on it.
+            path = self.file_of[key] = sqlite_lock_dir(database) / "ids.lock"
+            locks = self.by_file.get(path)
+            if locks is None or not locks.still_at_path():
+                locks = self.by_file[path] = RangeLocks(path)
+            return locks
+
+    def forget(self) -> None:
+        """In a forked child: the parent's descriptors and guard are not this process's."""
+        self.guard = threading.Lock()
+        for locks in self.by_file.values():
+            locks.forget()
+        self.by_file.clear()
+
+
+_sqlite_lock_files = _SqliteLockFiles()
+os.register_at_fork(after_in_child=_sqlite_lock_files.forget)
+
+
+def sqlite_id_lock(
+    database: str, result_id: str, timeout: float, location: str
+) -> contextlib.AbstractContextManager[None]:
+    """The compute-once lock of ``result_id`` in the SQLite store ``database``: a byte of
+    ``ids.lock`` in the store's lock folder (``sqlite_lock_dir``), a descriptor kept open.
 
     Raises:
-        LockTimeoutError: not acquired within ``timeout`` seconds.
-        StoreUnavailableError: the lock file cannot be created or opened (names it).
+        StoreUnavailableError: the lock folder or file cannot be created (names it).
     """
-    digest = hashlib.sha256(result_id.encode()).hexdigest()[:32]
-    # One lock object per acquisition: flock() then excludes threads of this process too.
-    file_lock = FileLock(lock_dir / f"{digest}.lock", is_singleton=False, thread_local=False)
-    try:
-        _acquire_file(file_lock, timeout)
-    except Timeout as exc:
-        raise lock_timed_out(result_id, location, timeout) from exc
-    try:
-        yield
-    finally:
-        file_lock.release()
+    return _sqlite_lock_files.locks(database).hold(result_id, timeout, location)
 
 
 def sqlite_lock_dir(database: str) -> Path:

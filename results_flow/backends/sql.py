@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chunked, unique
-from results_flow.backends.locks import id_file_lock, sqlite_lock_dir
+from results_flow.backends.locks import sqlite_id_lock
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.pg_lock import PgLock, held_lock, lock_engine
 from results_flow.backends.sql_engine import (
@@ -188,8 +188,7 @@ class SqlBackend(ResultsBackend):
     ) -> contextlib.AbstractContextManager[None]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.is_sqlite:
-            lock_dir = sqlite_lock_dir(self._engine.url.database or "")
-            return id_file_lock(lock_dir, result_id, wait, self.location)
+            return sqlite_id_lock(self._engine.url.database or "", result_id, wait, self.location)
         return PgLock(self._lock_engine(), self, result_id, wait, self.location)
 
     def close(self) -> None:

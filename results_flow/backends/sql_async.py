@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from results_flow.backends.base import AsyncResultsBackend, chunked, unique
-from results_flow.backends.locks import held_in_thread, id_file_lock, sqlite_lock_dir
+from results_flow.backends.locks import held_in_thread, sqlite_id_lock
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.pg_lock import apg_lock
 from results_flow.backends.sql_engine import (
@@ -155,9 +155,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
         database = make_url(self.database_url)
         if database.get_backend_name() == "sqlite":
             path = database.database or ""
-            return held_in_thread(
-                lambda: id_file_lock(sqlite_lock_dir(path), result_id, wait, self.location)
-            )
+            return held_in_thread(lambda: sqlite_id_lock(path, result_id, wait, self.location))
         return apg_lock(self.engine, result_id, wait, self.location)
 
     async def _ensure_table(self) -> None:

@@ -1,16 +1,18 @@
 """Chunked maps: one Prefect task run computes a chunk of a results_task's inputs.
 
-A chunk run calls the results_task's own wrapped function once per input, so each
-item builds the same result ID, skips, locks and stores exactly as its own task run
-would, and is stored the moment it is computed: a chunk killed half way loses only the
-item in flight. The chunk task carries the results_task's name (the wrapper reads it to
-build the IDs), so its runs show as ``<task>-chunk-<first>`` in the UI. A failing item
-does not stop its chunk: it is retried as the task's ``retries`` say, then reported in
-the chunk's outcomes, and the chunk run ends Completed with a message counting them.
-"""
+Each input builds the same result ID as its own task run would, and is stored under it
+the moment it is computed: a chunk killed half way loses only the item in flight. A
+synchronous task's input goes straight to ``ResultKeeper.keep`` (lock, look up again,
+compute, store: what its own run does after finding nothing), since results_map sends
+only inputs it found missing; an async task's chunk awaits the task's own wrapper per
+input. The chunk task carries the results_task's name (the IDs are built from it), so
+its runs show as ``<task>-chunk-<first>`` in the UI. A failing item does not stop its
+chunk: it is retried as the task's ``retries`` say, then reported in the chunk's
+outcomes, and the chunk run ends Completed with a message counting them."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 from collections.abc import Callable
@@ -23,7 +25,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 from pydantic import BaseModel
 
-from results_flow.prefect.runtime import CACHED_STATE_NAME
+from results_flow.prefect.decorator import keeper_of
+from results_flow.prefect.runtime import CACHED_STATE_NAME, ResultKeeper
+from results_flow.records import utc_now
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,19 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
 
         fn = run_chunk_async
     else:
+        keeper = keeper_of(task)
 
         def run_chunk(calls: list[dict[str, Any]], first: int) -> State[Any]:
+            # Once per chunk, not per item: the refresh switches (the results_task's own,
+            # not the chunk task's), and no lookup before the lock, as results_map sends
+            # only inputs it found missing; the locked lookup still finds a result that
+            # another worker stored since.
+            refresh = keeper.refreshing(task)
             outcomes = []
             for kwargs in calls:
                 for attempt in range(attempts):
                     try:
-                        outcome = _settled(item_fn(**kwargs))
+                        outcome = _kept(keeper, task.name, kwargs, refresh)
                         break
                     except Exception as exc:  # noqa: BLE001 - reported per item
                         outcome = ItemOutcome(None, computed=False, error=exc)
@@ -101,6 +111,17 @@ def _settled(value: Any) -> ItemOutcome:
         result: BaseModel = value.data
         return ItemOutcome(result, computed=value.name != CACHED_STATE_NAME)
     return ItemOutcome(value, computed=True)
+
+
+def _kept(
+    keeper: ResultKeeper, task_name: str, kwargs: dict[str, Any], refresh: bool
+) -> ItemOutcome:
+    """Compute (at most once) and store one input of a synchronous results_task."""
+    started = utc_now()
+    call = keeper.call(task_name, keeper.bind((), kwargs))
+    compute = functools.partial(keeper.fn, **kwargs)
+    result, settled = keeper.keep(call, compute, refresh=refresh, started=started)
+    return ItemOutcome(result, computed=settled == "computed")
 
 
 def _chunk_state(outcomes: list[ItemOutcome]) -> State[Any]:

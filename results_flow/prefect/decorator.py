@@ -34,6 +34,7 @@ from results_flow.prefect.runtime import (
     computed_state,
     current_task,
     current_task_name,
+    settled_state,
 )
 from results_flow.prefect.stores import StoreRef
 from results_flow.records import utc_now
@@ -304,21 +305,12 @@ def _sync_wrapper(keeper: ResultKeeper) -> Callable[..., Any]:
         started = utc_now()
         call = keeper.call(current_task_name(fn.__name__), keeper.bind(args, kwargs))
         refresh = keeper.refreshing(current_task())
-        stored = keeper.lookup(call, refresh=refresh)
-        if stored.result is not None:
-            return cached_state(call, stored.result)
-        if not keeper.lock:
-            return computed_state(
-                call, *keeper.save(call, fn(*args, **kwargs), replace=stored.replace)
-            )
-        with keeper.manager().lock(call.result_id, keeper.lock_timeout):
-            # The lock holder before us may have stored (or refreshed) it.
-            stored = keeper.lookup(call, refresh=refresh, since=started)
+        if keeper.lock:  # most reruns find their result: no lock for those
+            stored = keeper.lookup(call, refresh=refresh)
             if stored.result is not None:
                 return cached_state(call, stored.result)
-            return computed_state(
-                call, *keeper.save(call, fn(*args, **kwargs), replace=stored.replace)
-            )
+        compute = functools.partial(fn, *args, **kwargs)
+        return settled_state(call, *keeper.keep(call, compute, refresh=refresh, started=started))
 
     run.__results_flow_keeper__ = keeper  # type: ignore[attr-defined]
     return run

@@ -8,6 +8,7 @@ with the ID it was stored under.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
 import logging
@@ -38,6 +39,10 @@ from results_flow.settings import refresh_requested
 logger = get_logger("results_flow.prefect")
 
 CACHED_STATE_NAME = "Cached"
+
+Settled = Literal["stored", "computed", "raced"]
+"""How ``ResultKeeper.keep`` settled a call: its result taken from the store, computed
+and stored here, or computed here while another run stored it first (theirs kept)."""
 
 OnInvalid = Literal["raise", "recompute"]
 """What a results_task does with a stored result that no longer validates."""
@@ -215,6 +220,37 @@ class ResultKeeper:
                 self.model.__name__,
             )
 
+    def keep(
+        self,
+        call: Call,
+        compute: Callable[[], Any],
+        *,
+        refresh: bool,
+        started: datetime,
+    ) -> tuple[BaseModel, Settled]:
+        """``call``'s result, computed at most once: under the ID's lock when locking is on,
+        the stored result is reused (with ``refresh``, one stored at or after ``started``),
+        else ``compute()`` runs and its result is validated and stored.
+
+        Raises:
+            LockTimeoutError: another worker held the ID past ``lock_timeout``.
+            ResultValidationError: the computed value does not validate.
+            InvalidResultsError: the stored result no longer validates and
+                ``on_invalid="raise"``.
+        """
+        held = (
+            self.manager().lock(call.result_id, self.lock_timeout)
+            if self.lock
+            else contextlib.nullcontext()
+        )
+        with held:
+            # The lock holder before us may have stored (or refreshed) it.
+            stored = self.lookup(call, refresh=refresh, since=started if self.lock else None)
+            if stored.result is not None:
+                return stored.result, "stored"
+            result, fresh = self.save(call, compute(), replace=stored.replace)
+            return result, "computed" if fresh else "raced"
+
     def validate(self, call: Call, value: Any) -> BaseModel:
         """``value`` as an instance of the task's model.
 
@@ -274,6 +310,13 @@ class ResultKeeper:
         state = self.__dict__.copy()
         state["_signature"] = None  # annotations may not pickle; rebuilt on first use
         return state
+
+
+def settled_state(call: Call, result: BaseModel, settled: Settled) -> State[Any] | BaseModel:
+    """What a run settled by ``ResultKeeper.keep`` returns."""
+    if settled == "stored":
+        return cached_state(call, result)
+    return computed_state(call, result, fresh=settled == "computed")
 
 
 def cached_state(call: Call, result: BaseModel) -> State[Any] | BaseModel:

@@ -12,6 +12,7 @@ from prefect import flow
 
 from results_flow import ResultsManager
 from results_flow.prefect import MapProgress, results_map, results_task
+from results_flow.prefect.chunks import ItemOutcome, chunk_task
 from tests.prefect.conftest import CallLog, start_worker
 from tests.prefect.tasks import Score, ascore, chunked_resume_flow, score
 
@@ -110,6 +111,38 @@ def test_sigkill_mid_chunk_loses_only_in_flight_items_and_resumes(
     assert sorted(int(line.split(":")[1]) for line in calls.lines()) == sorted(missing)
     assert [r.item for r in results] == list(range(ITEMS))
     assert len(rm.get_many(ids, Score)) == ITEMS
+
+
+def test_a_chunk_reuses_an_item_another_worker_stored_after_planning(
+    store_url: str, calls: CallLog
+) -> None:
+    """A chunk locks its items without looking first: the locked lookup must still find
+    a result stored between results_map's planning and the chunk's run."""
+
+    @flow(name="chunk-flow")
+    def run() -> list[tuple[float | None, bool]]:
+        rm = ResultsManager.from_url(store_url)
+        rm.set(score.result_id(1), Score(item=1, value=-1.0, pid=0))
+        outcomes: list[ItemOutcome] = (
+            chunk_task(score).submit([{"item": 1}, {"item": 2}], 0).result()
+        )
+        return [(o.result.value if o.result else None, o.computed) for o in outcomes]
+
+    assert run() == [(-1.0, False), (4.0, True)]
+    assert calls.lines() == ["score:2"]
+
+
+def test_chunks_honour_the_tasks_own_refresh_cache(store_url: str, calls: CallLog) -> None:
+    @flow(name="chunk-flow")
+    def run(refresh_cache: bool) -> int:
+        task = score.with_options(refresh_cache=refresh_cache)
+        return results_map(task, [1, 2, 3], chunk_size=2).computed
+
+    assert run(False) == 3
+    assert run(False) == 0
+    calls.clear()
+    assert run(True) == 3
+    assert sorted(calls.lines()) == ["score:1", "score:2", "score:3"]
 
 
 def test_chunk_size_below_one_is_refused(store_url: str) -> None:
