@@ -58,9 +58,10 @@ T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///results_flow_datasets.db"
 DEFAULT_CACHE_SIZE = 8
-#: Rows read, validated and inserted at a time when ETL streams. Each chunk's row models
-#: live until it is inserted, and Python's full garbage collections scan them: at 20,000
-#: rows these took a fifth of the CPU time of a load, at 5,000 a twentieth.
+#: Rows read, validated and inserted at a time when ETL streams; a chunk's row models live
+#: until it is inserted. Chosen when full garbage collections scanned them (a fifth of a
+#: load's CPU at 20,000 rows, a twentieth at 5,000); the load now freezes older objects
+#: (``gc_pause``), and larger chunks have not been measured since.
 DEFAULT_CHUNK_ROWS = 5_000
 
 
