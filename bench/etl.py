@@ -39,7 +39,7 @@ NOTE = (
     "0.44 (pandas' C parser takes 0.1 s to read, but validates nothing). Two changes "
     "brought the SQLite 100k ratio from 0.59-0.63 to the figure above: the objects alive "
     "before a load are frozen out of Python's full garbage collections while it runs "
-    "(`data/gc_pause.py`; five full collections scanning every imported module took about "
+    "(`gc_pause.py`; five full collections scanning every imported module took about "
     "0.3 s of 2.3 s CPU, 0.02 s frozen), and SQLite rows go in multi-row INSERT "
     "statements of up to 999 values (about 30% less insert CPU than one-row "
     "`executemany`). Earlier: chunks of 5,000 rows, ascending integer keys kept in 8 bytes "

@@ -77,6 +77,8 @@ class Common:
 FileArg = Annotated[str, Parameter(allow_leading_hyphen=True)]
 Yes = Annotated[bool, Parameter(name=["--yes", "-y"], negative=())]
 Prefix = Annotated[str | None, Parameter(name="--prefix")]
+#: The PREFIX argument of the commands that read every record under it.
+PrefixArg = Annotated[str | None, Parameter(help="Only IDs equal to or below this one.")]
 #: An age such as 30d, parsed by ``maintenance.parse_age`` (a leading "-" reaches it too,
 #: so "-5d" gets a clear message instead of "requires an argument").
 Age = Annotated[str | None, Parameter(allow_leading_hyphen=True)]
@@ -216,7 +218,7 @@ def rm(
 @app.command
 @_handles_errors
 def stats(
-    prefix: str | None = None,
+    prefix: PrefixArg = None,
     /,
     *,
     depth: int = 1,
@@ -226,8 +228,6 @@ def stats(
 
     Parameters
     ----------
-    prefix
-        Only IDs equal to or below this one.
     depth
         How many leading ID segments make one prefix group.
     """
@@ -258,7 +258,7 @@ def stats(
 @app.command
 @_handles_errors
 def verify(
-    prefix: str | None = None,
+    prefix: PrefixArg = None,
     /,
     *,
     import_: Annotated[tuple[str, ...], Parameter(name="--import", negative=())] = (),
@@ -268,8 +268,6 @@ def verify(
 
     Parameters
     ----------
-    prefix
-        Only IDs equal to or below this one.
     import_
         A module to import first so its @register_model classes are known
         (repeatable; the current directory is searched first).

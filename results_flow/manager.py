@@ -28,6 +28,7 @@ from results_flow.errors import (
     ResultValidationError,
     UnknownModelError,
 )
+from results_flow.gc_pause import collection_paused
 from results_flow.ids import ResultId, normalize_id
 from results_flow.records import Record
 from results_flow.settings import default_store_url
@@ -264,14 +265,15 @@ def decode_many(
         raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, not {on_invalid!r}")
     found: dict[str, Any] = {}
     invalid: dict[str, ResultsFlowError] = {}
-    for rid in result_ids:
-        record = records.get(rid)
-        if record is None or rid in found or rid in invalid:
-            continue
-        try:
-            found[rid] = decode(rid, record, model_class)
-        except (ResultValidationError, UnknownModelError) as exc:
-            invalid[rid] = exc
+    with collection_paused():  # every model made here stays alive: nothing to collect
+        for rid in result_ids:
+            record = records.get(rid)
+            if record is None or rid in found or rid in invalid:
+                continue
+            try:
+                found[rid] = decode(rid, record, model_class)
+            except (ResultValidationError, UnknownModelError) as exc:
+                invalid[rid] = exc
     if invalid and on_invalid == "raise":
         raise InvalidResultsError.of(
             invalid,

@@ -78,14 +78,16 @@ class Statements:
         )
         self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
         self.exists = sa.select(c.id).where(c.id == sa.bindparam("id"))
-        # Batches bind their IDs as ONE parameter (an array, or JSON text for SQLite) and
-        # join it as a table: an expanding IN renders and binds a parameter per ID, which
-        # cost PostgreSQL more than running the query, and ``id = ANY(array)`` let
-        # PostgreSQL's generic plan scan the table, testing every row against every ID.
-        # ``batch`` makes the parameters.
+        # Batches bind their IDs as ONE text parameter and join it as a table: an
+        # expanding IN renders and binds a parameter per ID, which cost PostgreSQL more
+        # than running the query, and ``id = ANY(array)`` let PostgreSQL's generic plan
+        # scan the table, testing every row against every ID. PostgreSQL gets the IDs
+        # one per line (no ID holds a control character; psycopg's array dumper cost
+        # 0.24 s per 100k IDs), SQLite a JSON list. ``batch`` makes the parameters.
         if dialect.name == "postgresql":
-            ids = sa.bindparam("ids", type_=postgresql.ARRAY(sa.Text))
-            in_batch = c.id.in_(sa.select(sa.func.unnest(ids)))
+            ids = sa.bindparam("ids", type_=sa.Text)
+            lines = sa.func.string_to_array(ids, sa.literal_column("E'\\n'"))
+            in_batch = c.id.in_(sa.select(sa.func.unnest(lines)))
         else:
             listed = sa.func.json_each(sa.bindparam("ids", type_=sa.Text)).table_valued("value")
             in_batch = c.id.in_(sa.select(listed.c.value))
@@ -104,10 +106,12 @@ class Statements:
             },
         )
 
-    def batch(self, result_ids: Sequence[str]) -> dict[str, list[str] | str]:
-        """The parameters of ``read_many`` and ``exists_many`` for ``result_ids``."""
-        ids = list(result_ids)
-        return {"ids": ids if self.dialect_name == "postgresql" else json.dumps(ids)}
+    def batch(self, result_ids: Sequence[str]) -> dict[str, str]:
+        """The parameters of ``read_many`` and ``exists_many`` for ``result_ids``
+        (normalized IDs: one holding a newline would split in two on PostgreSQL)."""
+        if self.dialect_name == "postgresql":
+            return {"ids": "\n".join(result_ids)}
+        return {"ids": json.dumps(list(result_ids))}
 
     def list_ids(self, prefix: str | None) -> sa.Select[str]:
         """IDs equal to ``prefix`` or below it by whole segments, sorted."""

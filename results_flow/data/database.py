@@ -30,7 +30,6 @@ from results_flow.data.datasource import (
     validate_rows,
 )
 from results_flow.data.etl import ETLFactory, ETLPipeline, ETLResult, Files
-from results_flow.data.gc_pause import older_objects_frozen
 from results_flow.data.messages import ValidationResult
 from results_flow.data.schemas import FileSchema, TableSchema, table_schemas
 from results_flow.data.sql_rows import insert_rows, select_rows
@@ -51,6 +50,7 @@ from results_flow.errors import (
     CatalogueSchemaError,
     CorruptDatasetError,
 )
+from results_flow.gc_pause import older_objects_frozen
 from results_flow.records import parse_time
 from results_flow.settings import SQLITE_BUSY_TIMEOUT
 

@@ -454,12 +454,12 @@ def test_bounds_come_from_the_url_or_keywords_and_reject_nonsense() -> None:
     assert dict(rest.query) == {"sslmode": "disable"}
     args = bounds.psycopg_connect_args()
     assert args["connect_timeout"] == 3
-    assert args["options"] == "-c statement_timeout=5000"
+    assert args["options"] == "-c statement_timeout=5000 -c TimeZone=UTC"
     assert args["keepalives"] == 1
     default, _ = PgBounds.from_url(sa.engine.make_url("postgresql://u@h/db"))
     assert (default.connect_timeout, default.statement_timeout) == (10.0, 60.0)
     async_args = bounds.asyncpg_connect_args()
     assert async_args["timeout"] == 3.0
-    assert async_args["server_settings"] == {"statement_timeout": "5000"}
+    assert async_args["server_settings"] == {"statement_timeout": "5000", "TimeZone": "UTC"}
     with pytest.raises(UnsupportedStoreUrlError, match="connect_timeout"):
         PgBounds.from_url(sa.engine.make_url("postgresql://u:pw@h/db?connect_timeout=soon"))

@@ -46,6 +46,17 @@ def test_batches_of_several_statements_read_every_row(
     assert backend.exists_many([]) == set()
 
 
+def test_batches_carry_ids_with_any_allowed_character(backend: SqlBackend) -> None:
+    """Guards the one-parameter batch (IDs one per line on PostgreSQL, JSON on SQLite):
+    separators, quotes, braces and SQL words inside IDs are only text."""
+    odd = ["b/with space", "b/{x,y}", 'b/"q"', "b/it's", "b/NULL", "b/é,ü", "b/E'x'"]
+    for n, result_id in enumerate(odd):
+        backend.insert(result_id, record(n))
+    asked = [*odd, "b/with", "b/x", "b/NULL ", "b/{x"]
+    assert sorted(backend.read_many(asked)) == sorted(odd)
+    assert backend.exists_many(asked) == set(odd)
+
+
 def test_a_damaged_time_in_a_batch_names_the_id(tmp_path: Path) -> None:
     store = SqlBackend.from_url(f"sqlite:///{tmp_path / 'r.db'}")
     store.insert("ok", record(1))

@@ -1,4 +1,8 @@
-"""Keep Python's full garbage collections off the objects that outlive a long load.
+"""Keep Python's garbage collector off bulk work that makes many objects at once.
+
+Two bounds, for two lengths of work. A long streamed load (minutes, a million rows)
+freezes the objects older than it (``older_objects_frozen``); a bounded bulk decode
+(``get_many`` of 100k records, one call) pauses collection (``collection_paused``).
 
 A streamed load allocates a few tracked objects per row (the raw row dict, the row
 model and its ``__dict__``), so the collector runs full collections every few chunks,
@@ -32,3 +36,24 @@ def older_objects_frozen() -> Iterator[None]:
         yield
     finally:
         gc.unfreeze()
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Run the block with automatic collection off (when it was on), then back on.
+
+    For bounded bulk work whose objects all stay alive: ``get_many`` of 100k stored
+    results spent 0.5-0.7 s of about 2 s in full collections that scanned the models it
+    had just made (0.3 s was saved by freezing older objects only). Cycles made in the
+    block are collected at the next collection after it. Collection is process-wide:
+    another thread's work runs uncollected meanwhile, and a block that found collection
+    already off (the caller's choice, or a block in another thread) leaves it so.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
