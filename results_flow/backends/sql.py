@@ -225,7 +225,7 @@ class SqlBackend(ResultsBackend):
         if driver == "psycopg":
             from results_flow.backends.pg_runner import PsycopgRowRunner  # an optional extra
 
-            return PsycopgRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
+            return PsycopgRowRunner(engine, self._sql, location=location)
         return CoreRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
 
     def _batches(self, result_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from results_flow.backends.sql_engine import read_engine, transaction
-from results_flow.backends.sql_statements import Statements
+from results_flow.backends.sql_statements import CompiledStatement, Statements
 
 T = TypeVar("T")
 
@@ -83,6 +83,27 @@ class CoreTransaction:
 
     def count(self, name: str, values: dict[str, Any]) -> int:
         return self.conn.execute(getattr(self.statements, name), values).rowcount
+
+
+class CompiledTransaction:
+    """``RowTransaction`` of a driver runner: the compiled statements run through
+    ``execute(sql, params)``, which returns the driver's cursor."""
+
+    def __init__(
+        self,
+        execute: Callable[[str, tuple[Any, ...]], Any],
+        statements: dict[str, CompiledStatement],
+    ) -> None:
+        self.execute = execute
+        self.statements = statements
+
+    def first(self, name: str, values: dict[str, Any]) -> Row | None:
+        statement = self.statements[name]
+        return self.execute(statement.sql, statement.params(values)).fetchone()  # type: ignore[no-any-return]
+
+    def count(self, name: str, values: dict[str, Any]) -> int:
+        statement = self.statements[name]
+        return self.execute(statement.sql, statement.params(values)).rowcount  # type: ignore[no-any-return]
 
 
 class CoreRowRunner:

@@ -18,6 +18,7 @@ at fork time.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import sqlite3
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 from results_flow.backends.sql_engine import Retry, apply_sqlite_settings, mapped_error, retrying
-from results_flow.backends.sql_runner import Row, RowTransaction
+from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
 from results_flow.backends.sql_statements import CompiledStatement
 from results_flow.errors import StoreBusyError
 
@@ -90,7 +91,9 @@ class SqliteRowRunner:
             conn = self._connection()
             _execute(conn, "BEGIN IMMEDIATE")
             try:
-                result = work(_Transaction(conn, self.statements))
+                result = work(
+                    CompiledTransaction(functools.partial(_execute, conn), self.statements)
+                )
                 retry.worked = True
                 _execute(conn, "COMMIT")
             except BaseException:
@@ -150,20 +153,6 @@ class SqliteRowRunner:
         # drops when the thread ends: that is the moment to close the connection.
         weakref.finalize(holder, _release, weakref.ref(self), token)
         return holder
-
-
-class _Transaction:
-    """``RowTransaction`` on a sqlite3 connection inside ``BEGIN IMMEDIATE``."""
-
-    def __init__(self, conn: sqlite3.Connection, statements: dict[str, CompiledStatement]):
-        self.conn = conn
-        self.statements = statements
-
-    def first(self, name: str, values: dict[str, Any]) -> Row | None:
-        return _run(self.conn, self.statements[name], values).fetchone()  # type: ignore[no-any-return]
-
-    def count(self, name: str, values: dict[str, Any]) -> int:
-        return _run(self.conn, self.statements[name], values).rowcount
 
 
 def _execute(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
