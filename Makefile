@@ -48,6 +48,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/file_reads.py
 	$(BIN)/python bench/resume.py
 	$(BIN)/python bench/resume.py --chunked
 	$(BIN)/python bench/etl.py
