@@ -44,10 +44,10 @@ NOTE = (
     "statements of up to 999 values (about 30% less insert CPU than one-row "
     "`executemany`). Earlier: chunks of 5,000 rows, ascending integer keys kept in 8 bytes "
     "each (KeySet) so peak RSS barely grows with the rows, and PostgreSQL loads through "
-    "COPY. The 1M rounds ran once each while other jobs loaded the 2 cores, so they are "
-    "the least steady figures here. SQLite at 1M: in one process, results_flow took 14.3 s "
-    "of CPU against pandas' 13.7 s, so why its wall-clock ratio stays near 0.77 (two runs: "
-    "0.75, 0.77) is not settled; the larger database's I/O is a suspect, not measured."
+    "COPY. The 1M rounds run once each, so they are the least steady figures here: the "
+    "SQLite 1M ratio was 0.75 and 0.77 while other jobs loaded the 2 cores, and 0.90 and "
+    "1.04 in two `make bench` runs at load 1-3 (2026-12-03); in one process results_flow "
+    "took 14.3 s of CPU against pandas' 13.7 s."
 )
 RATE_AIM = 0.66
 
