@@ -67,7 +67,7 @@ def test_every_refresh_switch_recomputes_overwrites_and_keeps_the_creation_time(
     assert run(measure, 1)[0].run == 6  # back to reusing
 
     run(measure, 1, 2, 3)
-    assert runs == [1, 1, 1, 1, 1, 1, 2, 3]
+    assert runs[:6] == [1] * 6 and sorted(runs[6:]) == [2, 3]  # two threads: any order
     again = run(measure.with_options(refresh=True), 1, 2, 3)  # type: ignore[attr-defined]
     assert sorted(runs[-3:]) == [1, 2, 3] and sorted(m.run for m in again) == [9, 10, 11]
 
