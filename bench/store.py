@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import random
 import sqlite3
 import statistics
 import sys
@@ -60,6 +61,8 @@ from results_flow.backends.sql_engine import SQLITE_PRAGMAS
 N_WRITES = 2_000
 #: Writes done before the timed ones, to open connections and fill caches.
 WARMUP = 50
+#: The shuffled write order is the same in every run (any seed would do).
+WRITE_ORDER_SEED = 12
 #: Each read measurement reads every stored ID this many times...
 READ_PASSES = 2
 #: ...and the best of this many measurements is kept.
@@ -312,17 +315,22 @@ def timed_writes(
 ) -> list[list[float]]:
     """Seconds of every timed ``set``, per subject. The stores take turns, one write
     each, so every store's fsyncs meet the same disk (other work on a shared machine
-    hits all of them alike)."""
+    hits all of them alike), in a new shuffled order per write: in a fixed order each
+    store always wrote right after the same other store's fsync, and the PostgreSQL
+    stores, placed after the local ones, paid unequally for that."""
     for rid, model in zip(ids[:WARMUP], models[:WARMUP], strict=True):
         for subject in subjects:
             subject.set(rid, model)
     samples: list[list[float]] = [[] for _ in subjects]
+    order = list(range(len(subjects)))
+    shuffle = random.Random(WRITE_ORDER_SEED).shuffle
     with no_gc():
         for rid, model in zip(ids[WARMUP:], models[WARMUP:], strict=True):
-            for subject, times in zip(subjects, samples, strict=True):
+            shuffle(order)
+            for index in order:
                 start = time.perf_counter()
-                subject.set(rid, model)
-                times.append(time.perf_counter() - start)
+                subjects[index].set(rid, model)
+                samples[index].append(time.perf_counter() - start)
     return samples
 
 
@@ -519,7 +527,11 @@ def main() -> None:
             "pool (results_flow/backends/pg_runner.py): no pre-ping, no BEGIN/ROLLBACK, no "
             "SQLAlchemy per call (issue 12 item 2). A `set` is BEGIN, INSERT ... ON CONFLICT "
             "DO NOTHING RETURNING, COMMIT on such a connection too, as the raw row does without "
-            "RETURNING (through SQLAlchemy Core it ran at 0.56x the raw rate). `get_many` binds "
+            "RETURNING (through SQLAlchemy Core it ran at 0.56x the raw rate). While the "
+            "stores wrote in a fixed order, raw psycopg always wrote right after us on the "
+            "same server and our write right after diskcache's fsync: that order alone put "
+            "this `set` at 0.67x against 0.78x shuffled (2026-12-06, one machine, minutes "
+            "apart). `get_many` binds "
             "its IDs as one text, one per line, joined as a table (`id IN (SELECT "
             "unnest(string_to_array(...)))`; `id = ANY(array)` let the generic plan test every "
             "row against every ID) and runs on the driver; above raw it decodes a 7-column "
@@ -538,8 +550,9 @@ def main() -> None:
             f"{len(models[0].model_dump_json())} bytes of JSON) under {N_WRITES:,} hierarchical "
             f"IDs. `set`: {N_WRITES - WARMUP:,} durable writes per store (each its own "
             f"commit/fsync) after {WARMUP} warm-up writes, the stores taking turns write by "
-            f"write so all meet the same disk. Reads: every ID {READ_PASSES}x per run, best of "
-            f"{REPEATS} rounds over all stores. `list_ids`: one call listing all {N_WRITES:,} "
+            f"write, in a new shuffled order per write, so all meet the same disk. Reads: "
+            f"every ID {READ_PASSES}x per run, best of {REPEATS} rounds over all stores. "
+            f"`list_ids`: one call listing all {N_WRITES:,} "
             f"IDs (time per call). `get_many`: batches of {BATCH} IDs (time per ID). Each cell: "
             "time per operation (operations per second).",
             table(["store", *OPS], rows),
