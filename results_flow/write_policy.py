@@ -28,6 +28,23 @@ class SetBehavior(StrEnum):
     """Replace it (the creation time is kept)."""
 
 
+def as_behavior(value: SetBehavior | str) -> SetBehavior:
+    """``value`` as a ``SetBehavior``: a member, or its value as a string ("overwrite").
+
+    Compared by identity below, a plain string matched no member and wrote as
+    RAISE_IF_DIFFERENT whatever it said.
+
+    Raises:
+        ValueError: ``value`` names no behavior; the message lists those that exist.
+    """
+    try:
+        return SetBehavior(value)
+    except ValueError:
+        choices = ", ".join(repr(b.value) for b in SetBehavior)
+        message = f"behavior must be a SetBehavior or one of {choices}, not {value!r}"
+        raise ValueError(message) from None
+
+
 def resolve_insert(
     behavior: SetBehavior,
     result_id: str,
@@ -73,7 +90,9 @@ def write_record(
     Raises:
         ResultExistsError: RAISE_IF_EXISTS and the ID was taken.
         ResultConflictError: RAISE_IF_DIFFERENT and the stored content differs.
+        ValueError: ``behavior`` names no behavior (nothing is written).
     """
+    behavior = as_behavior(behavior)
     if behavior is SetBehavior.OVERWRITE:
         backend.upsert(result_id, record)
         return True
@@ -85,6 +104,7 @@ async def awrite_record(
     backend: AsyncResultsBackend, result_id: str, record: Record, behavior: SetBehavior
 ) -> bool:
     """``write_record`` on an async backend (same rule, same errors)."""
+    behavior = as_behavior(behavior)
     if behavior is SetBehavior.OVERWRITE:
         await backend.upsert(result_id, record)
         return True

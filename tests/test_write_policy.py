@@ -4,6 +4,7 @@ twin) is what ResultsManager, AsyncResultsManager and transfer call."""
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,30 @@ def test_writers_do_not_restate_the_rule(module: str) -> None:
     text = (PACKAGE / module).read_text()
     assert "SetBehavior.OVERWRITE:" not in text
     assert "resolve_insert(" not in text
+
+
+def test_a_behavior_given_as_its_string_acts_as_the_member() -> None:
+    """A plain "overwrite" once matched no member and wrote as RAISE_IF_DIFFERENT."""
+    rm = results_flow.ResultsManager.from_url("memory://behavior-strings")
+    rm.set("a", Point(x=1))
+    assert rm.set("a", Point(x=2), behavior="overwrite") is True  # type: ignore[arg-type]
+    assert rm.get("a", Point) == Point(x=2)
+    assert rm.set("a", Point(x=3), behavior="skip_if_exists") is False  # type: ignore[arg-type]
+    with pytest.raises(ResultExistsError):
+        rm.set("a", Point(x=2), behavior="raise_if_exists")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("bad", ["overwrite!", "OVERWRITE", "", None, 3])
+def test_an_unknown_behavior_is_refused_by_name_and_nothing_changes(bad: object) -> None:
+    rm = results_flow.ResultsManager.from_url("memory://behavior-bad")
+    rm.set("a", Point(x=1))
+    with pytest.raises(ValueError, match="behavior must be a SetBehavior or one of 'raise_if_exists'"):
+        rm.set("a", Point(x=2), behavior=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=re.escape(f"not {bad!r}")):
+        asyncio.run(_aset(bad))
+    assert rm.get("a", Point) == Point(x=1)
+
+
+async def _aset(behavior: object) -> None:
+    arm = results_flow.AsyncResultsManager.from_url("memory://behavior-bad-async")
+    await arm.set("a", Point(x=2), behavior=behavior)  # type: ignore[arg-type]

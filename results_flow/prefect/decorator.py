@@ -40,6 +40,7 @@ from results_flow.prefect.stores import StoreRef
 from results_flow.records import utc_now
 from results_flow.registry import ensure_registered, namespace_of
 from results_flow.settings import COMPUTE_LOCK_TIMEOUT
+from results_flow.write_policy import as_behavior
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -206,7 +207,7 @@ def results_task(
                 ignore=frozenset(ignore),
                 code_hash=source_hash(func) if hash_source else None,
             ),
-            behavior=SetBehavior(behavior),
+            behavior=as_behavior(behavior),
             namespace=namespace,
             model=model,
             lock=lock,
