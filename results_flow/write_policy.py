@@ -11,6 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
+from results_flow.choices import member
 from results_flow.errors import ResultConflictError, ResultExistsError
 from results_flow.records import Record
 
@@ -31,18 +32,10 @@ class SetBehavior(StrEnum):
 def as_behavior(value: SetBehavior | str) -> SetBehavior:
     """``value`` as a ``SetBehavior``: a member, or its value as a string ("overwrite").
 
-    Compared by identity below, a plain string matched no member and wrote as
-    RAISE_IF_DIFFERENT whatever it said.
-
     Raises:
         ValueError: ``value`` names no behavior; the message lists those that exist.
     """
-    try:
-        return SetBehavior(value)
-    except ValueError:
-        choices = ", ".join(repr(b.value) for b in SetBehavior)
-        message = f"behavior must be a SetBehavior or one of {choices}, not {value!r}"
-        raise ValueError(message) from None
+    return member(SetBehavior, value, "behavior")
 
 
 def resolve_insert(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from results_flow.choices import member
 from results_flow.data.columns import ColumnSpec, model_columns, model_from_columns
 from results_flow.data.schemas import FileSchema, TableSchema, table_schemas
 from results_flow.errors import CorruptDatasetError, InvalidDatasetNameError
@@ -139,7 +140,7 @@ class DataSource:
         self.name = check_dataset_name(name)
         items = tables.values() if isinstance(tables, Mapping) else tables
         self.tables: dict[str, DataTable] = {t.name: t for t in items}
-        self.kind = kind
+        self.kind = member(DataKind, kind, "kind")
         self.created_at = created_at or utc_now()
         self.derived_from = derived_from
 

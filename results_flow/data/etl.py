@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from results_flow.choices import member
 from results_flow.data.datasource import DataKind, DataSource, check_dataset_name
 from results_flow.data.extract import CsvExtractor, ExtractedData, Extractor, extractor_for
 from results_flow.data.files import File
@@ -106,7 +107,7 @@ class ETLPipeline:
         self.validators = list(validators)
         self.transformers = list(transformers)
         self.loader = loader
-        self.fail_on = fail_on
+        self.fail_on = member(Severity, fail_on, "fail_on")
         self.message_limit = message_limit
 
     def extract(self) -> ExtractedData:
@@ -227,7 +228,7 @@ class ETLFactory(ABC):
         message_limit: int = DEFAULT_MESSAGE_LIMIT,
     ) -> None:
         self.schemas = check_schemas(schemas)
-        self.fail_on = fail_on
+        self.fail_on = member(Severity, fail_on, "fail_on")
         self.require_all_files = require_all_files
         self.message_limit = message_limit
 

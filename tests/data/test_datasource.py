@@ -255,3 +255,10 @@ def test_join_of_a_missing_table_is_an_error_message(shop: DataSource) -> None:
     result = ValidationResult()
     JoinTransformer("orders", "ghosts", "id", "x").transform(dict(shop.tables), result)
     assert result.codes()["join_input_missing"] == 1
+
+
+def test_a_kind_given_as_its_string_acts_as_the_member() -> None:
+    assert DataSource("shop", kind="master").is_master  # type: ignore[arg-type]
+    assert not DataSource("shop", kind="derived").is_master  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind must be a DataKind or one of 'master'"):
+        DataSource("shop", kind="primary")  # type: ignore[arg-type]

@@ -169,6 +169,15 @@ def test_warning_threshold_fails_on_warnings(run_etl: RunEtl) -> None:
     assert only(result.validation_result.messages, "unknown_column").column == "colour"
 
 
+def test_thresholds_given_as_strings_act_as_their_severity(run_etl: RunEtl) -> None:
+    """A plain "INFO" once compared as text ("ERROR" < "INFO" < "WARNING")."""
+    warned = {"items.csv": "id,name,price,colour\n1,a,1,red\n"}
+    assert run_etl([ITEMS], warned, fail_on="INFO").status == "failed"
+    assert run_etl([ITEMS], warned, fail_on="ERROR").status == "success"
+    with pytest.raises(ValueError, match="fail_on must be a Severity or one of 'INFO'"):
+        run_etl([ITEMS], warned, fail_on="info!")
+
+
 def test_custom_validator_list_still_validates_types(run_etl: RunEtl) -> None:
     result = run_etl(
         [ITEMS], {"items.csv": "id,name,price\n1,a,x\n"}, validators=[PrimaryKeyValidator()]
