@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
 from results_flow.backends.urls import async_backend_from_url
 from results_flow.codec import decode, encode
-from results_flow.ids import ResultId, normalize_id
+from results_flow.ids import ResultId, normalize_id, normalize_ids
 from results_flow.manager import OnInvalid, decode_many, not_found, resolve_backend
 from results_flow.records import Record
 from results_flow.write_policy import SetBehavior, awrite_record
@@ -107,7 +107,7 @@ class AsyncResultsManager:
         on_invalid: OnInvalid = "raise",
     ) -> dict[str, M] | dict[str, BaseModel]:
         """See ``ResultsManager.get_many`` (same ``on_invalid`` choices)."""
-        rids = [normalize_id(r) for r in result_ids]
+        rids = normalize_ids(result_ids)
         records = await self._backend.read_many(rids)
         return decode_many(rids, records, model_class, on_invalid)
 
@@ -125,7 +125,7 @@ class AsyncResultsManager:
 
     async def exists_many(self, result_ids: Sequence[ResultId]) -> builtins.set[str]:
         """See ``ResultsManager.exists_many``."""
-        return await self._backend.exists_many([normalize_id(r) for r in result_ids])
+        return await self._backend.exists_many(normalize_ids(result_ids))
 
     async def list_ids(self, prefix: ResultId | None = None) -> list[str]:
         """See ``ResultsManager.list_ids``."""

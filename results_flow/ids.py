@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from results_flow.errors import InvalidResultIdError
 
@@ -41,6 +41,21 @@ def normalize_id(result_id: ResultId) -> str:
             return result_id
         return _normalize_text(result_id)
     return _normalize(result_id)
+
+
+def normalize_ids(result_ids: Iterable[ResultId]) -> list[str]:
+    """``normalize_id`` of each ID of a batch, in order.
+
+    Raises:
+        InvalidResultIdError: an ID breaks the grammar, or ``result_ids`` is one ID as
+            text (iterated, it would be read as an ID per character).
+    """
+    if isinstance(result_ids, str):
+        raise InvalidResultIdError(
+            f"expected a collection of result IDs, got the single ID {_shorten(result_ids)!r}; "
+            "wrap it in a list"
+        )
+    return [normalize_id(r) for r in result_ids]
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -29,7 +29,7 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.gc_pause import collection_paused
-from results_flow.ids import ResultId, normalize_id
+from results_flow.ids import ResultId, normalize_id, normalize_ids
 from results_flow.records import Record
 from results_flow.settings import default_store_url
 from results_flow.write_policy import SetBehavior, write_record
@@ -167,7 +167,7 @@ class ResultsManager:
         Raises:
             InvalidResultsError: ``on_invalid="raise"`` and stored records do not validate.
         """
-        rids = [normalize_id(r) for r in result_ids]
+        rids = normalize_ids(result_ids)
         records = self._backend.read_many(rids)
         return decode_many(rids, records, model_class, on_invalid)
 
@@ -189,7 +189,7 @@ class ResultsManager:
 
     def exists_many(self, result_ids: Sequence[ResultId]) -> builtins.set[str]:
         """The normalized IDs among ``result_ids`` that are stored, in one backend call."""
-        return self._backend.exists_many([normalize_id(r) for r in result_ids])
+        return self._backend.exists_many(normalize_ids(result_ids))
 
     def list_ids(self, prefix: ResultId | None = None) -> list[str]:
         """Sorted stored IDs equal to ``prefix`` or below it by whole segments."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 
 import pytest
 
+from results_flow import AsyncResultsManager, ResultsManager
 from results_flow.errors import InvalidResultIdError
 from results_flow.ids import SEPARATOR, normalize_id, split_id
 
@@ -53,3 +55,16 @@ def test_every_short_id_is_judged_as_the_segment_check_judges_it(length: int) ->
 )
 def test_long_ids_are_judged_as_the_segment_check_judges_them(result_id: str) -> None:
     assert normalized(result_id) == checked_segment_by_segment(result_id)
+
+
+@pytest.mark.parametrize("call", ["get_many", "exists_many"])
+def test_a_batch_call_given_one_id_as_text_says_so(call: str) -> None:
+    """Iterated, "a/b" was three IDs, and the error spoke of an empty segment '/'."""
+    rm = ResultsManager.from_url("memory://one-id-as-text")
+    arm = AsyncResultsManager.from_url("memory://one-id-as-text-async")
+    expected = "expected a collection of result IDs, got the single ID 'a/b'"
+    with pytest.raises(InvalidResultIdError, match=expected):
+        getattr(rm, call)("a/b")
+    with pytest.raises(InvalidResultIdError, match=expected):
+        asyncio.run(getattr(arm, call)("a/b"))
+    assert rm.exists_many(["a/b"]) == set()
