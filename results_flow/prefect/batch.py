@@ -116,7 +116,7 @@ def results_map(
         InvalidResultsError: stored results no longer validate and the task's
             ``on_invalid="raise"``; raised after every other input has run.
         ValueError: the iterables differ in length or name no parameter, or
-            ``chunk_size`` or ``max_in_flight`` is below 1.
+            ``chunk_size`` or ``max_in_flight`` is not a whole number of at least 1.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
         Exception: an upstream future's failure (noted with the parameter), or the first
             failure among the submitted runs, once all have finished (noted with how
@@ -125,8 +125,13 @@ def results_map(
     started = time.perf_counter()
     keeper = keeper_of(task)
     for name, bound in (("chunk_size", chunk_size), ("max_in_flight", max_in_flight)):
-        if bound is not None and bound < 1:
-            raise ValueError(f"results_map {task.name!r}: {name} must be at least 1")
+        if bound is None:
+            continue
+        if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
+            raise ValueError(
+                f"results_map {task.name!r}: {name} must be a whole number, at least 1, "
+                f"not {bound!r}"
+            )
     calls_kwargs = _expand(task, keeper.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
     ids = [

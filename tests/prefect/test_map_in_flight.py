@@ -89,6 +89,10 @@ def test_results_map_keeps_at_most_max_in_flight_runs(
     assert overlap.most == bound
 
 
-def test_max_in_flight_below_one_is_refused(store_url: str) -> None:
-    with pytest.raises(ValueError, match="max_in_flight must be at least 1"):
-        results_map(held, [1], max_in_flight=0)
+@pytest.mark.parametrize("name", ["max_in_flight", "chunk_size"])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "10", True])
+def test_a_bound_that_is_no_whole_number_of_at_least_one_is_refused(
+    store_url: str, name: str, bad: object
+) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a whole number, at least 1, not"):
+        results_map(held, [1], **{name: bad})
