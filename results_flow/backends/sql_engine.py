@@ -10,6 +10,8 @@ SQLite settings, one retry rule (``Retry``) and one driver-error mapping
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -162,7 +164,13 @@ def mapped_error(exc: BaseException, location: str) -> StoreError:
     if is_unavailable(exc):
         return StoreUnavailableError(f"{location} did not answer in time: {_first_line(exc)}")
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
-        return StoreUnavailableError(f"cannot reach or open {location}: {_first_line(exc)}")
+        why = _first_line(exc)
+        if _out_of_descriptors():
+            why += (
+                "; this process has no file descriptor left (EMFILE): raise `ulimit -n` "
+                "or run fewer threads, each of which keeps its own connection"
+            )
+        return StoreUnavailableError(f"cannot reach or open {location}: {why}")
     return StoreError(f"database operation on {location} failed: {_first_line(exc)}")
 
 
@@ -280,6 +288,16 @@ async def atransaction(
             raise  # our own errors (some are OSErrors) pass through unmapped
         except _JUDGED as exc:
             await asyncio.sleep(retry.pause(exc))
+
+
+def _out_of_descriptors() -> bool:
+    """Whether this process can open no more files now: SQLite then says only "unable
+    to open database file", and libpq "could not create socket"."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+    return False
 
 
 def _first_line(exc: BaseException) -> str:

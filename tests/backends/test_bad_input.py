@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,45 @@ def test_sqlite_driver_errors_are_mapped_to_named_errors(tmp_path: Path) -> None
         blocker.execute("ROLLBACK")
         blocker.close()
     assert ResultsManager(backend=backend).set("x", JOHN) is True
+
+
+OUT_OF_DESCRIPTORS = """
+import os, resource, sys
+from pydantic import BaseModel
+from results_flow import ResultsManager, StoreUnavailableError
+
+class P(BaseModel):
+    x: int
+
+rm = ResultsManager(sys.argv[1])
+rm.set("kept", P(x=1))
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    pass
+try:  # a new store: new connections, and no descriptor for them
+    ResultsManager(sys.argv[1]).set("new", P(x=2))
+except StoreUnavailableError as exc:
+    print(exc)
+for fd in held:
+    os.close(fd)
+print(rm.get("kept", P).x, ResultsManager(sys.argv[1]).exists("new"))
+"""
+
+
+def test_a_process_out_of_file_descriptors_is_told_so_and_loses_nothing(tmp_path: Path) -> None:
+    """SQLite says only "unable to open database file"; the error adds why."""
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    done = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS, url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    lines = done.stdout.splitlines()
+    assert "no file descriptor left (EMFILE)" in lines[0] and "r.db" in lines[0], done.stdout
+    assert lines[1] == "1 False"
