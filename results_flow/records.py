@@ -44,7 +44,9 @@ class Record:
         return (
             self.model_type == other.model_type
             and self.namespace == other.namespace
-            and (self.data == other.data or json.loads(self.data) == json.loads(other.data))
+            and (
+                self.data == other.data or _same_json(json.loads(self.data), json.loads(other.data))
+            )
         )
 
     def replacing(self, previous: Record) -> Record:
@@ -154,6 +156,17 @@ def _split_document(text: str | bytes) -> tuple[JsonDict, str] | None:
             return None
         return header, data
     return None
+
+
+def _same_json(a: object, b: object) -> bool:
+    """Equal JSON values, types included: Python has ``True == 1 == 1.0``, JSON does not."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    return a == b
 
 
 def parse_time(value: str | datetime) -> datetime:

@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 from results_flow.backends.base import ResultsBackend
+from results_flow.backends.urls import file_path, scheme_of, sqlite_path
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
@@ -110,9 +112,12 @@ def export_jsonl(
     """Write every record under ``prefix`` to a JSON Lines file, one per line, in ID order.
 
     A path is written to a temporary file beside it and renamed into place at the
-    end, so a failed export never leaves half a file; a stream is written as is.
+    end, so a failed export never leaves half a file; the file replaced keeps its mode,
+    and a symlink stays a link to the new file. A FIFO or device at the path, and a
+    stream, are written into as they are.
 
     Raises:
+        MaintenanceError: the path is one of the store's own files.
         InvalidResultIdError: the prefix breaks the ID grammar.
         CorruptRecordError: a record cannot be decoded (nothing is written to a path).
         StoreUnavailableError: the destination cannot be written.
@@ -122,15 +127,34 @@ def export_jsonl(
         count = _write_lines(backend, destination, prefix, batch_size, progress)
         return _transfer(backend.location, _stream_name(destination), count, count)
     path = Path(destination)
+    target = Path(os.path.realpath(path))  # through a symlink: the link stays a link
+    refuse_store_file(backend, target, path)
     try:
-        fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        existing = target.stat()
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot write the export file {path}: {exc.strerror}") from exc
+    if existing is not None and not stat.S_ISREG(existing.st_mode):
+        # A FIFO, a terminal, /dev/stdout: written into, never replaced by a file.
+        try:
+            with open(target, "w", encoding="utf-8", newline="\n") as handle:
+                count = _write_lines(backend, handle, prefix, batch_size, progress)
+        except OSError as exc:
+            raise StoreUnavailableError(f"cannot write the export file {path}: {exc}") from exc
+        return _transfer(backend.location, str(path), count, count)
+    mode = _new_file_mode() if existing is None else stat.S_IMODE(existing.st_mode)
+    try:
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
     except OSError as exc:
         raise StoreUnavailableError(f"cannot write the export file {path}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             count = _write_lines(backend, handle, prefix, batch_size, progress)
-        os.chmod(temp_name, _new_file_mode())  # mkstemp makes it private (0600)
-        os.replace(temp_name, path)
+        os.chmod(temp_name, mode)  # mkstemp makes it private (0600); keep the old file's
+        os.replace(temp_name, target)
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp_name)
@@ -138,6 +162,29 @@ def export_jsonl(
             raise StoreUnavailableError(f"cannot write the export file {path}: {exc}") from exc
         raise
     return _transfer(backend.location, str(path), count, count)
+
+
+def refuse_store_file(backend: ResultsBackend, target: Path, shown: Path) -> None:
+    """Refuse to write an export over the store's own files (SQLite's database and its
+    journals) or into a file store's folder.
+
+    Raises:
+        MaintenanceError: ``target`` is one of them.
+    """
+    url = backend.url
+    if url is None:  # a memory store has no files
+        return
+    scheme = scheme_of(url)
+    if scheme == "sqlite":
+        database = os.path.realpath(sqlite_path(url))
+        inside = str(target) in {database + s for s in ("", "-wal", "-shm", "-journal")}
+    elif scheme == "file":
+        root = Path(os.path.realpath(file_path(url)))
+        inside = target == root or root in target.parents
+    else:
+        return
+    if inside:
+        raise MaintenanceError(f"cannot export {backend.location} into its own files: {shown}")
 
 
 def _new_file_mode() -> int:

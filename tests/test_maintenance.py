@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -258,6 +261,42 @@ def test_failed_export_leaves_no_file(tmp_path: Path) -> None:
     with pytest.raises(CorruptRecordError):
         tr.export_jsonl(backend, tmp_path / "out.jsonl")
     assert list(tmp_path.glob("*out.jsonl*")) == []
+
+
+def test_export_writes_through_links_into_fifos_and_keeps_the_files_mode(
+    tmp_path: Path,
+) -> None:
+    """It renamed a new file over whatever was at the path: a symlink, a FIFO, a device
+    node became a regular file, and a private file a world-readable one."""
+    store = ResultsManager(backend=FileBackend(tmp_path / "files"))
+    store.set("a", Sample(name="a", score=1))
+    kept = tmp_path / "kept.jsonl"
+    kept.write_text("old\n")
+    kept.chmod(0o600)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(kept)
+    tr.export_jsonl(store, link)
+    assert link.is_symlink() and '"id": "a"' in kept.read_text()
+    assert kept.stat().st_mode & 0o777 == 0o600
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with ThreadPoolExecutor(1) as pool:
+        reader = pool.submit(fifo.read_text)
+        tr.export_jsonl(store, fifo)
+        assert '"id": "a"' in reader.result(timeout=30)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_export_refuses_the_stores_own_files(tmp_path: Path) -> None:
+    sqlite = ResultsManager(f"sqlite:///{tmp_path / 'r.db'}")
+    sqlite.set("a", Sample(name="a", score=1))
+    for name in ("r.db", "r.db-wal"):
+        with pytest.raises(MaintenanceError, match="into its own files"):
+            tr.export_jsonl(sqlite, tmp_path / name)
+    files = ResultsManager(backend=FileBackend(tmp_path / "files"))
+    with pytest.raises(MaintenanceError, match="into its own files"):
+        tr.export_jsonl(files, tmp_path / "files" / "out.jsonl")
+    assert sqlite.get("a", Sample) == Sample(name="a", score=1)
 
 
 def test_migrate_copies_envelopes_and_reruns_cleanly(store: ResultsManager, tmp_path: Path) -> None:

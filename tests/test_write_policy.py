@@ -66,7 +66,9 @@ def test_a_behavior_given_as_its_string_acts_as_the_member() -> None:
 def test_an_unknown_behavior_is_refused_by_name_and_nothing_changes(bad: object) -> None:
     rm = results_flow.ResultsManager.from_url("memory://behavior-bad")
     rm.set("a", Point(x=1))
-    with pytest.raises(ValueError, match="behavior must be a SetBehavior or one of 'raise_if_exists'"):
+    with pytest.raises(
+        ValueError, match="behavior must be a SetBehavior or one of 'raise_if_exists'"
+    ):
         rm.set("a", Point(x=2), behavior=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=re.escape(f"not {bad!r}")):
         asyncio.run(_aset(bad))
@@ -76,3 +78,23 @@ def test_an_unknown_behavior_is_refused_by_name_and_nothing_changes(bad: object)
 async def _aset(behavior: object) -> None:
     arm = results_flow.AsyncResultsManager.from_url("memory://behavior-bad-async")
     await arm.set("a", Point(x=2), behavior=behavior)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("stored", "given"),
+    [(1, True), (1, 1.0), (0.0, False), ([1, 1], [1, True]), ({"a": False}, {"a": 0})],
+)
+def test_raise_if_different_tells_json_types_apart(stored: object, given: object) -> None:
+    """Compared as Python values, True == 1 == 1.0 made different data look equal."""
+
+    class Loose(BaseModel):
+        v: object
+
+    backend = MemoryBackend()
+    write_record(backend, "a", encode("a", Loose(v=stored), None, None), SetBehavior.OVERWRITE)
+    with pytest.raises(ResultConflictError):
+        write_record(
+            backend, "a", encode("a", Loose(v=given), None, None), SetBehavior.RAISE_IF_DIFFERENT
+        )
+    same = encode("a", Loose(v=stored), None, None)
+    assert write_record(backend, "a", same, SetBehavior.RAISE_IF_DIFFERENT) is False
