@@ -6,12 +6,15 @@ event loop never blocks on the database.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from results_flow.backends.base import AsyncResultsBackend, chunked, unique
 from results_flow.backends.locks import held_in_thread, sqlite_id_lock
@@ -65,17 +68,49 @@ class AsyncSqlBackend(AsyncResultsBackend):
             statement_timeout=statement_timeout,
         )
         self.table = records_table(table, schema)
+        self._first_engine = self._new_engine()
+        #: Engines by the event loop using them (see ``engine``).
+        self._loop_engines: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[AsyncEngine, AsyncEngine]
+        ] = weakref.WeakKeyDictionary()
+        self._loop_guard = threading.Lock()
+        self._sql = Statements(self.table, self._first_engine.dialect)
+        self._table_ready = False
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine of the running event loop (outside one, the first engine).
+
+        An asyncio pool's connections (aiosqlite, asyncpg) belong to the loop that opened
+        them: one manager shared by threads, each running its own loop, hung on SQLite.
+        The first loop gets the first engine, each loop alive beside it an engine of its
+        own, with the same settings.
+        """
+        return self._engines()[0]
+
+    def _engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """The running loop's engine and its read engine."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return self._first_engine, read_engine(self._first_engine)
+        with self._loop_guard:
+            engines = self._loop_engines.get(loop)
+            if engines is None:
+                taken = any(e[0] is self._first_engine for e in self._loop_engines.values())
+                engine = self._new_engine() if taken else self._first_engine
+                engines = self._loop_engines[loop] = (engine, read_engine(engine))
+        return engines
+
+    def _new_engine(self) -> AsyncEngine:
         # The same engine settings as SqlBackend's (aiosqlite runs its own thread).
-        self.engine = make_engine(
+        return make_engine(
             self._engine_url,
-            busy_timeout=busy_timeout,
+            busy_timeout=self.busy_timeout,
             bounds=self.bounds,
             options=self._engine_options,
             async_=True,
         )
-        self._read_engine = read_engine(self.engine)
-        self._sql = Statements(self.table, self.engine.dialect)
-        self._table_ready = False
 
     async def read(self, result_id: str) -> Record | None:
         async def query(conn: AsyncConnection) -> Record | None:
@@ -146,7 +181,12 @@ class AsyncSqlBackend(AsyncResultsBackend):
         await self._run(write, write=True)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        """Dispose of this loop's engine; the other loops' engines are dropped, and
+        their connections closed as they are collected."""
+        engine = self.engine
+        with self._loop_guard:
+            self._loop_engines.clear()
+        await engine.dispose()
 
     def lock(
         self, result_id: str, timeout: float | None = None
@@ -175,8 +215,9 @@ class AsyncSqlBackend(AsyncResultsBackend):
     async def _transaction(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool
     ) -> T:
+        engine, reader = self._engines()
         return await atransaction(
-            self.engine if write else self._read_engine,
+            engine if write else reader,
             work,
             write=write,
             busy_timeout=self.busy_timeout,

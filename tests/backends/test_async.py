@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -87,3 +88,30 @@ async def test_event_loop_keeps_running_during_store_calls(store_url: str) -> No
         stop.set()
         await task
     assert ticks > 200, f"the loop ran only {ticks} times in {time.perf_counter() - start:.2f}s"
+
+
+def test_one_async_manager_shared_by_threads_each_with_its_own_loop(
+    shared_store_url: str,
+) -> None:
+    """Its SQL engine's pool belonged to the first loop: on SQLite the threads hung."""
+    arm = AsyncResultsManager.from_url(shared_store_url)
+    errors: list[BaseException] = []
+
+    def worker(k: int) -> None:
+        async def fill() -> None:
+            await asyncio.gather(
+                *(arm.set(f"t/{k}/{i}", Person(name="t", age=i)) for i in range(20))
+            )
+
+        try:
+            asyncio.run(asyncio.wait_for(fill(), timeout=120))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=180)
+    assert not any(t.is_alive() for t in threads) and errors == []
+    assert len(ResultsManager.from_url(shared_store_url).list_ids("t")) == 80
