@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -342,7 +344,8 @@ def import_(
     ----------
     file
         A file written by ``results-flow export``; read through once before the store is
-        opened, so a bad file stores (and creates) nothing.
+        opened, so a bad file stores (and creates) nothing. A pipe or FIFO is read once,
+        as '-' is: a bad line stops the import with the lines before it stored.
     from_resultsmanager
         Instead of FILE: the original ResultsManager's store, a folder of ``<id>.json``
         files or its SQLite database; IDs, model types, namespaces, data and times are
@@ -353,7 +356,9 @@ def import_(
     """
     opts = common or Common()
     if file is not None and from_resultsmanager is None:
-        if file != "-":  # a missing or malformed file must not leave a new, empty store
+        # A missing or malformed file must not leave a new, empty store; a pipe
+        # (``<(zcat x.gz)``, a FIFO) can be read only once, so it is not read first.
+        if file != "-" and not _is_pipe(file):
             transfer.check_jsonl(file)
         with (
             _conflict_hint(),
@@ -555,6 +560,14 @@ def _progress(label: str) -> Iterator[_Bar | None]:
     )
     with Progress(*columns, console=console, transient=True) as progress:
         yield _Bar(progress, label)
+
+
+def _is_pipe(path: str) -> bool:
+    """Whether ``path`` is there but is no regular file (a FIFO, /dev/fd/N, a device)."""
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False  # missing or unreadable: the check names it
 
 
 def _confirm(question: str) -> bool:

@@ -46,8 +46,9 @@ def encode(
             f"result {result_id!r}: {cls.__name__} does not round-trip through JSON: {exc}"
         ) from exc
     try:
-        extra = json.loads(json.dumps(dict(metadata or {})))
-    except (TypeError, ValueError) as exc:
+        # NaN and Infinity are not JSON: a strict reader of the stored record rejects them.
+        extra = json.loads(json.dumps(dict(metadata or {}), allow_nan=False))
+    except (TypeError, ValueError, RecursionError) as exc:
         raise ResultValidationError(
             f"result {result_id!r}: metadata must be JSON-serializable: {exc}"
         ) from exc

@@ -88,8 +88,8 @@ def from_jsonl_line(line: str, where: str) -> tuple[str, Record]:
         InvalidResultIdError: the ID breaks the grammar.
     """
     try:
-        doc = json.loads(line)
-    except ValueError as exc:
+        doc = json.loads(line, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
         raise CorruptRecordError(f"{where} is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("id"), str):
         raise CorruptRecordError(f'{where} has no string "id" field')
@@ -98,7 +98,17 @@ def from_jsonl_line(line: str, where: str) -> tuple[str, Record]:
         result_id = normalize_id(raw_id)
     except InvalidResultIdError as exc:
         raise InvalidResultIdError(f"{where}: {exc}") from exc
-    return result_id, Record.from_document(json.dumps(doc, ensure_ascii=False), where)
+    try:
+        text = json.dumps(doc, ensure_ascii=False)
+        text.encode("utf-8")  # a lone surrogate (\ud800) has no UTF-8 form to store
+    except (ValueError, RecursionError) as exc:
+        raise CorruptRecordError(f"{where} holds data no store can keep: {exc}") from exc
+    return result_id, Record.from_document(text, where)
+
+
+def _refuse_constant(name: str) -> None:
+    """``json.loads``'s hook for NaN and Infinity, which are not JSON."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def export_jsonl(

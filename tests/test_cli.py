@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -239,6 +241,19 @@ def test_export_import_round_trip(db: str, tmp_path: Path) -> None:
         assert content(restored.read(result_id)) == content(original.read(result_id))
     again = run("import", str(path), "--store", target)
     assert "imported 0 result(s)" in again.out and "4 already there" in again.out
+
+
+def test_import_from_a_fifo_reads_it_once(db: str, tmp_path: Path) -> None:
+    """Read through first and then again, a pipe (``<(zcat backup.gz)``) imported nothing."""
+    path = tmp_path / "backup.jsonl"
+    assert run("export", str(path), "--store", db).code == 0
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    target = f"sqlite:///{tmp_path / 'restored.db'}"
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(fifo.write_bytes, path.read_bytes())
+        imported = run("import", str(fifo), "--store", target, "--json")
+    assert json.loads(imported.out)["written"] == 4
 
 
 def test_import_conflict_is_a_one_line_error(db: str, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,8 @@ from results_flow import (
 )
 from results_flow import maintenance as mt
 from results_flow import transfer as tr
-from results_flow.errors import MaintenanceError, ModelModuleImportError
+from results_flow.codec import encode
+from results_flow.errors import MaintenanceError, ModelModuleImportError, ResultValidationError
 
 NAMESPACE = "maintenance_test"
 
@@ -506,3 +508,28 @@ def test_verify_knows_prefect_result_blobs_without_import(tmp_path: Path) -> Non
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert '"valid": 2' in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("line_data", "error"),
+    [
+        ('{"s": "\\ud800"}', "holds data no store can keep"),
+        ('{"x": NaN}', "NaN is not a JSON value"),
+        ('{"x": -Infinity}', "-Infinity is not a JSON value"),
+        ('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}", "is not valid JSON"),
+    ],
+)
+def test_import_lines_no_store_can_keep_are_named(line_data: str, error: str) -> None:
+    """They ended in a TypeError or RecursionError traceback, or stored NaN."""
+    line = tr.to_jsonl_line("p", encode("p", Sample(name="a", score=1), None, None))
+    line = line[: line.rindex('"data": ') + len('"data": ')] + line_data + "}"
+    with pytest.raises(CorruptRecordError, match=re.escape(error)):
+        tr.from_jsonl_line(line, "here line 1")
+
+
+def test_metadata_that_is_not_json_is_refused() -> None:
+    store = ResultsManager.from_url("memory://nan-metadata")
+    for bad in ({"loss": float("nan")}, {"best": float("inf")}):
+        with pytest.raises(ResultValidationError, match="metadata must be JSON-serializable"):
+            store.set("a", Sample(name="a", score=1), metadata=bad)
+    assert not store.exists("a")
