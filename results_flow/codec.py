@@ -75,14 +75,20 @@ def decode(result_id: str, record: Record, model_class: type[M] | None) -> M | B
     Raises:
         UnknownModelError: no class given and the stored tag is not registered.
         ResultValidationError: the data does not validate.
+        TypeError: ``model_class`` is no pydantic model class.
     """
     if model_class is None:
         try:
             cls: type[BaseModel] = get_model_class(record.model_type, record.namespace)
         except UnknownModelError as exc:
             raise UnknownModelError(f"result {result_id!r}: {exc}") from exc
-    else:
+    elif isinstance(model_class, type) and issubclass(model_class, BaseModel):
         cls = model_class
+    else:
+        raise TypeError(
+            f"result {result_id!r}: the model class must be a pydantic BaseModel subclass "
+            f"or None, not {model_class!r}"
+        )
     try:
         return cls.model_validate_json(record.data)
     except ValidationError as exc:

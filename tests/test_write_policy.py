@@ -98,3 +98,14 @@ def test_raise_if_different_tells_json_types_apart(stored: object, given: object
         )
     same = encode("a", Loose(v=stored), None, None)
     assert write_record(backend, "a", same, SetBehavior.RAISE_IF_DIFFERENT) is False
+
+
+@pytest.mark.parametrize("bad", [dict, "Point", Point(x=1), int])
+def test_reading_as_something_that_is_no_model_class_is_named(bad: object) -> None:
+    """It was a bare AttributeError: 'dict' has no attribute 'model_validate_json'."""
+    rm = results_flow.ResultsManager.from_url("memory://not-a-model")
+    rm.set("a", Point(x=1))
+    with pytest.raises(TypeError, match="must be a pydantic BaseModel subclass or None"):
+        rm.get("a", bad)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="must be a pydantic BaseModel subclass or None"):
+        rm.get_many(["a"], bad)  # type: ignore[call-overload]
