@@ -339,3 +339,17 @@ def test_the_cli_opens_a_db_path_as_sqlite(tmp_path: Path) -> None:
 
 def test_mask_url_is_public() -> None:
     assert results_flow.mask_url is mask_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["sqlite://u:Secr3tPW@/x.db", "file://u:Secr3tPW@host/tmp/x", "file://otherhost/tmp/x"],
+)
+def test_a_local_store_url_with_a_user_password_or_host_is_refused(
+    url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password became a folder name (and was printed); another host was ignored."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnsupportedStoreUrlError, match="takes no user, password or host") as info:
+        ResultsManager(url)
+    assert "Secr3tPW" not in str(info.value) and list(tmp_path.iterdir()) == []

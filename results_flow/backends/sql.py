@@ -50,7 +50,11 @@ from results_flow.backends.sql_statements import (
 )
 from results_flow.backends.sqlite_runner import SqliteRowRunner
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
-from results_flow.errors import CorruptRecordError, UnsupportedStoreUrlError
+from results_flow.errors import (
+    CorruptRecordError,
+    StoreUnavailableError,
+    UnsupportedStoreUrlError,
+)
 from results_flow.records import Record
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
@@ -273,7 +277,12 @@ class SqliteBackend(SqlBackend):
 
     def __init__(self, path: str | os.PathLike[str], **options: Any) -> None:
         database = Path(path).expanduser().resolve()
-        database.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder should be, no permission, ...
+            raise StoreUnavailableError(
+                f"cannot create the folder of the SQLite store {database}: {exc}"
+            ) from exc
         self.path = database
         super().__init__(f"sqlite:///{database}", **options)
 

@@ -194,6 +194,7 @@ def file_path(url: str) -> str:
     Raises:
         UnsupportedStoreUrlError: no folder in the URL.
     """
+    _refuse_authority(url, "file", "file:///path/to/store")
     rest = url.partition("://")[2]
     path = unquote(urlsplit(url).path) or rest
     if not path.strip("/"):
@@ -209,6 +210,7 @@ def sqlite_path(url: str) -> str:
     Raises:
         UnsupportedStoreUrlError: no file, or ``:memory:``.
     """
+    _refuse_authority(url, "SQLite", "sqlite:///path/results.db")
     rest = url.partition("://")[2]
     path = unquote(rest[1:] if rest.startswith("/") else rest).split("?", 1)[0]
     if not path or path == ":memory:":
@@ -282,6 +284,21 @@ def missing_local_store(url: str) -> Path | None:
     except UnsupportedStoreUrlError:
         return None
     return None if Path(path).expanduser().is_file() else Path(path)
+
+
+def _refuse_authority(url: str, kind: str, example: str) -> None:
+    """A local store's URL names no user, password or other host: one that did was
+    quietly read as a path (a folder named after the password) or as this machine.
+
+    Raises:
+        UnsupportedStoreUrlError: the URL has a user, a password or a host.
+    """
+    authority = url.partition("://")[2].partition("/")[0]
+    if "@" in authority or authority not in ("", "localhost"):
+        raise UnsupportedStoreUrlError(
+            f"{mask_url(url)!r}: a {kind} store is a local path and its URL takes no "
+            f"user, password or host ({example})"
+        )
 
 
 def _checked_text(url: object) -> str:

@@ -205,3 +205,10 @@ def test_a_process_out_of_file_descriptors_is_told_so_and_loses_nothing(tmp_path
     lines = done.stdout.splitlines()
     assert "no file descriptor left (EMFILE)" in lines[0] and "r.db" in lines[0], done.stdout
     assert lines[1] == "1 False"
+
+
+def test_a_sqlite_store_whose_folder_is_a_file_is_named(tmp_path: Path) -> None:
+    """It was a FileExistsError traceback from mkdir."""
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(StoreUnavailableError, match="cannot create the folder of the SQLite"):
+        ResultsManager(f"sqlite:///{tmp_path / 'afile' / 'x.db'}")
