@@ -32,7 +32,7 @@ import sqlalchemy as sa
 from results_flow.backends.sql_engine import Retry, apply_sqlite_settings, mapped_error, retrying
 from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
 from results_flow.backends.sql_statements import CompiledStatement
-from results_flow.errors import StoreBusyError
+from results_flow.errors import StoreBusyError, StoreUnavailableError
 
 T = TypeVar("T")
 
@@ -57,6 +57,8 @@ class SqliteRowRunner:
         # Reentrant: a thread-exit release may run while this thread holds the guard.
         self._opened: dict[int, sqlite3.Connection] = {}
         self._guard = threading.RLock()
+        #: (device, inode) of the database file when the first connection opened it.
+        self._file_id: tuple[int, int] | None = None
         # This process's writers queue here rather than in SQLite's busy handler, which
         # sleeps in steps of up to 100 ms: 8 threads writing at once ran 3x slower.
         self._writer = threading.Lock()
@@ -109,9 +111,33 @@ class SqliteRowRunner:
                 f"{self.busy_timeout}s"
             )
         try:
-            return retrying(attempt, retry)
+            result = retrying(attempt, retry)
         finally:
             self._writer.release()
+        self._check_file_kept()
+        return result
+
+    def _check_file_kept(self) -> None:
+        """After a commit: the database file is still the one the connections opened.
+
+        Deleted or replaced under an open store, SQLite goes on writing to the old,
+        unlinked file, and every write acknowledged after that was lost.
+
+        Raises:
+            StoreUnavailableError: the file was removed or replaced.
+        """
+        try:
+            now = os.stat(self.database)
+        except OSError:
+            kept = False
+        else:
+            kept = (now.st_dev, now.st_ino) == self._file_id
+        if not kept:
+            raise StoreUnavailableError(
+                f"{self.location}: the database file was removed or replaced while this "
+                "store had it open; the last write went to the old file and is lost. "
+                "Open the store again."
+            )
 
     def close(self) -> None:
         """Close every connection this runner opened, in any thread."""
@@ -144,6 +170,10 @@ class SqliteRowRunner:
         except sqlite3.Error as exc:
             conn.close()
             raise mapped_error(_wrapped(exc, "PRAGMA"), self.location) from exc
+        if self._file_id is None:
+            with contextlib.suppress(OSError):  # gone already: the first write says so
+                opened = os.stat(self.database)
+                self._file_id = (opened.st_dev, opened.st_ino)
         holder = _ThreadConnection(conn)
         token = next(_tokens)
         with self._guard:

@@ -212,3 +212,19 @@ def test_a_sqlite_store_whose_folder_is_a_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a folder")
     with pytest.raises(StoreUnavailableError, match="cannot create the folder of the SQLite"):
         ResultsManager(f"sqlite:///{tmp_path / 'afile' / 'x.db'}")
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_sqlite_file_removed_under_an_open_store_fails_the_next_write(
+    tmp_path: Path, how: str
+) -> None:
+    """SQLite went on writing to the unlinked file: acknowledged writes were lost."""
+    db = tmp_path / "r.db"
+    rm = ResultsManager(f"sqlite:///{db}")
+    rm.set("a", Person(name="a", age=1))
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    if how == "replaced":
+        ResultsManager(f"sqlite:///{db}").set("other", Person(name="o", age=2))
+    with pytest.raises(StoreUnavailableError, match="removed or replaced while this store"):
+        rm.set("b", Person(name="b", age=2))
