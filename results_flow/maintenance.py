@@ -508,7 +508,7 @@ def plan_gc(
 
 #: Seconds per unit of an age such as ``30d`` or ``1d12h`` (M is 30 days, y 365 days).
 AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2592000, "y": 31536000}
-_AGE_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdwMy])")
+_AGE_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdwMy])")  # ASCII digits only
 
 
 def parse_age(text: str) -> timedelta:

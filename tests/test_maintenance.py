@@ -376,7 +376,7 @@ def test_parse_age_and_human_age() -> None:
     assert mt.parse_age("30d") == timedelta(days=30)
     assert mt.parse_age("1d12h") == timedelta(days=1, hours=12)
     assert mt.parse_age("90m") == timedelta(minutes=90)
-    for bad in ("-5d", "5", "soon", "5d-", ""):
+    for bad in ("-5d", "5", "soon", "5d-", "", "\uff11d", "\u0663d"):  # fullwidth, Arabic-Indic digits
         with pytest.raises(MaintenanceError, match="is not an age such as 30d"):
             mt.parse_age(bad)
     with pytest.raises(MaintenanceError, match="too long"):
