@@ -88,7 +88,8 @@ OnConflict = Annotated[SetBehavior, Parameter(name="--on-conflict")]
 
 
 def _handles_errors(command: Callable[P, int]) -> Callable[P, int]:
-    """Turn a named results_flow error into one line on stderr and exit code 1."""
+    """Turn a named results_flow error into one line on stderr and exit code 1, and
+    Ctrl-C into one line and exit code 130."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> int:
@@ -97,6 +98,10 @@ def _handles_errors(command: Callable[P, int]) -> Callable[P, int]:
         except ResultsFlowError as exc:
             _fail(" ".join(str(exc).split()))
             return 1
+        except KeyboardInterrupt:
+            # Every record written before it stays; an export file is left as it was.
+            _fail("interrupted: what was done before it stands (run it again to go on)")
+            return 130
 
     return run
 

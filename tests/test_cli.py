@@ -6,8 +6,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from rich.console import Console
 
 from results_flow import FileBackend, Record, ResultsManager, SqliteBackend, register_model
 from results_flow.cli import app
+from results_flow.codec import encode
+from results_flow.transfer import to_jsonl_line
 from tests.s3_server import S3Server
 
 NAMESPACE = "cli_test"
@@ -523,3 +527,29 @@ def test_cli_names_a_missing_bucket_in_one_line(s3_server: S3Server) -> None:
     shown = run("ls", "--store", f"s3://no-such-bucket/p?endpoint={s3_server.endpoint}")
     assert shown.code != 0
     assert "no-such-bucket" in shown.err and "Traceback" not in shown.err
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(tmp_path: Path) -> None:
+    """It exited 130 with nothing said; what was imported before it stays."""
+    big = tmp_path / "big.jsonl"
+    record = encode("x", Reading(sensor="t", value=1.0), NAMESPACE, None)
+    big.write_text("".join(to_jsonl_line(f"r/{i}", record) + "\n" for i in range(50_000)))
+    db = tmp_path / "into.db"
+    command = [
+        sys.executable,
+        "-m",
+        "results_flow.cli",
+        "import",
+        str(big),
+        "--store",
+        f"sqlite:///{db}",
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not db.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # some records in
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130 and err.startswith("error: interrupted"), err
+    assert 0 < len(SqliteBackend(db).list_ids()) < 50_000
