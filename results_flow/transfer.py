@@ -29,6 +29,7 @@ from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
     MaintenanceError,
+    ResultConflictError,
     ResultExistsError,
     ResultsFlowError,
     StoreError,
@@ -305,9 +306,13 @@ def _import_lines(
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        result_id, record = from_jsonl_line(line, f"{name} line {number}")
+        where = f"{name} line {number}"
+        result_id, record = from_jsonl_line(line, where)
         read += 1
-        written += copy_record(backend, result_id, record, on_conflict, refused)
+        try:
+            written += copy_record(backend, result_id, record, on_conflict, refused)
+        except (ResultConflictError, ResultExistsError) as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
         if progress is not None:
             progress.advance(1)
     return _transfer(name, backend.location, read, written, refused)

@@ -278,6 +278,7 @@ def test_import_conflict_is_a_one_line_error(db: str, tmp_path: Path) -> None:
     )
     conflict = run("import", str(path), "--store", db)
     assert (conflict.code, "'runs/r1'" in conflict.err, conflict.err.count("\n")) == (1, True, 1)
+    assert "one.jsonl line 1: " in conflict.err  # the line, not only the ID
     assert run("import", str(path), "--on-conflict", "overwrite", "--store", db).code == 0
     assert json.loads(run("show", "runs/r1", "--json", "--store", db).out)["data"]["value"] == -1.0
 
