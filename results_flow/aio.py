@@ -16,11 +16,18 @@ from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
-from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
+from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, unique
 from results_flow.backends.urls import async_backend_from_url
 from results_flow.codec import decode, encode
+from results_flow.errors import CorruptRecordError, ResultsFlowError
 from results_flow.ids import ResultId, normalize_id, normalize_ids
-from results_flow.manager import OnInvalid, decode_many, not_found, resolve_backend
+from results_flow.manager import (
+    OnInvalid,
+    decode_many,
+    not_found,
+    resolve_backend,
+    sorted_reads,
+)
 from results_flow.records import Record
 from results_flow.write_policy import SetBehavior, awrite_record
 
@@ -108,8 +115,12 @@ class AsyncResultsManager:
     ) -> dict[str, M] | dict[str, BaseModel]:
         """See ``ResultsManager.get_many`` (same ``on_invalid`` choices)."""
         rids = normalize_ids(result_ids)
-        records = await self._backend.read_many(rids)
-        return decode_many(rids, records, model_class, on_invalid)
+        damaged: dict[str, ResultsFlowError] = {}
+        try:
+            records = await self._backend.read_many(rids)
+        except CorruptRecordError:
+            records, damaged = await _read_each(self._backend, rids)
+        return decode_many(rids, records, model_class, on_invalid, damaged)
 
     async def record(self, result_id: ResultId) -> Record:
         """See ``ResultsManager.record``."""
@@ -166,3 +177,16 @@ class AsyncResultsManager:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._backend.location!r})"
+
+
+async def _read_each(
+    backend: AsyncResultsBackend, result_ids: Sequence[str]
+) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+    """``manager.read_each`` on an async backend."""
+    outcomes: list[tuple[str, Record | CorruptRecordError | None]] = []
+    for rid in unique(result_ids):
+        try:
+            outcomes.append((rid, await backend.read(rid)))
+        except CorruptRecordError as exc:
+            outcomes.append((rid, exc))
+    return sorted_reads(outcomes)

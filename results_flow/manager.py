@@ -12,16 +12,17 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
-from results_flow.backends.base import ResultsBackend
+from results_flow.backends.base import ResultsBackend, unique
 from results_flow.backends.urls import backend_from_url
 from results_flow.codec import decode, encode
 from results_flow.errors import (
+    CorruptRecordError,
     InvalidResultsError,
     ResultNotFoundError,
     ResultsFlowError,
@@ -168,8 +169,12 @@ class ResultsManager:
             InvalidResultsError: ``on_invalid="raise"`` and stored records do not validate.
         """
         rids = normalize_ids(result_ids)
-        records = self._backend.read_many(rids)
-        return decode_many(rids, records, model_class, on_invalid)
+        damaged: dict[str, ResultsFlowError] = {}
+        try:
+            records = self._backend.read_many(rids)
+        except CorruptRecordError:
+            records, damaged = read_each(self._backend, rids)
+        return decode_many(rids, records, model_class, on_invalid, damaged)
 
     def record(self, result_id: ResultId) -> Record:
         """The raw stored envelope (type tag, namespace, JSON data, times, metadata).
@@ -249,13 +254,47 @@ def resolve_backend(
     return backend_from_url(location)
 
 
+def read_each(
+    backend: ResultsBackend, result_ids: Sequence[str]
+) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+    """The records of ``result_ids`` read one by one, and the damaged ones' errors.
+
+    A batch read stops at the first damaged record; read alone, a damaged record is one
+    bad ID among the others, which ``on_invalid`` decides on as on one that does not
+    validate (so ``results_map`` recomputes it).
+    """
+    outcomes: list[tuple[str, Record | CorruptRecordError | None]] = []
+    for rid in unique(result_ids):
+        try:
+            outcomes.append((rid, backend.read(rid)))
+        except CorruptRecordError as exc:
+            outcomes.append((rid, exc))
+    return sorted_reads(outcomes)
+
+
+def sorted_reads(
+    outcomes: Iterable[tuple[str, Record | CorruptRecordError | None]],
+) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+    """Reads of single IDs as the stored records and the damaged ones' errors."""
+    records: dict[str, Record] = {}
+    damaged: dict[str, ResultsFlowError] = {}
+    for rid, outcome in outcomes:
+        if isinstance(outcome, CorruptRecordError):
+            damaged[rid] = outcome
+        elif outcome is not None:
+            records[rid] = outcome
+    return records, damaged
+
+
 def decode_many(
     result_ids: Sequence[str],
     records: Mapping[str, Record],
     model_class: type[M] | None,
     on_invalid: OnInvalid,
+    damaged: Mapping[str, ResultsFlowError] | None = None,
 ) -> dict[str, Any]:
-    """Decode the stored ones among ``result_ids``; bad records go by ``on_invalid``.
+    """Decode the stored ones among ``result_ids``; bad records (those that do not
+    validate, and the ``damaged`` ones that could not be read) go by ``on_invalid``.
 
     Raises:
         InvalidResultsError: ``on_invalid="raise"`` and records do not validate.
@@ -264,7 +303,7 @@ def decode_many(
     if on_invalid not in ON_INVALID_CHOICES:
         raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, not {on_invalid!r}")
     found: dict[str, Any] = {}
-    invalid: dict[str, ResultsFlowError] = {}
+    invalid: dict[str, ResultsFlowError] = dict(damaged or {})
     with collection_paused():  # every model made here stays alive: nothing to collect
         for rid in result_ids:
             record = records.get(rid)
@@ -278,7 +317,7 @@ def decode_many(
         raise InvalidResultsError.of(
             invalid,
             found,
-            total=len(records),
+            total=len(records) + len(damaged or {}),
             hint='pass on_invalid="skip" to leave them out',
         )
     return found

@@ -25,6 +25,7 @@ from prefect.states import Completed
 from pydantic import BaseModel, ValidationError
 
 from results_flow.errors import (
+    CorruptRecordError,
     InvalidResultsError,
     ResultNotFoundError,
     ResultsFlowError,
@@ -155,8 +156,8 @@ class ResultKeeper:
         (another worker refreshed it while this one waited for the lock).
 
         Raises:
-            InvalidResultsError: the stored result no longer validates and
-                ``on_invalid="raise"``.
+            InvalidResultsError: the stored result no longer validates, or is damaged,
+                and ``on_invalid="raise"``.
         """
         if refresh:
             if since is None:
@@ -173,7 +174,7 @@ class ResultKeeper:
             return Stored(self.manager().get(call.result_id, self.model))
         except ResultNotFoundError:
             return Stored(None, replace=refresh)
-        except (ResultValidationError, UnknownModelError) as exc:
+        except (ResultValidationError, UnknownModelError, CorruptRecordError) as exc:
             self.invalid_found({call.result_id: exc}, total=1)
             return Stored(None, replace=True)
 
@@ -235,8 +236,8 @@ class ResultKeeper:
         Raises:
             LockTimeoutError: another worker held the ID past ``lock_timeout``.
             ResultValidationError: the computed value does not validate.
-            InvalidResultsError: the stored result no longer validates and
-                ``on_invalid="raise"``.
+            InvalidResultsError: the stored result no longer validates, or is damaged,
+                and ``on_invalid="raise"``.
         """
         held = (
             self.manager().lock(call.result_id, self.lock_timeout)

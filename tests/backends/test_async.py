@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from results_flow import (
     AsyncResultsManager,
+    InvalidResultsError,
     ResultConflictError,
     ResultExistsError,
     ResultNotFoundError,
@@ -115,3 +117,17 @@ def test_one_async_manager_shared_by_threads_each_with_its_own_loop(
         thread.join(timeout=180)
     assert not any(t.is_alive() for t in threads) and errors == []
     assert len(ResultsManager.from_url(shared_store_url).list_ids("t")) == 80
+
+
+def test_async_get_many_takes_a_damaged_record_as_one_bad_id(tmp_path: Path) -> None:
+    async def check() -> None:
+        async with AsyncResultsManager.from_url(str(tmp_path / "store")) as arm:
+            await arm.set("a", JOHN)
+            await arm.set("b", JOHN)
+            (tmp_path / "store" / "b.json").write_text("{")
+            assert await arm.get_many(["a", "b"], Person, on_invalid="skip") == {"a": JOHN}
+            with pytest.raises(InvalidResultsError) as caught:
+                await arm.get_many(["a", "b"], Person)
+            assert list(caught.value.invalid) == ["b"] and caught.value.found == {"a": JOHN}
+
+    asyncio.run(check())

@@ -4,6 +4,8 @@ time; ``on_invalid`` raises with a count or recomputes, in results_task and resu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from prefect import flow
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE, temporary_settings
@@ -108,3 +110,34 @@ def test_on_invalid_raise_counts_after_the_rest_ran_and_recompute_overwrites() -
     assert one(measure).x == 5  # valid now: reused without a policy
     with pytest.raises(ValueError, match="on_invalid must be one of"):
         make_task(rm, runs, on_invalid="ignore")
+
+
+def test_a_damaged_stored_record_is_one_bad_id_that_recompute_overwrites(tmp_path: Path) -> None:
+    """A damaged record stopped the batch read, so results_map could not plan at all."""
+    rm = ResultsManager(str(tmp_path / "store"))
+    runs: list[int] = []
+    measure = make_task(rm, runs, on_invalid="recompute")
+
+    @flow(name="damaged-flow", task_runner=ThreadPoolTaskRunner(max_workers=2))
+    def many(task: object) -> list[Meter]:
+        return list(results_map(task, range(6)))
+
+    @flow(name="damaged-flow")
+    def one(task: object) -> Meter:
+        return task(4)  # type: ignore[operator,no-any-return]
+
+    assert [m.x for m in many(measure)] == list(range(6))
+    damaged = [result_id_for(measure, x, flow="damaged-flow") for x in (1, 4)]
+    for rid in damaged:
+        (tmp_path / "store" / f"{rid}.json").write_text('{"format": "results_flow/1", "da')
+    ids = [result_id_for(measure, x, flow="damaged-flow") for x in range(6)]
+    assert sorted(rm.get_many(ids, Meter, on_invalid="skip")) == sorted(set(ids) - set(damaged))
+    with pytest.raises(InvalidResultsError, match="^2 of 6 stored results") as caught:
+        rm.get_many(ids, Meter)
+    assert sorted(caught.value.invalid) == sorted(damaged) and len(caught.value.found) == 4
+
+    assert [m.x for m in many(measure)] == list(range(6))
+    assert sorted(runs[6:]) == [1, 4]  # only the damaged ones recomputed
+    assert all(rm.get(rid, Meter) for rid in damaged)
+    (tmp_path / "store" / f"{damaged[1]}.json").write_text("")
+    assert one(measure).x == 4 and runs[-1] == 4  # one task run: recomputed too
