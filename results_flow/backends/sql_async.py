@@ -97,10 +97,27 @@ class AsyncSqlBackend(AsyncResultsBackend):
         with self._loop_guard:
             engines = self._loop_engines.get(loop)
             if engines is None:
-                taken = any(e[0] is self._first_engine for e in self._loop_engines.values())
-                engine = self._new_engine() if taken else self._first_engine
-                engines = self._loop_engines[loop] = (engine, read_engine(engine))
+                engines = self._loop_engines[loop] = self._free_engines()
         return engines
+
+    def _free_engines(self) -> tuple[AsyncEngine, AsyncEngine]:
+        """Engines for a loop new to this store: those of a loop that has closed (each
+        ``asyncio.run`` closes one; engines stay as many as the loops running at once),
+        else the first engine while no loop holds it, else a new one."""
+        for other in list(self._loop_engines):
+            if other.is_closed():
+                engines = self._loop_engines.pop(other)
+                if engines[0].dialect.name != "sqlite":
+                    # asyncpg's connections die with their loop: let the pool go without
+                    # closing them (that needs the closed loop). aiosqlite's, each on a
+                    # thread of its own, serve the next loop as they are.
+                    engines[0].sync_engine.dispose(close=False)
+                return engines
+        if any(engine is self._first_engine for engine, _ in self._loop_engines.values()):
+            engine = self._new_engine()
+        else:
+            engine = self._first_engine
+        return engine, read_engine(engine)
 
     def _new_engine(self) -> AsyncEngine:
         # The same engine settings as SqlBackend's (aiosqlite runs its own thread).

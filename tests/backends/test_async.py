@@ -131,3 +131,16 @@ def test_async_get_many_takes_a_damaged_record_as_one_bad_id(tmp_path: Path) -> 
             assert list(caught.value.invalid) == ["b"] and caught.value.found == {"a": JOHN}
 
     asyncio.run(check())
+
+
+def test_one_async_manager_over_loops_one_after_another(shared_store_url: str) -> None:
+    """On PostgreSQL the second asyncio.run failed ("Event loop is closed": the pool kept
+    the first loop's connections); an engine per loop must not grow with the runs."""
+    arm = AsyncResultsManager.from_url(shared_store_url)
+    threads = []
+    for i in range(6):
+        asyncio.run(arm.set(f"seq/{i}", Person(name="s", age=i)))
+        assert asyncio.run(arm.get(f"seq/{i}", Person)).age == i
+        threads.append(threading.active_count())
+    if shared_store_url.startswith("sqlite"):  # no aiosqlite thread left per run
+        assert threads[-1] <= threads[1], threads
