@@ -329,7 +329,7 @@ def export(
     with _store(opts) as store, _progress("export") as bar:
         target = sys.stdout if file == "-" else file
         report = transfer.export_jsonl(store, target, prefix, progress=bar)
-    return _transferred(report, opts, "exported", to_stderr=file == "-")
+    return _transferred(report, opts, "exported", to_stderr=file == "-" or _is_stdout(file))
 
 
 @app.command(name="import")
@@ -565,6 +565,16 @@ def _progress(label: str) -> Iterator[_Bar | None]:
     )
     with Progress(*columns, console=console, transient=True) as progress:
         yield _Bar(progress, label)
+
+
+def _is_stdout(path: str) -> bool:
+    """Whether ``path`` is where standard output goes (``/dev/stdout``, /proc/self/fd/1):
+    the summary then goes to stderr, out of the exported lines."""
+    try:
+        there, out = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):  # no such path, or stdout is no file (captured)
+        return False
+    return (there.st_dev, there.st_ino) == (out.st_dev, out.st_ino)
 
 
 def _is_pipe(path: str) -> bool:

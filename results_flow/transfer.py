@@ -138,22 +138,23 @@ def export_jsonl(
         count = _write_lines(backend, destination, prefix, batch_size, progress)
         return _transfer(backend.location, _stream_name(destination), count, count)
     path = Path(destination)
-    target = Path(os.path.realpath(path))  # through a symlink: the link stays a link
-    refuse_store_file(backend, target, path)
     try:
-        existing = target.stat()
+        existing = path.stat()  # through symlinks
     except FileNotFoundError:
         existing = None
     except OSError as exc:
         raise StoreUnavailableError(f"cannot write the export file {path}: {exc.strerror}") from exc
     if existing is not None and not stat.S_ISREG(existing.st_mode):
-        # A FIFO, a terminal, /dev/stdout: written into, never replaced by a file.
+        # A FIFO, a terminal, /dev/stdout (a pipe has no path to resolve to): written
+        # into, never replaced by a file.
         try:
-            with open(target, "w", encoding="utf-8", newline="\n") as handle:
+            with open(path, "w", encoding="utf-8", newline="\n") as handle:
                 count = _write_lines(backend, handle, prefix, batch_size, progress)
         except OSError as exc:
             raise StoreUnavailableError(f"cannot write the export file {path}: {exc}") from exc
         return _transfer(backend.location, str(path), count, count)
+    target = Path(os.path.realpath(path))  # through a symlink: the link stays a link
+    refuse_store_file(backend, target, path)
     mode = _new_file_mode() if existing is None else stat.S_IMODE(existing.st_mode)
     try:
         fd, temp_name = tempfile.mkstemp(

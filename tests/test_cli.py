@@ -554,3 +554,11 @@ def test_ctrl_c_is_one_line_and_exit_code_130(tmp_path: Path) -> None:
     _, err = child.communicate(timeout=120)
     assert child.returncode == 130 and err.startswith("error: interrupted"), err
     assert 0 < len(SqliteBackend(db).list_ids()) < 50_000
+
+
+def test_export_to_dev_stdout_into_a_pipe(db: str) -> None:
+    """/dev/stdout resolved to 'pipe:[N]', no path: the export failed. The summary goes
+    to stderr, as with '-'."""
+    command = [sys.executable, "-m", "results_flow.cli", "export", "/dev/stdout", "--store", db]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    assert len(done.stdout.splitlines()) == 4 and "exported 4 result(s)" in done.stderr
