@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO
 
 from results_flow.backends.base import ResultsBackend
-from results_flow.backends.urls import file_path, scheme_of, sqlite_path
+from results_flow.backends.urls import local_store_path
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
@@ -183,18 +183,15 @@ def refuse_store_file(backend: ResultsBackend, target: Path, shown: Path) -> Non
     Raises:
         MaintenanceError: ``target`` is one of them.
     """
-    url = backend.url
-    if url is None:  # a memory store has no files
+    local = None if backend.url is None else local_store_path(backend.url)
+    if local is None:  # a memory or remote store: no files here
         return
-    scheme = scheme_of(url)
-    if scheme == "sqlite":
-        database = os.path.realpath(sqlite_path(url))
-        inside = str(target) in {database + s for s in ("", "-wal", "-shm", "-journal")}
-    elif scheme == "file":
-        root = Path(os.path.realpath(file_path(url)))
-        inside = target == root or root in target.parents
+    kind, where = local
+    place = Path(os.path.realpath(where.expanduser()))
+    if kind == "sqlite":
+        inside = str(target) in {f"{place}{s}" for s in ("", "-wal", "-shm", "-journal")}
     else:
-        return
+        inside = target == place or place in target.parents
     if inside:
         raise MaintenanceError(f"cannot export {backend.location} into its own files: {shown}")
 

@@ -263,27 +263,42 @@ def database_url(url: str | URL, mode: Literal["sync", "async"] = "sync") -> str
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
+def local_store_path(url: str) -> tuple[Literal["sqlite", "folder"], Path] | None:
+    """Where a SQLite or file store (URL or bare path) keeps its records on this
+    machine: its database file or its folder, as written (``~`` not expanded); None
+    for any other store.
+
+    Raises:
+        UnsupportedStoreUrlError: a ``file://`` or ``sqlite://`` URL that names no path.
+    """
+    scheme = scheme_of(url)
+    if scheme is None and _is_sqlite_path(url):
+        return "sqlite", Path(url)
+    if scheme is None or scheme == "file":
+        return "folder", Path(url if scheme is None else file_path(url))
+    if scheme == "sqlite":
+        return "sqlite", Path(sqlite_path(url))
+    return None
+
+
 def missing_local_store(url: str) -> Path | None:
     """The path of a file or SQLite store (URL or bare path) when nothing is there; else
     None, also for URLs that are not local or not valid (opening them names the problem)."""
     if not isinstance(url, str) or not url.strip():
         return None
-    scheme = scheme_of(url)
     try:
-        if scheme is None and _is_sqlite_path(url):
-            path = url
-        elif scheme is None or scheme == "file":
-            folder = Path(url if scheme is None else file_path(url)).expanduser()
-            from results_flow.backends.file import INTERNAL_DIR
-
-            return None if (folder / INTERNAL_DIR).is_dir() else folder
-        elif scheme == "sqlite":
-            path = sqlite_path(url)
-        else:
-            return None
+        local = local_store_path(url)
     except UnsupportedStoreUrlError:
         return None
-    return None if Path(path).expanduser().is_file() else Path(path)
+    if local is None:
+        return None
+    kind, path = local
+    if kind == "folder":
+        from results_flow.backends.file import INTERNAL_DIR
+
+        folder = path.expanduser()
+        return None if (folder / INTERNAL_DIR).is_dir() else folder
+    return None if path.expanduser().is_file() else path
 
 
 def _refuse_authority(url: str, kind: str, example: str) -> None:
