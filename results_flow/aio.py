@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 from pydantic import BaseModel
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, unique
+from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.urls import async_backend_from_url
 from results_flow.codec import decode, encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
@@ -76,11 +77,12 @@ class AsyncResultsManager:
         *,
         namespace: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        lock: AsyncHeldLock | None = None,
     ) -> bool:
         """See ``ResultsManager.set``."""
         rid = normalize_id(result_id)
         record = encode(rid, data, namespace, metadata)
-        return await awrite_record(self._backend, rid, record, behavior)
+        return await awrite_record(self._backend if lock is None else lock, rid, record, behavior)
 
     @overload
     async def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
@@ -142,9 +144,9 @@ class AsyncResultsManager:
         """See ``ResultsManager.list_ids``."""
         return await self._backend.list_ids(None if prefix is None else normalize_id(prefix))
 
-    async def delete(self, result_id: ResultId) -> bool:
+    async def delete(self, result_id: ResultId, *, lock: AsyncHeldLock | None = None) -> bool:
         """See ``ResultsManager.delete``."""
-        return await self._backend.delete(normalize_id(result_id))
+        return await (self._backend if lock is None else lock).delete(normalize_id(result_id))
 
     async def clear(self) -> None:
         """See ``ResultsManager.clear``."""
@@ -152,7 +154,7 @@ class AsyncResultsManager:
 
     def lock(
         self, result_id: ResultId, timeout: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[AsyncHeldLock]:
         """See ``ResultsManager.lock``; use ``async with``. Waiting never blocks the event loop.
 
         Raises:

@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar, overload
 from pydantic import BaseModel
 
 from results_flow.backends.base import ResultsBackend, unique
+from results_flow.backends.held import HeldLock
 from results_flow.backends.urls import backend_from_url
 from results_flow.codec import decode, encode
 from results_flow.errors import (
@@ -98,8 +99,10 @@ class ResultsManager:
         *,
         namespace: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        lock: HeldLock | None = None,
     ) -> bool:
-        """Store ``data`` under ``result_id``.
+        """Store ``data`` under ``result_id``; with ``lock`` (held on that ID, from
+        ``lock()``), through the lock: refused once the lock is lost.
 
         Returns:
             True when written; False when skipped (SKIP_IF_EXISTS) or equal (RAISE_IF_DIFFERENT).
@@ -109,9 +112,11 @@ class ResultsManager:
             ResultValidationError: ``data`` is not a model that round-trips through JSON.
             ResultExistsError: RAISE_IF_EXISTS and the ID is taken.
             ResultConflictError: RAISE_IF_DIFFERENT and other data is stored.
+            LockLostError: ``lock`` was lost while held; nothing was written.
         """
         rid = normalize_id(result_id)
-        return write_record(self._backend, rid, encode(rid, data, namespace, metadata), behavior)
+        record = encode(rid, data, namespace, metadata)
+        return write_record(self._backend if lock is None else lock, rid, record, behavior)
 
     @overload
     def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
@@ -200,9 +205,9 @@ class ResultsManager:
         """Sorted stored IDs equal to ``prefix`` or below it by whole segments."""
         return self._backend.list_ids(None if prefix is None else normalize_id(prefix))
 
-    def delete(self, result_id: ResultId) -> bool:
-        """Remove the result; True when one was stored."""
-        return self._backend.delete(normalize_id(result_id))
+    def delete(self, result_id: ResultId, *, lock: HeldLock | None = None) -> bool:
+        """Remove the result; True when one was stored. With ``lock``, see ``set``."""
+        return (self._backend if lock is None else lock).delete(normalize_id(result_id))
 
     def clear(self) -> None:
         """Remove every result in the store."""
@@ -210,8 +215,12 @@ class ResultsManager:
 
     def lock(
         self, result_id: ResultId, timeout: float | None = None
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> contextlib.AbstractContextManager[HeldLock]:
         """An exclusive lock on one ID across threads and processes; it dies with its holder.
+
+        The block gets the ``HeldLock``: pass it to ``set``/``delete`` (``lock=``) so the
+        write is refused with ``LockLostError`` once the lock is lost (a PostgreSQL
+        session that ended, an object-store lease taken over), never made unprotected.
 
         Raises:
             LockTimeoutError: not acquired within ``timeout`` seconds.

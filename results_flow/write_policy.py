@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
+from results_flow.backends.held import AsyncRecordWriter, RecordWriter
 from results_flow.choices import member
 from results_flow.errors import ResultConflictError, ResultExistsError
 from results_flow.records import Record
@@ -76,9 +76,10 @@ def resolve_insert(
 
 
 def write_record(
-    backend: ResultsBackend, result_id: str, record: Record, behavior: SetBehavior
+    backend: RecordWriter, result_id: str, record: Record, behavior: SetBehavior
 ) -> bool:
-    """Store ``record`` under ``behavior``; True when written.
+    """Store ``record`` under ``behavior`` through ``backend`` (a store, or a lock held on
+    the ID); True when written.
 
     Raises:
         ResultExistsError: RAISE_IF_EXISTS and the ID was taken.
@@ -94,7 +95,7 @@ def write_record(
 
 
 async def awrite_record(
-    backend: AsyncResultsBackend, result_id: str, record: Record, behavior: SetBehavior
+    backend: AsyncRecordWriter, result_id: str, record: Record, behavior: SetBehavior
 ) -> bool:
     """``write_record`` on an async backend (same rule, same errors)."""
     behavior = as_behavior(behavior)

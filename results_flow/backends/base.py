@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from typing import Self
 
 import anyio.to_thread
 
+from results_flow.backends.held import AsyncHeldLock, HeldLock
 from results_flow.backends.locks import held_in_thread
 from results_flow.errors import StoreError, UnsupportedStoreUrlError
 from results_flow.records import Record
@@ -99,15 +100,22 @@ class ResultsBackend(ABC):
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> contextlib.AbstractContextManager[HeldLock]:
         """An exclusive per-ID lock across threads and processes that dies with its holder.
 
-        ``timeout=None`` waits as long as the backend's own ``lock_timeout``.
+        ``timeout=None`` waits as long as the backend's own ``lock_timeout``. The block
+        gets the ``HeldLock``; a write made for the lock goes through it (see
+        ``results_flow.backends.held``).
 
         Raises:
-            StoreError: this backend offers no such lock.
+            StoreError: this backend offers no such lock (see ``offers_locks``).
         """
-        raise StoreError(f"{type(self).__name__} at {self.location} offers no per-ID locks")
+        raise StoreError(no_locks_message(self))
+
+    @property
+    def offers_locks(self) -> bool:
+        """Whether ``lock`` is implemented (compute-once needs it; a custom store may not)."""
+        return type(self).lock is not ResultsBackend.lock
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections and handles; the backend may not be used afterwards."""
@@ -164,13 +172,13 @@ class AsyncResultsBackend(ABC):
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[AsyncHeldLock]:
         """See ``ResultsBackend.lock``; waiting never blocks the event loop.
 
         Raises:
             StoreError: this backend offers no such lock.
         """
-        raise StoreError(f"{type(self).__name__} at {self.location} offers no per-ID locks")
+        raise StoreError(no_locks_message(self))
 
 
 class ThreadedAsyncBackend(AsyncResultsBackend):
@@ -212,8 +220,28 @@ class ThreadedAsyncBackend(AsyncResultsBackend):
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
-        return held_in_thread(lambda: self.backend.lock(result_id, timeout))
+    ) -> contextlib.AbstractAsyncContextManager[AsyncHeldLock]:
+        return async_held(self, lambda: self.backend.lock(result_id, timeout))
+
+
+@contextlib.asynccontextmanager
+async def async_held(
+    backend: AsyncResultsBackend,
+    open_lock: Callable[[], contextlib.AbstractContextManager[HeldLock]],
+) -> AsyncIterator[AsyncHeldLock]:
+    """Hold the synchronous lock ``open_lock()`` for an ``async with`` block (in a thread
+    of its own, see ``held_in_thread``) and yield its handle for the async API."""
+    async with held_in_thread(open_lock) as held:
+        yield AsyncHeldLock(held, backend)
+
+
+def no_locks_message(backend: ResultsBackend | AsyncResultsBackend) -> str:
+    """Why compute-once cannot run on a store without per-ID locks, and what to do."""
+    return (
+        f"{type(backend).__name__} at {backend.location} offers no per-ID locks: implement "
+        "its lock() to compute each result once across workers, or pass lock=False "
+        "(racing workers may then compute the same result twice; one result is kept)"
+    )
 
 
 def chunked(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from results_flow.backends.atomic import make_folders, write_atomic
 from results_flow.backends.base import ResultsBackend
+from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.locks import StripedLocks
 from results_flow.backends.urls import file_path
 from results_flow.errors import (
@@ -215,9 +216,9 @@ class FileBackend(ResultsBackend):
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> contextlib.AbstractContextManager[HeldLock]:
         wait = self.lock_timeout if timeout is None else timeout
-        return self._compute_locks.hold(result_id, wait)
+        return held_by(self, result_id, self._compute_locks.hold(result_id, wait))
 
     def _write_lock(self, result_id: str) -> contextlib.AbstractContextManager[None]:
         return self._write_locks.hold(result_id, self.lock_timeout)

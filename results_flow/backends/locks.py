@@ -26,11 +26,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
 from results_flow.errors import LockTimeoutError, StoreUnavailableError
 from results_flow.settings import LOCK_POLL_SECONDS, LOCK_STRIPES
+
+T = TypeVar("T")
 
 #: Lock files per lock folder (``settings.LOCK_STRIPES``); tests read it here.
 STRIPES = LOCK_STRIPES
@@ -305,8 +308,8 @@ def sqlite_lock_dir(database: str) -> Path:
 
 @contextlib.asynccontextmanager
 async def held_in_thread(
-    open_lock: Callable[[], contextlib.AbstractContextManager[None]],
-) -> AsyncIterator[None]:
+    open_lock: Callable[[], contextlib.AbstractContextManager[T]],
+) -> AsyncIterator[T]:
     """Hold the synchronous lock ``open_lock()`` for an ``async with`` block without
     blocking the event loop.
 
@@ -319,30 +322,30 @@ async def held_in_thread(
         LockTimeoutError: not acquired within the lock's timeout.
     """
     loop = asyncio.get_running_loop()
-    acquired: asyncio.Future[None] = loop.create_future()
+    acquired: asyncio.Future[T] = loop.create_future()
     release = threading.Event()
     released: asyncio.Future[None] = loop.create_future()
 
-    def settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    def settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
         if future.done():
             return
         if error is None:
-            future.set_result(None)
+            future.set_result(value)
         else:
             future.set_exception(error)
 
-    def tell(future: asyncio.Future[None], error: BaseException | None) -> None:
+    def tell(future: asyncio.Future[Any], error: BaseException | None) -> None:
         # A closed loop means the awaiting task is gone with it: nobody is left to tell.
         with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(settle, future, error)
+            loop.call_soon_threadsafe(settle, future, None, error)
 
     def hold() -> None:
         entered = False
         try:
-            with open_lock():
+            with open_lock() as handle:
                 entered = True
                 # Unguarded: if the loop is closed, the error leaves the lock at once.
-                loop.call_soon_threadsafe(settle, acquired, None)
+                loop.call_soon_threadsafe(settle, acquired, handle, None)
                 release.wait()
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, not swallowed
             tell(released if entered else acquired, exc)
@@ -352,12 +355,12 @@ async def held_in_thread(
     thread = threading.Thread(target=hold, name="results_flow-lock", daemon=True)
     thread.start()
     try:
-        await acquired
+        handle = await acquired
     except BaseException:
         release.set()  # cancelled or failed: the thread lets go as soon as it can
         raise
     try:
-        yield
+        yield handle
     finally:
         release.set()
         await asyncio.shield(released)

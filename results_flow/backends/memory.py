@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 
 from results_flow.backends.base import ResultsBackend
+from results_flow.backends.held import HeldLock
 from results_flow.errors import LockTimeoutError
 from results_flow.ids import is_under
 from results_flow.records import Record
@@ -65,7 +66,7 @@ class MemoryBackend(ResultsBackend):
             self._records.clear()
 
     @contextlib.contextmanager
-    def lock(self, result_id: str, timeout: float | None = None) -> Iterator[None]:
+    def lock(self, result_id: str, timeout: float | None = None) -> Iterator[HeldLock]:
         with self._guard:
             id_lock = self._id_locks.setdefault(result_id, threading.Lock())
         wait = self.lock_timeout if timeout is None else timeout
@@ -74,6 +75,6 @@ class MemoryBackend(ResultsBackend):
                 f"lock on {result_id!r} in {self.location} not acquired within {wait}s"
             )
         try:
-            yield
+            yield HeldLock(self, result_id)
         finally:
             id_lock.release()

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from results_flow.backends.base import ResultsBackend, unique
+from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     InvalidResultIdError,
@@ -366,12 +367,12 @@ class ObjectStoreBackend(ResultsBackend):
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> contextlib.AbstractContextManager[HeldLock]:
         """A compute-once lease on the ID (see ``results_flow.backends.leases``)."""
         from results_flow.backends.leases import lease
 
         wait = self.lock_timeout if timeout is None else timeout
-        return lease(self, result_id, wait, self.lease_ttl)
+        return held_by(self, result_id, lease(self, result_id, wait, self.lease_ttl))
 
     def close(self) -> None:
         with self._guard:

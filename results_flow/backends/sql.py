@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chunked, unique
+from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.locks import sqlite_id_lock
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.pg_lock import PgLock, held_lock, lock_engine
@@ -189,11 +190,14 @@ class SqlBackend(ResultsBackend):
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractContextManager[None]:
+    ) -> contextlib.AbstractContextManager[HeldLock]:
         wait = self.lock_timeout if timeout is None else timeout
         if self.is_sqlite:
-            return sqlite_id_lock(self._engine.url.database or "", result_id, wait, self.location)
-        return PgLock(self._lock_engine(), self, result_id, wait, self.location)
+            path = self._engine.url.database or ""
+            return held_by(self, result_id, sqlite_id_lock(path, result_id, wait, self.location))
+        return held_by(
+            self, result_id, PgLock(self._lock_engine(), self, result_id, wait, self.location)
+        )
 
     def close(self) -> None:
         self._rows.close()

@@ -11,15 +11,14 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from results_flow.backends.base import AsyncResultsBackend, chunked, unique
-from results_flow.backends.locks import held_in_thread, sqlite_id_lock
+from results_flow.backends.base import AsyncResultsBackend, async_held, chunked, unique
+from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.pg_bounds import PgBounds
-from results_flow.backends.pg_lock import apg_lock
 from results_flow.backends.sql_engine import (
     RetryTransaction,
     atransaction,
@@ -37,6 +36,9 @@ from results_flow.backends.sql_statements import (
 from results_flow.backends.urls import database_url, mask_url
 from results_flow.records import Record
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
+
+if TYPE_CHECKING:
+    from results_flow.backends.sql import SqlBackend
 
 T = TypeVar("T")
 
@@ -58,6 +60,8 @@ class AsyncSqlBackend(AsyncResultsBackend):
     ) -> None:
         #: The SQLAlchemy URL of the database (it may hold a password).
         self.database_url = database_url(url, "async")
+        self._source_url = url
+        self._locks: SqlBackend | None = None
         self.location = mask_url(self.database_url)
         self.busy_timeout = busy_timeout
         self.lock_timeout = lock_timeout
@@ -203,17 +207,38 @@ class AsyncSqlBackend(AsyncResultsBackend):
         engine = self.engine
         with self._loop_guard:
             self._loop_engines.clear()
+            locks, self._locks = self._locks, None
         await engine.dispose()
+        if locks is not None:
+            locks.close()
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractAsyncContextManager[None]:
+    ) -> contextlib.AbstractAsyncContextManager[AsyncHeldLock]:
+        # The sync store's lock, held in a thread of its own: one lock implementation
+        # (and one fencing rule for the writes made under it) for both APIs, and its
+        # sessions never come from this store's pool.
+        locks = self._lock_twin()
         wait = self.lock_timeout if timeout is None else timeout
-        database = make_url(self.database_url)
-        if database.get_backend_name() == "sqlite":
-            path = database.database or ""
-            return held_in_thread(lambda: sqlite_id_lock(path, result_id, wait, self.location))
-        return apg_lock(self.engine, result_id, wait, self.location)
+        return async_held(self, lambda: locks.lock(result_id, wait))
+
+    def _lock_twin(self) -> SqlBackend:
+        """The synchronous store over the same table, whose ``lock`` this store uses."""
+        with self._loop_guard:
+            if self._locks is None:
+                from results_flow.backends.sql import SqlBackend
+
+                self._locks = SqlBackend(
+                    self._source_url,
+                    table=self.table.name,
+                    schema=self.table.schema,
+                    busy_timeout=self.busy_timeout,
+                    lock_timeout=self.lock_timeout,
+                    connect_timeout=self.bounds.connect_timeout,
+                    statement_timeout=self.bounds.statement_timeout,
+                    engine_options=self._engine_options,
+                )
+            return self._locks
 
     async def _ensure_table(self) -> None:
         if self._table_ready:
