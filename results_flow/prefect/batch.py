@@ -112,7 +112,8 @@ def results_map(
         The results in input order, with counts computed and reused.
 
     Raises:
-        ResultsTaskError: ``task`` was not made by ``results_task``.
+        ResultsTaskError: ``task`` was not made by ``results_task``, or it locks (``lock=True``)
+            on a store that offers no per-ID locks (raised before anything is submitted).
         InvalidResultsError: stored results no longer validate and the task's
             ``on_invalid="raise"``; raised after every other input has run.
         ValueError: the iterables differ in length or name no parameter, or
@@ -132,6 +133,7 @@ def results_map(
                 f"results_map {task.name!r}: {name} must be a whole number, at least 1, "
                 f"not {bound!r}"
             )
+    keeper.check_locks()  # once, before anything is submitted
     calls_kwargs = _expand(task, keeper.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
     ids = [

@@ -2,13 +2,13 @@
 
 Each input builds the same result ID as its own task run would, and is stored under it
 the moment it is computed: a chunk killed half way loses only the item in flight. A
-synchronous task's input goes straight to ``ResultKeeper.keep`` (lock, look up again,
-compute, store: what its own run does after finding nothing), since results_map sends
-only inputs it found missing; an async task's chunk awaits the task's own wrapper per
-input. The chunk task carries the results_task's name (the IDs are built from it), so
-its runs show as ``<task>-chunk-<first>`` in the UI. A failing item does not stop its
-chunk: it is retried as the task's ``retries`` say, then reported in the chunk's
-outcomes, and the chunk run ends Completed with a message counting them."""
+task's input goes through the same compute-once sequence as its own run
+(``results_flow.prefect.compute_once``), without the first, unlocked lookup, since
+results_map sends only inputs it found missing. The chunk task carries the results_task's
+name (the IDs are built from it), so its runs show as ``<task>-chunk-<first>`` in the UI.
+A failing item does not stop its chunk: it is retried as the task's ``retries`` say,
+then reported in the chunk's outcomes, and the chunk run ends Completed with a message
+counting them."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 from pydantic import BaseModel
 
+from results_flow.prefect.compute_once import run_async, run_sync
 from results_flow.prefect.decorator import keeper_of
-from results_flow.prefect.runtime import CACHED_STATE_NAME, ResultKeeper
+from results_flow.prefect.runtime import ResultKeeper
 from results_flow.records import utc_now
 
 
@@ -42,7 +43,6 @@ class ItemOutcome:
 
 def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
     """A task whose run computes a list of ``task``'s calls (keyword-argument dicts)."""
-    item_fn = task.fn
     attempts = 1 + max(task.retries or 0, 0)
     delays = task.retry_delay_seconds
 
@@ -53,15 +53,17 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
             return float(delays[min(attempt, len(delays) - 1)])
         return 0.0
 
+    keeper = keeper_of(task)
     fn: Callable[..., Any]
-    if inspect.iscoroutinefunction(item_fn):
+    if inspect.iscoroutinefunction(keeper.fn):
 
         async def run_chunk_async(calls: list[dict[str, Any]], first: int) -> State[Any]:
+            refresh = keeper.refreshing(task)
             outcomes = []
             for kwargs in calls:
                 for attempt in range(attempts):
                     try:
-                        outcome = _settled(await item_fn(**kwargs))
+                        outcome = await _akept(keeper, task.name, kwargs, refresh)
                         break
                     except Exception as exc:  # noqa: BLE001 - reported per item
                         outcome = ItemOutcome(None, computed=False, error=exc)
@@ -72,13 +74,10 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
 
         fn = run_chunk_async
     else:
-        keeper = keeper_of(task)
 
         def run_chunk(calls: list[dict[str, Any]], first: int) -> State[Any]:
             # Once per chunk, not per item: the refresh switches (the results_task's own,
-            # not the chunk task's), and no lookup before the lock, as results_map sends
-            # only inputs it found missing; the locked lookup still finds a result that
-            # another worker stored since.
+            # not the chunk task's).
             refresh = keeper.refreshing(task)
             outcomes = []
             for kwargs in calls:
@@ -105,22 +104,31 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
     )
 
 
-def _settled(value: Any) -> ItemOutcome:
-    """The outcome of one call of a results_task's wrapper (a state inside a task run)."""
-    if isinstance(value, State):
-        result: BaseModel = value.data
-        return ItemOutcome(result, computed=value.name != CACHED_STATE_NAME)
-    return ItemOutcome(value, computed=True)
-
-
 def _kept(
     keeper: ResultKeeper, task_name: str, kwargs: dict[str, Any], refresh: bool
 ) -> ItemOutcome:
-    """Compute (at most once) and store one input of a synchronous results_task."""
+    """Compute (at most once) and store one input of a synchronous results_task. No
+    lookup before the lock: results_map sends only inputs it found missing, and the
+    lookup under the lock still finds a result another worker stored since."""
     started = utc_now()
     call = keeper.call(task_name, keeper.bind((), kwargs))
     compute = functools.partial(keeper.fn, **kwargs)
-    result, settled = keeper.keep(call, compute, refresh=refresh, started=started)
+    result, settled = run_sync(
+        keeper, call, compute, refresh=refresh, started=started, look_first=False
+    )
+    return ItemOutcome(result, computed=settled == "computed")
+
+
+async def _akept(
+    keeper: ResultKeeper, task_name: str, kwargs: dict[str, Any], refresh: bool
+) -> ItemOutcome:
+    """``_kept`` for an async results_task."""
+    started = utc_now()
+    call = keeper.call(task_name, keeper.bind((), kwargs))
+    compute = functools.partial(keeper.fn, **kwargs)
+    result, settled = await run_async(
+        keeper, call, compute, refresh=refresh, started=started, look_first=False
+    )
     return ItemOutcome(result, computed=settled == "computed")
 
 

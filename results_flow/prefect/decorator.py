@@ -9,15 +9,12 @@ through the state it returns ("Cached" with the ID, or "Completed" with the ID);
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
-import anyio
-import anyio.to_thread
 from prefect import Flow, State, Task
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -26,12 +23,11 @@ from pydantic import BaseModel
 from results_flow.errors import ModelRegistryError, ResultsTaskError
 from results_flow.hashing import source_hash
 from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.prefect.compute_once import run_async, run_sync
 from results_flow.prefect.naming import IdRecipe
 from results_flow.prefect.runtime import (
     OnInvalid,
     ResultKeeper,
-    cached_state,
-    computed_state,
     current_task,
     current_task_name,
     settled_state,
@@ -264,6 +260,8 @@ def _build(
         refresh=refresh,
         on_invalid=on_invalid,
     )
+    if store.opened():  # a manager given: a store without locks fails here, not per item
+        keeper.check_locks()
     if not any(option in options for option in _PERSISTENCE_OPTIONS):
         # The store keeps the result; Prefect persisting (and pickling) it too is waste.
         options["persist_result"] = False
@@ -306,12 +304,9 @@ def _sync_wrapper(keeper: ResultKeeper) -> Callable[..., Any]:
         started = utc_now()
         call = keeper.call(current_task_name(fn.__name__), keeper.bind(args, kwargs))
         refresh = keeper.refreshing(current_task())
-        if keeper.lock:  # most reruns find their result: no lock for those
-            stored = keeper.lookup(call, refresh=refresh)
-            if stored.result is not None:
-                return cached_state(call, stored.result)
         compute = functools.partial(fn, *args, **kwargs)
-        return settled_state(call, *keeper.keep(call, compute, refresh=refresh, started=started))
+        settled = run_sync(keeper, call, compute, refresh=refresh, started=started)
+        return settled_state(call, *settled)
 
     run.__results_flow_keeper__ = keeper  # type: ignore[attr-defined]
     return run
@@ -319,47 +314,15 @@ def _sync_wrapper(keeper: ResultKeeper) -> Callable[..., Any]:
 
 def _async_wrapper(keeper: ResultKeeper) -> Callable[..., Coroutine[Any, Any, Any]]:
     fn = keeper.fn
-    to_thread = anyio.to_thread.run_sync
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> Any:
         started = utc_now()
         call = keeper.call(current_task_name(fn.__name__), keeper.bind(args, kwargs))
         refresh = keeper.refreshing(current_task())
-        stored = await to_thread(functools.partial(keeper.lookup, call, refresh=refresh))
-        if stored.result is not None:
-            return cached_state(call, stored.result)
-        if not keeper.lock:
-            value = await fn(*args, **kwargs)
-            saved = await to_thread(
-                functools.partial(keeper.save, replace=stored.replace), call, value
-            )
-            return computed_state(call, *saved)
-        held = keeper.manager().lock(call.result_id, keeper.lock_timeout)
-        # One context for the lock's calls: a lock may bind itself to the context it is
-        # entered in (PostgreSQL writes the locked ID through the lock's own session),
-        # and each worker thread would otherwise get a fresh copy.
-        locked = contextvars.copy_context()
-        await to_thread(locked.run, held.__enter__)
-        try:
-            stored = await to_thread(
-                locked.run,
-                functools.partial(keeper.lookup, call, refresh=refresh, since=started),
-            )
-            if stored.result is not None:
-                state = cached_state(call, stored.result)
-            else:
-                value = await fn(*args, **kwargs)
-                saved = await to_thread(
-                    locked.run, functools.partial(keeper.save, replace=stored.replace), call, value
-                )
-                state = computed_state(call, *saved)
-        except BaseException as exc:
-            with anyio.CancelScope(shield=True):  # a cancelled run still releases its lock
-                await to_thread(locked.run, held.__exit__, type(exc), exc, exc.__traceback__)
-            raise
-        await to_thread(locked.run, held.__exit__, None, None, None)
-        return state
+        compute = functools.partial(fn, *args, **kwargs)
+        settled = await run_async(keeper, call, compute, refresh=refresh, started=started)
+        return settled_state(call, *settled)
 
     run.__results_flow_keeper__ = keeper  # type: ignore[attr-defined]
     return run

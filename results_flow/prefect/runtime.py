@@ -8,7 +8,6 @@ with the ID it was stored under.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
 import logging
@@ -24,11 +23,14 @@ from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
 from prefect.states import Completed
 from pydantic import BaseModel, ValidationError
 
+from results_flow.backends.base import no_locks_message
+from results_flow.backends.held import HeldLock
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultsError,
     ResultNotFoundError,
     ResultsFlowError,
+    ResultsTaskError,
     ResultValidationError,
     UnknownModelError,
 )
@@ -221,36 +223,16 @@ class ResultKeeper:
                 self.model.__name__,
             )
 
-    def keep(
-        self,
-        call: Call,
-        compute: Callable[[], Any],
-        *,
-        refresh: bool,
-        started: datetime,
-    ) -> tuple[BaseModel, Settled]:
-        """``call``'s result, computed at most once: under the ID's lock when locking is on,
-        the stored result is reused (with ``refresh``, one stored at or after ``started``),
-        else ``compute()`` runs and its result is validated and stored.
+    def check_locks(self) -> None:
+        """Fail once, before anything runs, when locking is on and the store has no locks.
 
         Raises:
-            LockTimeoutError: another worker held the ID past ``lock_timeout``.
-            ResultValidationError: the computed value does not validate.
-            InvalidResultsError: the stored result no longer validates, or is damaged,
-                and ``on_invalid="raise"``.
+            ResultsTaskError: the store offers no per-ID locks (``lock=False`` is the way).
         """
-        held = (
-            self.manager().lock(call.result_id, self.lock_timeout)
-            if self.lock
-            else contextlib.nullcontext()
-        )
-        with held:
-            # The lock holder before us may have stored (or refreshed) it.
-            stored = self.lookup(call, refresh=refresh, since=started if self.lock else None)
-            if stored.result is not None:
-                return stored.result, "stored"
-            result, fresh = self.save(call, compute(), replace=stored.replace)
-            return result, "computed" if fresh else "raced"
+        if self.lock:
+            backend = self.manager().backend
+            if not backend.offers_locks:
+                raise ResultsTaskError(no_locks_message(backend))
 
     def validate(self, call: Call, value: Any) -> BaseModel:
         """``value`` as an instance of the task's model.
@@ -270,8 +252,11 @@ class ResultKeeper:
                 f"validate as {self.model.__name__} (result {call.result_id!r}): {exc}"
             ) from exc
 
-    def save(self, call: Call, value: Any, *, replace: bool = False) -> tuple[BaseModel, bool]:
-        """Validate and store a computed value (overwriting what is stored when ``replace``).
+    def save(
+        self, call: Call, value: Any, *, replace: bool = False, lock: HeldLock | None = None
+    ) -> tuple[BaseModel, bool]:
+        """Validate and store a computed value (overwriting what is stored when ``replace``),
+        through ``lock`` when one is held on the ID (refused once it is lost).
 
         Returns:
             The result to hand back, and whether it is the one just computed (False when
@@ -285,6 +270,7 @@ class ResultKeeper:
             SetBehavior.OVERWRITE if replace else self.behavior,
             namespace=self.namespace,
             metadata=self.metadata(call),
+            lock=lock,
         )
         if not written and self.skips:
             return manager.get(call.result_id, self.model), False

@@ -63,6 +63,10 @@ class StoreRef:
             raise ResultsTaskError(self._unreachable)
         return manager_for_url(self._url or default_store_url())
 
+    def opened(self) -> bool:
+        """Whether this handle holds an open manager (given one, not a URL)."""
+        return self._manager is not None
+
     def describe(self) -> str:
         """The store's location for messages."""
         if self._manager is not None:
