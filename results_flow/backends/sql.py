@@ -29,11 +29,11 @@ from results_flow.backends.locks import sqlite_id_lock
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.pg_lock import PgLock, held_lock, lock_engine
 from results_flow.backends.sql_engine import (
-    RetryTransaction,
     make_engine,
     read_engine,
     transaction,
 )
+from results_flow.backends.sql_plans import delete_plan, insert_plan, run_plan, upsert_plan
 from results_flow.backends.sql_runner import (
     CoreRowRunner,
     CoreTransaction,
@@ -156,21 +156,15 @@ class SqlBackend(ResultsBackend):
         return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
 
     def insert(self, result_id: str, record: Record) -> Record | None:
-        def write(rows: RowTransaction) -> Record | None:
-            if rows.first("insert", row_values(result_id, record)) is not None:
-                return None
-            row = rows.first("read", {"id": result_id})
-            if row is None:  # deleted between our conflict and this read: try again
-                raise RetryTransaction
-            return record_from_row(row)
-
-        return self._write_id(result_id, write)
+        return self._write_id(
+            result_id, lambda rows: run_plan(insert_plan(result_id, record), rows)
+        )
 
     def upsert(self, result_id: str, record: Record) -> None:
-        self._write_id(result_id, lambda rows: rows.count("upsert", row_values(result_id, record)))
+        self._write_id(result_id, lambda rows: run_plan(upsert_plan(result_id, record), rows))
 
     def delete(self, result_id: str) -> bool:
-        return self._write_id(result_id, lambda rows: rows.count("delete", {"id": result_id}) > 0)
+        return self._write_id(result_id, lambda rows: run_plan(delete_plan(result_id), rows))
 
     def clear(self) -> None:
         self._run_write(lambda c: c.execute(self._sql.clear))

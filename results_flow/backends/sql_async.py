@@ -20,10 +20,16 @@ from results_flow.backends.base import AsyncResultsBackend, async_held, chunked,
 from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.sql_engine import (
-    RetryTransaction,
     atransaction,
     make_engine,
     read_engine,
+)
+from results_flow.backends.sql_plans import (
+    Plan,
+    arun_plan,
+    delete_plan,
+    insert_plan,
+    upsert_plan,
 )
 from results_flow.backends.sql_statements import (
     DEFAULT_TABLE,
@@ -31,7 +37,6 @@ from results_flow.backends.sql_statements import (
     create_records_table,
     record_from_row,
     records_table,
-    row_values,
 )
 from results_flow.backends.urls import database_url, mask_url
 from results_flow.records import Record
@@ -171,29 +176,13 @@ class AsyncSqlBackend(AsyncResultsBackend):
         return await self._run(query, write=False)
 
     async def insert(self, result_id: str, record: Record) -> Record | None:
-        async def write(conn: AsyncConnection) -> Record | None:
-            if (
-                await conn.execute(self._sql.insert, row_values(result_id, record))
-            ).first() is not None:
-                return None
-            row = (await conn.execute(self._sql.read, {"id": result_id})).first()
-            if row is None:  # deleted between our conflict and this read: try again
-                raise RetryTransaction
-            return record_from_row(row)
-
-        return await self._run(write, write=True)
+        return await self._run_plan(lambda: insert_plan(result_id, record))
 
     async def upsert(self, result_id: str, record: Record) -> None:
-        async def write(conn: AsyncConnection) -> None:
-            await conn.execute(self._sql.upsert, row_values(result_id, record))
-
-        await self._run(write, write=True)
+        await self._run_plan(lambda: upsert_plan(result_id, record))
 
     async def delete(self, result_id: str) -> bool:
-        async def write(conn: AsyncConnection) -> bool:
-            return (await conn.execute(self._sql.delete, {"id": result_id})).rowcount > 0
-
-        return await self._run(write, write=True)
+        return await self._run_plan(lambda: delete_plan(result_id))
 
     async def clear(self) -> None:
         async def write(conn: AsyncConnection) -> None:
@@ -249,6 +238,11 @@ class AsyncSqlBackend(AsyncResultsBackend):
 
         await self._transaction(create, write=True)
         self._table_ready = True
+
+    async def _run_plan(self, plan: Callable[[], Plan[T]]) -> T:
+        """A write plan (``sql_plans``) in one write transaction; a retried transaction
+        runs a fresh plan."""
+        return await self._run(lambda conn: arun_plan(plan(), conn, self._sql), write=True)
 
     async def _run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
         await self._ensure_table()
