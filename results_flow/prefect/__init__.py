@@ -12,6 +12,7 @@ from results_flow.blobs import PrefectResultBlob
 from results_flow.prefect.batch import ResumeResults, aresults_map, results_map
 from results_flow.prefect.cache import RESULT_ID, ResultIdPolicy
 from results_flow.prefect.decorator import ResultsTask, result_id_for, results_task
+from results_flow.prefect.locking import StoreLockManager
 from results_flow.prefect.naming import NO_FLOW
 from results_flow.prefect.progress import MapProgress
 from results_flow.prefect.runtime import CACHED_STATE_NAME
@@ -30,6 +31,7 @@ __all__ = [
     "ResultsStorage",
     "ResultsTask",
     "ResumeResults",
+    "StoreLockManager",
     "aresults_map",
     "result_id_for",
     "results_map",

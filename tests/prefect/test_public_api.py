@@ -19,6 +19,7 @@ def test_public_api_is_pinned() -> None:
             "ResultsStorage",
             "ResultsTask",
             "ResumeResults",
+            "StoreLockManager",
             "aresults_map",
             "result_id_for",
             "results_map",
