@@ -38,7 +38,7 @@ from results_flow.errors import (
 from results_flow.ids import normalize_id
 from results_flow.maintenance import ProgressSink, Store, backend_of
 from results_flow.manager import SetBehavior
-from results_flow.records import Record, parse_time
+from results_flow.records import Record, load_json, parse_time
 from results_flow.registry import DEFAULT_NAMESPACE
 from results_flow.transfer import Refusal, TransferReport, copy_record
 
@@ -131,7 +131,7 @@ def _read_folder(root: Path) -> Iterator[tuple[str, Record]]:
             except OSError as exc:
                 raise StoreUnavailableError(f"cannot read {file}: {exc.strerror}") from exc
             try:
-                doc = json.loads(content, parse_constant=_no_constant)
+                doc = load_json(content)
             except ValueError as exc:
                 raise CorruptRecordError(f"{file} is not a ResultsManager result: {exc}") from exc
             if not isinstance(doc, dict):
@@ -179,7 +179,7 @@ def _read_sqlite(file: Path) -> Iterator[tuple[str, Record]]:
             if not isinstance(data, str | bytes):
                 raise CorruptRecordError(f"{where}: data is not JSON text")
             try:
-                parsed = json.loads(data, parse_constant=_no_constant)
+                parsed = load_json(data)
             except ValueError as exc:
                 raise CorruptRecordError(f"{where}: data is not JSON: {exc}") from exc
             yield _record(
@@ -223,10 +223,14 @@ def _record(
         created_at, updated_at = _time(created), _time(updated)
     except (TypeError, ValueError) as exc:
         raise CorruptRecordError(f"{where}: unreadable time: {exc}") from exc
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise CorruptRecordError(f"{where}: data holds NaN or an infinite number: {exc}") from exc
     record = Record(
         model_type=model_type,
         namespace=namespace,
-        data=json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
+        data=text,
         created_at=created_at,
         updated_at=max(updated_at, created_at),
     )
@@ -241,7 +245,3 @@ def _time(value: Any) -> datetime:
     if not isinstance(value, str | datetime):
         raise TypeError(f"{value!r} is not a time")
     return parse_time(value)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (a NaN or infinite number)")
