@@ -36,6 +36,8 @@ def load_json(text: str | bytes) -> Any:
     Raises:
         ValueError: not JSON (or not UTF-8), nested too deep, or a number out of range.
     """
+    if isinstance(text, bytes | bytearray):  # as json.loads: UTF-8, -16 or -32, a BOM allowed
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
     try:
         return from_json(text)
     except RecursionError as exc:  # pydantic-core stops first; kept for other builds
