@@ -61,12 +61,16 @@ class Record:
     metadata: JsonDict = field(default_factory=dict)
 
     def same_content(self, other: Record) -> bool:
-        """Equal type, namespace and data (compared as JSON values, not text)."""
-        return (
-            self.model_type == other.model_type
-            and self.namespace == other.namespace
-            and (self.data == other.data or _same_json(load_json(self.data), load_json(other.data)))
-        )
+        """Equal type, namespace and data (compared as JSON values, not text); data that
+        does not parse (a damaged record) equals only the same text."""
+        if self.model_type != other.model_type or self.namespace != other.namespace:
+            return False
+        if self.data == other.data:
+            return True
+        try:
+            return _same_json(load_json(self.data), load_json(other.data))
+        except ValueError:
+            return False
 
     def replacing(self, previous: Record) -> Record:
         """This record as an overwrite of ``previous``: it keeps the first creation time."""

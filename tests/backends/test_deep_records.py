@@ -197,3 +197,15 @@ def test_an_export_line_nested_deep_is_a_named_error(tmp_path: Path) -> None:
     source.write_text(text)
     code, errors = _cli("import", str(source), "--store", str(tmp_path / "target"))
     assert code == 1 and "line 1" in errors, errors
+
+
+def test_a_write_over_a_deep_row_is_a_conflict_not_a_crash(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'results.db'}"
+    with ResultsManager.from_url(url) as store:
+        store.set("deep/one", Leaf(x=2))
+    _plant("sqlite", url, "data", None)  # type: ignore[arg-type]
+    with ResultsManager.from_url(url) as store:
+        with pytest.raises(ResultsFlowError, match="deep/one"):
+            store.set("deep/one", Leaf(x=2), behavior="raise_if_different")
+        assert store.set("deep/one", Leaf(x=3), behavior="overwrite")
+        assert store.get("deep/one") == Leaf(x=3)
