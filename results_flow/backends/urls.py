@@ -71,12 +71,17 @@ SHOWN_QUERY_KEYS = frozenset(
         "read_timeout",
         "pool_idle_timeout",
         "timeout",
-        # results_flow's own and PostgreSQL's harmless settings
+        # results_flow's own, PostgreSQL's and SQLite's harmless settings
         "concurrency",
         "lease_ttl",
         "sslmode",
         "application_name",
         "target_session_attrs",
+        "mode",
+        "cache",
+        "immutable",
+        "uri",
+        "check_same_thread",
     }
 )
 
