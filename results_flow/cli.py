@@ -13,6 +13,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import stat
 import sys
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from cyclopts import App, Parameter
 from pydantic import BaseModel
 from rich.console import Group
 from rich.filesize import decimal
-from rich.json import JSON
+from rich.highlighter import JSONHighlighter
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.prompt import Confirm
 from rich.table import Table
@@ -134,9 +135,9 @@ def ls(
             table = Table("ID", "model", "namespace", "updated", "size", box=None)
             for row in rows:
                 table.add_row(
-                    Text(row.id),
-                    Text(row.model_type),
-                    Text(row.namespace),
+                    _cell(row.id),
+                    _cell(row.model_type),
+                    _cell(row.namespace),
                     _time(row.updated_at),
                     decimal(row.size),
                 )
@@ -148,7 +149,7 @@ def ls(
                 return _json(ids)
             count = len(ids)
             if ids:
-                app.console.out("\n".join(ids), highlight=False)
+                app.console.out("\n".join(map(_plain, ids)), highlight=False)
     if count == 0:
         _note("no results" + ("" if prefix is None else f" under {prefix!r}"))
     return 0
@@ -171,13 +172,13 @@ def show(result_id: str, /, *, common: Common | None = None) -> int:
     if opts.json:
         return _json(doc)
     table = Table.grid(padding=(0, 2))
-    table.add_row("ID", Text(str(doc["id"])))
-    table.add_row("model", Text(f"{record.namespace}:{record.model_type}"))
+    table.add_row("ID", _cell(doc["id"]))
+    table.add_row("model", _cell(f"{record.namespace}:{record.model_type}"))
     table.add_row("created", _time(record.created_at))
     table.add_row("updated", _time(record.updated_at))
     table.add_row("size", decimal(maintenance.document_size(record)))
-    table.add_row("metadata", _wrapped(JSON.from_data(record.metadata)))
-    _out(Group(table, Text("data", style="bold"), _wrapped(JSON(record.data))))
+    table.add_row("metadata", _json_view(doc["metadata"]))
+    _out(Group(table, Text("data", style="bold"), _json_view(doc["data"])))
     return 0
 
 
@@ -255,7 +256,7 @@ def stats(
         if groups:
             table = Table(title, "results", "size", title=f"by {title}", title_justify="left")
             for key, group in groups.items():
-                table.add_row(Text(key), str(group.count), decimal(group.size))
+                table.add_row(_cell(key), str(group.count), decimal(group.size))
             _out(table)
     if report.corrupt:
         _note(f"{report.corrupt} record(s) cannot be decoded and are not counted; run verify")
@@ -292,10 +293,10 @@ def verify(
         table = Table("ID", "problem", "model", "detail", title="failures", title_justify="left")
         for failure in report.failures:
             table.add_row(
-                Text(failure.id),
+                _cell(failure.id),
                 failure.kind.replace("_", " "),
-                Text(failure.model or "-"),
-                Text(failure.detail),
+                _cell(failure.model or "-"),
+                _cell(failure.detail, lines=True),
             )
         _out(table)
     unknown = sum(failure.kind == "unknown_model" for failure in report.failures)
@@ -527,13 +528,6 @@ def _conflict_hint() -> Iterator[None]:
         raise type(exc)(f"{exc}; {hint}") from exc
 
 
-def _wrapped(view: JSON) -> JSON:
-    """A JSON view whose long strings wrap at the terminal width instead of being cut."""
-    view.text.no_wrap = False
-    view.text.overflow = "fold"
-    return view
-
-
 class _Bar:
     """A ``ProgressSink`` drawn as a rich progress bar."""
 
@@ -588,7 +582,7 @@ def _is_pipe(path: str) -> bool:
 def _confirm(question: str) -> bool:
     """Ask on the terminal; no answer (closed or unreadable stdin) means no."""
     try:
-        return Confirm.ask(question, console=app.error_console, default=False)
+        return Confirm.ask(Text(_plain(question)), console=app.error_console, default=False)
     except (EOFError, OSError):
         return False
 
@@ -625,10 +619,50 @@ def _transferred(
     return code
 
 
+#: What a terminal may act on rather than show: C0 and C1 controls (ESC starts a
+#: colour, a title or a cursor move; 0x9B is an 8-bit CSI), DEL, and the bidirectional
+#: overrides that reorder what is shown.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_BUT_NEWLINE = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+#: The controls ``json.dumps`` leaves raw in strings (it escapes C0 itself).
+_CONTROL_IN_JSON = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _plain(value: object, *, lines: bool = False) -> str:
+    """``value`` as text a terminal shows as it is: every control character written as
+    its escape (``\\x1b``, ``\\u202e``); newlines kept only with ``lines``. Everything
+    the command prints from a store, a record, a path or an error goes through here."""
+    pattern = _CONTROL_BUT_NEWLINE if lines else _CONTROL
+    return pattern.sub(lambda found: repr(found.group())[1:-1], str(value))
+
+
+def _cell(value: object, *, lines: bool = False) -> Text:
+    """A table cell that shows ``value`` as plain text (no markup, no control characters)."""
+    return Text(_plain(value, lines=lines))
+
+
+def _json_text(data: object) -> str:
+    """JSON text of ``data`` in which no control character is left raw: ``json`` escapes
+    C0 controls; DEL, C1 and bidirectional controls (only ever inside strings) become
+    ``\\uXXXX`` too, so the text stays valid JSON of the same value."""
+    text = json.dumps(data, indent=2, ensure_ascii=False)
+    return _CONTROL_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def _json_view(data: object) -> Text:
+    """``data`` as highlighted JSON whose long strings wrap at the terminal width."""
+    view = JSONHighlighter()(_json_text(data))
+    view.no_wrap = False
+    view.overflow = "fold"
+    return view
+
+
 def _json(value: object) -> int:
     """Print a report or plain value as JSON on stdout; returns exit code 0."""
     data = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
-    app.console.out(json.dumps(data, indent=2, ensure_ascii=False), highlight=False)
+    app.console.out(_json_text(data), highlight=False)
     return 0
 
 
@@ -638,15 +672,15 @@ def _out(renderable: Any) -> None:
 
 def _say(line: str) -> None:
     """One plain line on stdout, never wrapped at the terminal width."""
-    app.console.print(Text(line), soft_wrap=True)
+    app.console.print(Text(_plain(line)), soft_wrap=True)
 
 
 def _note(message: str) -> None:
-    app.error_console.print(Text(message, style="dim"), soft_wrap=True)
+    app.error_console.print(Text(_plain(message), style="dim"), soft_wrap=True)
 
 
 def _fail(message: str) -> None:
-    app.error_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
+    app.error_console.print(Text.assemble(("error: ", "bold red"), _plain(message)), soft_wrap=True)
 
 
 def _time(moment: datetime | None) -> str:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from results_flow.errors import ResultValidationError, UnknownModelError
-from results_flow.records import Record, utc_now
+from results_flow.records import Record, load_json, utc_now
 from results_flow.registry import get_model_class, namespace_of
 
 M = TypeVar("M", bound=BaseModel)
@@ -46,8 +46,9 @@ def encode(
             f"result {result_id!r}: {cls.__name__} does not round-trip through JSON: {exc}"
         ) from exc
     try:
-        # NaN and Infinity are not JSON: a strict reader of the stored record rejects them.
-        extra = json.loads(json.dumps(dict(metadata or {}), allow_nan=False))
+        # NaN and Infinity are not JSON: a strict reader of the stored record rejects them;
+        # metadata too deep for the reader (load_json) would leave a record no one can read.
+        extra = load_json(json.dumps(dict(metadata or {}), allow_nan=False))
     except (TypeError, ValueError, RecursionError) as exc:
         raise ResultValidationError(
             f"result {result_id!r}: metadata must be JSON-serializable: {exc}"

@@ -98,7 +98,9 @@ def _dumps(data: Any) -> str:
 def _canonical(value: Any, where: str, depth: int) -> Any:
     if depth > _MAX_DEPTH:
         raise UnhashableParameterError(f"{where} is nested more than {_MAX_DEPTH} levels deep")
-    if value is None or isinstance(value, bool | str):
+    if isinstance(value, str):
+        return _utf8_text(value, where)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, Enum):
         return {"$enum": _canonical(value.value, f"{where}.value", depth + 1)}
@@ -134,7 +136,7 @@ def _canonical(value: Any, where: str, depth: int) -> Any:
     if isinstance(value, Decimal):
         return {"$decimal": str(value)}
     if isinstance(value, PurePath):
-        return {"$path": value.as_posix()}
+        return {"$path": _utf8_text(value.as_posix(), where)}
     if isinstance(value, bytes | bytearray | memoryview):
         return {"$bytes": bytes(value).hex()}
     if isinstance(value, Mapping):
@@ -150,9 +152,31 @@ def _canonical(value: Any, where: str, depth: int) -> Any:
     )
 
 
+def _utf8_text(text: str, where: str) -> str:
+    """``text`` if it has a UTF-8 form (what the hash and the stored parameters need).
+
+    Raises:
+        UnhashableParameterError: it holds a lone surrogate, as a file name that is not
+            UTF-8 does when Python lists a folder.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end]
+        raise UnhashableParameterError(
+            f"{where} holds {bad!r} at index {exc.start}, a lone surrogate with no UTF-8 "
+            "form (a file name that is not UTF-8?); pass its bytes (os.fsencode(path)) "
+            "to hash it"
+        ) from None
+    return text
+
+
 def _canonical_mapping(value: Mapping[Any, Any], where: str, depth: int) -> Any:
     if all(isinstance(k, str) for k in value):
-        data = {k: _canonical(v, f"{where}[{k!r}]", depth + 1) for k, v in value.items()}
+        data = {
+            _utf8_text(k, f"{where} key {k!r}"): _canonical(v, f"{where}[{k!r}]", depth + 1)
+            for k, v in value.items()
+        }
         # A user dict that looks like one of our tags must not collide with it.
         return {"$dict": data} if any(k.startswith("$") for k in data) else data
     pairs = [

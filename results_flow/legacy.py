@@ -38,8 +38,9 @@ from results_flow.errors import (
 from results_flow.ids import normalize_id
 from results_flow.maintenance import ProgressSink, Store, backend_of
 from results_flow.manager import SetBehavior
-from results_flow.records import Record, parse_time
+from results_flow.records import Record, load_json, parse_time
 from results_flow.registry import DEFAULT_NAMESPACE
+from results_flow.settings import LEGACY_SQLITE_STEPS_PER_ROW
 from results_flow.transfer import Refusal, TransferReport, copy_record
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -131,7 +132,7 @@ def _read_folder(root: Path) -> Iterator[tuple[str, Record]]:
             except OSError as exc:
                 raise StoreUnavailableError(f"cannot read {file}: {exc.strerror}") from exc
             try:
-                doc = json.loads(content, parse_constant=_no_constant)
+                doc = load_json(content)
             except ValueError as exc:
                 raise CorruptRecordError(f"{file} is not a ResultsManager result: {exc}") from exc
             if not isinstance(doc, dict):
@@ -163,23 +164,23 @@ def _read_sqlite(file: Path) -> Iterator[tuple[str, Record]]:
     except sqlite3.Error as exc:
         raise StoreUnavailableError(f"cannot open {file}: {exc}") from exc
     try:
+        order = _checked_results_table(conn, file)
+        guard = _StepGuard()  # counts from here to the first row, then row to row
+        conn.set_progress_handler(guard, _STEPS_PER_CALL)
         try:
             rows = conn.execute(
                 "SELECT id, model_type, namespace, data, created_at, updated_at "
-                "FROM results ORDER BY id"
+                f"FROM main.results{order}"
             )
         except sqlite3.Error as exc:
-            raise CorruptRecordError(
-                f"{file} is not a ResultsManager SQLite store (no table results(id, "
-                f"model_type, namespace, data, created_at, updated_at)): {exc}"
-            ) from exc
+            raise _read_error(exc, guard, file) from exc
         fallback = datetime.fromtimestamp(file.stat().st_mtime, UTC)
-        for raw_id, model_type, namespace, data, created, updated in rows:
+        for raw_id, model_type, namespace, data, created, updated in _fetched(rows, guard, file):
             where = f"{file} row id={raw_id!r}"
             if not isinstance(data, str | bytes):
                 raise CorruptRecordError(f"{where}: data is not JSON text")
             try:
-                parsed = json.loads(data, parse_constant=_no_constant)
+                parsed = load_json(data)
             except ValueError as exc:
                 raise CorruptRecordError(f"{where}: data is not JSON: {exc}") from exc
             yield _record(
@@ -193,6 +194,93 @@ def _read_sqlite(file: Path) -> Iterator[tuple[str, Record]]:
             )
     finally:
         conn.close()
+
+
+#: The columns of the original's ``results`` table, all read.
+_COLUMNS = ("id", "model_type", "namespace", "data", "created_at", "updated_at")
+#: SQLite steps between two calls of the import's progress handler.
+_STEPS_PER_CALL = 10_000
+
+
+def _checked_results_table(conn: sqlite3.Connection, file: Path) -> str:
+    """Check that ``results`` is a real table of the original's shape, so reading it
+    is a bounded scan; the ``ORDER BY`` to read it with (by ID when an index gives
+    that order without a sort, else none: a sort of a hostile table would spill to disk).
+
+    Raises:
+        CorruptRecordError: no such table; a view, a virtual table, or a column that is
+            missing or computed (generated).
+    """
+    shape = f"not a ResultsManager SQLite store (no table results({', '.join(_COLUMNS)}))"
+    try:
+        found = conn.execute(
+            "SELECT type, sql FROM main.sqlite_master WHERE name = 'results'"
+        ).fetchall()
+        if len(found) != 1 or found[0][0] != "table":
+            kind = found[0][0] if found else "nothing"
+            raise CorruptRecordError(f"{file} is {shape}: 'results' is {kind}, not a table")
+        if str(found[0][1] or "").lstrip().upper().startswith("CREATE VIRTUAL"):
+            raise CorruptRecordError(f"{file} is {shape}: 'results' is a virtual table")
+        # table_xinfo's "hidden": 0 a stored column, 1 hidden, 2 or 3 generated (computed).
+        columns = {row[1]: row[6] for row in conn.execute("PRAGMA main.table_xinfo(results)")}
+        indexed = {
+            row[2]
+            for index in conn.execute("PRAGMA main.index_list(results)")
+            if index[2]  # unique: the primary key's index, or a UNIQUE one
+            for row in conn.execute(f"PRAGMA main.index_info({_quoted(index[1])})")
+            if row[0] == 0
+        }
+    except sqlite3.Error as exc:
+        raise CorruptRecordError(f"{file} is {shape}: {exc}") from exc
+    wrong = [name for name in _COLUMNS if columns.get(name) != 0]
+    if wrong:
+        raise CorruptRecordError(
+            f"{file} is {shape}: column(s) {', '.join(wrong)} missing or computed"
+        )
+    return " ORDER BY id" if "id" in indexed else ""
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _StepGuard:
+    """SQLite's progress handler for the import: stops a read that has done
+    ``LEGACY_SQLITE_STEPS_PER_ROW`` steps since its last row."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        return int(self.calls * _STEPS_PER_CALL > LEGACY_SQLITE_STEPS_PER_ROW)
+
+
+def _fetched(rows: sqlite3.Cursor, guard: _StepGuard, file: Path) -> Iterator[Any]:
+    """The rows of ``rows``, each in the step bound of ``guard``.
+
+    Raises:
+        CorruptRecordError: a row took more than the bound, or SQLite failed to read it.
+    """
+    while True:
+        guard.calls = 0
+        try:
+            row = rows.fetchone()
+        except sqlite3.Error as exc:
+            raise _read_error(exc, guard, file) from exc
+        if row is None:
+            return
+        yield row
+
+
+def _read_error(exc: sqlite3.Error, guard: _StepGuard, file: Path) -> CorruptRecordError:
+    """The error of a failed read of the original's table: stopped by ``guard``, or not."""
+    if guard.calls * _STEPS_PER_CALL > LEGACY_SQLITE_STEPS_PER_ROW:
+        return CorruptRecordError(
+            f"{file}: reading one row of its results table took more than "
+            f"{LEGACY_SQLITE_STEPS_PER_ROW:,} SQLite steps; not a plain ResultsManager table"
+        )
+    return CorruptRecordError(f"{file}: cannot read its results table: {exc}")
 
 
 def _record(
@@ -223,10 +311,14 @@ def _record(
         created_at, updated_at = _time(created), _time(updated)
     except (TypeError, ValueError) as exc:
         raise CorruptRecordError(f"{where}: unreadable time: {exc}") from exc
+    try:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise CorruptRecordError(f"{where}: data holds NaN or an infinite number: {exc}") from exc
     record = Record(
         model_type=model_type,
         namespace=namespace,
-        data=json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False),
+        data=text,
         created_at=created_at,
         updated_at=max(updated_at, created_at),
     )
@@ -241,7 +333,3 @@ def _time(value: Any) -> datetime:
     if not isinstance(value, str | datetime):
         raise TypeError(f"{value!r} is not a time")
     return parse_time(value)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON (a NaN or infinite number)")

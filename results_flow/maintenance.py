@@ -16,7 +16,6 @@ Long calls report progress to an optional ``ProgressSink`` (``start(total)``, th
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import sys
@@ -41,7 +40,7 @@ from results_flow.errors import (
 )
 from results_flow.ids import SEPARATOR, normalize_id
 from results_flow.manager import ResultsManager, decode, not_found
-from results_flow.records import Record, utc_now
+from results_flow.records import Record, load_json, utc_now
 from results_flow.registry import ensure_registered
 from results_flow.settings import RECORDS_PER_STEP, default_store_url
 
@@ -296,8 +295,15 @@ def document_size(record: Record) -> int:
 
 
 def envelope(result_id: str, record: Record) -> dict[str, object]:
-    """A record as a JSON-ready dict: the export line's content (ID, envelope, data)."""
-    return {"id": result_id, **json.loads(record.to_document())}
+    """A record as a JSON-ready dict: the export line's content (ID, envelope, data).
+
+    Raises:
+        CorruptRecordError: the stored data is not JSON a reader can take (too deep).
+    """
+    try:
+        return {"id": result_id, **load_json(record.to_document())}
+    except ValueError as exc:
+        raise CorruptRecordError(f"result {result_id!r}: stored data is unreadable: {exc}") from exc
 
 
 # --- stats and verify -------------------------------------------------------------------

@@ -23,6 +23,27 @@ FORMAT = "results_flow/1"
 JsonDict = dict[str, Any]
 
 
+def load_json(text: str | bytes) -> Any:
+    """The JSON value of ``text``, parsed without Python recursion: every reader of a
+    stored or given document uses it, so a hostile one is a ``ValueError`` (which the
+    caller names), never a ``RecursionError`` or a stack overflow.
+
+    pydantic-core's parser refuses nesting deeper than Pydantic itself reads (about 200
+    levels; ``model_validate_json`` refuses the same, so no model's data is deeper) and
+    integers over 4,300 digits, as ``int()`` does. NaN and Infinity pass, as in
+    ``json.loads``.
+
+    Raises:
+        ValueError: not JSON (or not UTF-8), nested too deep, or a number out of range.
+    """
+    if isinstance(text, bytes | bytearray):  # as json.loads: UTF-8, -16 or -32, a BOM allowed
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    try:
+        return from_json(text)
+    except RecursionError as exc:  # pydantic-core stops first; kept for other builds
+        raise ValueError(f"JSON nested too deep: {exc}") from exc
+
+
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
@@ -40,14 +61,16 @@ class Record:
     metadata: JsonDict = field(default_factory=dict)
 
     def same_content(self, other: Record) -> bool:
-        """Equal type, namespace and data (compared as JSON values, not text)."""
-        return (
-            self.model_type == other.model_type
-            and self.namespace == other.namespace
-            and (
-                self.data == other.data or _same_json(json.loads(self.data), json.loads(other.data))
-            )
-        )
+        """Equal type, namespace and data (compared as JSON values, not text); data that
+        does not parse (a damaged record) equals only the same text."""
+        if self.model_type != other.model_type or self.namespace != other.namespace:
+            return False
+        if self.data == other.data:
+            return True
+        try:
+            return _same_json(load_json(self.data), load_json(other.data))
+        except ValueError:
+            return False
 
     def replacing(self, previous: Record) -> Record:
         """This record as an overwrite of ``previous``: it keeps the first creation time."""
@@ -83,7 +106,7 @@ class Record:
         if split is not None:
             return cls._from_fields(split[0], split[1], where)
         try:
-            doc = json.loads(text)
+            doc = load_json(text)
         except ValueError as exc:
             raise CorruptRecordError(f"{where} is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict):

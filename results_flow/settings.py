@@ -67,3 +67,7 @@ MAP_MAX_IN_FLIGHT = 32
 SQL_IDS_PER_STATEMENT = 30_000
 #: Records one maintenance or transfer step reads and writes at a time: bounds memory.
 RECORDS_PER_STEP = 1000
+#: SQLite's work (virtual machine steps) allowed between two rows of an original
+#: ResultsManager table read by the legacy import: a plain table yields a row every few
+#: hundred steps; a hostile schema that computes without end is stopped, not waited on.
+LEGACY_SQLITE_STEPS_PER_ROW = 20_000_000

@@ -214,6 +214,9 @@ class FileBackend(ResultsBackend):
                 if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
                     raise _mapped(exc, folder) from exc
 
+    def unfit_reason(self, result_id: str, record: Record) -> str | None:
+        return _folder_problem(result_id.rpartition(SEPARATOR)[0])
+
     def lock(
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[HeldLock]:
@@ -229,14 +232,10 @@ class FileBackend(ResultsBackend):
             return f"{self._root_slash}{name}{SUFFIX}"
         folder = self._root_slash + head  # what _folder_of joins, on POSIX
         if folder not in self._checked:  # a checked folder's segments passed this check
-            folders = head.split(SEPARATOR)
-            for segment in folders:
-                if segment.endswith(SUFFIX):
-                    raise InvalidResultIdError(
-                        f"result ID {result_id!r}: FileBackend cannot use a folder segment "
-                        f"ending in {SUFFIX!r}, it would collide with a record file"
-                    )
-            folder = self._folder_of(folders, result_id)
+            problem = _folder_problem(head)
+            if problem is not None:
+                raise InvalidResultIdError(f"result ID {result_id!r}: {problem}")
+            folder = self._folder_of(head.split(SEPARATOR), result_id)
         return f"{folder}{os.sep}{name}{SUFFIX}"
 
     def _folder_of(self, folders: list[str], result_id: str) -> str:
@@ -392,6 +391,18 @@ def raise_walk_error(exc: OSError) -> None:
     """
     if not isinstance(exc, FileNotFoundError | NotADirectoryError):
         raise _mapped(exc, exc.filename) from exc
+
+
+def _folder_problem(folders: str) -> str | None:
+    """Why the folder part of an ID (``a/b`` of ``a/b/c``) cannot be a folder of this
+    store, or None: a segment ending in ``.json`` would collide with a record file."""
+    for segment in folders.split(SEPARATOR) if folders else ():
+        if segment.endswith(SUFFIX):
+            return (
+                f"FileBackend cannot use a folder segment ending in {SUFFIX!r} "
+                f"({segment!r}), it would collide with a record file"
+            )
+    return None
 
 
 def _mapped(exc: OSError, path: str | os.PathLike[str]) -> StoreError:

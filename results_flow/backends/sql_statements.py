@@ -20,7 +20,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from results_flow.errors import CorruptRecordError
 from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
-from results_flow.records import Record, parse_time
+from results_flow.records import Record, load_json, parse_time
 
 DEFAULT_TABLE = "results_flow_records"
 #: Serializes CREATE TABLE across processes on PostgreSQL (an arbitrary constant key).
@@ -182,7 +182,7 @@ def record_from_row(row: Sequence[Any]) -> Record:
     """
     result_id, model_type, namespace, data, metadata, created_at, updated_at = row
     try:
-        decoded = {} if metadata == "{}" else json.loads(metadata)
+        decoded = {} if metadata == "{}" else load_json(metadata)
         if not isinstance(decoded, dict):
             raise TypeError(f"metadata is a JSON {type(decoded).__name__}, not an object")
         return Record(

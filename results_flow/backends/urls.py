@@ -13,7 +13,8 @@ used, so an optional backend costs nothing until then.
 
 A bare path (no ``://``) is a ``FileBackend`` folder, except a path ending in
 ``.db``, ``.sqlite`` or ``.sqlite3`` that is not an existing folder: that is a SQLite
-file. ``mask_url`` is the only function that makes a URL fit for messages.
+file. ``mask_url`` is the only function that makes a URL fit for messages: it hides
+the password and every query value but those of ``SHOWN_QUERY_KEYS``.
 """
 
 from __future__ import annotations
@@ -49,9 +50,39 @@ _extras: dict[str, str] = {}
 
 # Schemes whose URLs never carry credentials: their path may hold an "@".
 _LOCAL_SCHEMES = ("file", "sqlite", "memory")
-_QUERY_SECRET = re.compile(
-    r"(?i)\b(password|passwd|pwd|secret|token|access_key|secret_key|"
-    r"secret_access_key|sas_token|account_key|session_token)=[^&#\s]*"
+#: Query keys whose values are shown in messages: settings known to hold no secret.
+#: Every other key's value (``aws_secret_access_key``, ``client_secret``, ``sas_token``,
+#: ``password``, a key never seen before ...) is shown as ``***``.
+SHOWN_QUERY_KEYS = frozenset(
+    {
+        # object stores (obstore settings and client options, with their aws_ forms)
+        "endpoint",
+        "aws_endpoint",
+        "aws_endpoint_url",
+        "region",
+        "aws_region",
+        "aws_default_region",
+        "bucket",
+        "allow_http",
+        "allow_invalid_certificates",
+        "skip_signature",
+        "virtual_hosted_style_request",
+        "connect_timeout",
+        "read_timeout",
+        "pool_idle_timeout",
+        "timeout",
+        # results_flow's own, PostgreSQL's and SQLite's harmless settings
+        "concurrency",
+        "lease_ttl",
+        "sslmode",
+        "application_name",
+        "target_session_attrs",
+        "mode",
+        "cache",
+        "immutable",
+        "uri",
+        "check_same_thread",
+    }
 )
 
 
@@ -102,11 +133,31 @@ def mask_url(url: object) -> str:
     else:  # a password may hold "/", "?" or "#" unescaped: mask up to the last "@"
         end = len(rest)
     at = rest.rfind("@", 0, end)
+    query_from = 0
     if at != -1:
         user, colon, _ = rest[:at].partition(":")
         if colon:
             rest = f"{user}:***{rest[at:]}"
-    return scheme + sep + _QUERY_SECRET.sub(r"\1=***", rest)
+            query_from = len(user) + 5  # just after the "@"
+    after = rest[query_from:]
+    cut = min((i for i in (after.find("?"), after.find("#")) if i != -1), default=len(after))
+    return scheme + sep + rest[:query_from] + after[:cut] + _masked_query(after[cut:])
+
+
+def _masked_query(tail: str) -> str:
+    """A URL's ``?query#fragment`` with every query value ``***`` but those of
+    ``SHOWN_QUERY_KEYS`` (unless the value holds a user: an ``@``), and any fragment
+    ``***``."""
+    query, hash_, fragment = tail.partition("#")
+    shown = []
+    for item in re.split(r"([?&;])", query):
+        key, equals, value = item.partition("=")
+        if equals and (
+            unquote(key).strip().lower() not in SHOWN_QUERY_KEYS or "@" in unquote(value)
+        ):
+            item = f"{key}=***"
+        shown.append(item)
+    return "".join(shown) + hash_ + ("***" if fragment else "")
 
 
 def scheme_of(url: str) -> str | None:

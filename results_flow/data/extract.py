@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -22,6 +21,7 @@ from results_flow.data.files import File
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import FileFormat, FileSchema
 from results_flow.errors import ETLConstructionError
+from results_flow.records import load_json
 
 
 class RawTable(BaseModel):
@@ -223,13 +223,12 @@ class JsonExtractor(Extractor):
         if text is None:
             return []
         try:
-            document = json.loads(text)
-        except json.JSONDecodeError as exc:
+            document = load_json(text)  # the store's bounded reader: no RecursionError
+        except ValueError as exc:  # also nested too deep, or an integer over 4,300 digits
             result.add(
                 Severity.CRITICAL,
                 "malformed_json",
-                f"file {source}: malformed JSON at line {exc.lineno}, "
-                f"column {exc.colno}: {exc.msg}",
+                f"file {source}: malformed JSON: {exc}",
                 file=source,
             )
             return []

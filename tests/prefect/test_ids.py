@@ -4,6 +4,7 @@ templates, versions and loud failures for unhashable arguments."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -214,3 +215,16 @@ def test_arguments_by_name_give_the_ids_of_arguments_by_position() -> None:
     assert task.result_id(a=1, b="x", c=0) == task.result_id(1) == task.result_id(1, "x", c=0)
     assert task.result_id(c=0, b="x", a=1) == task.result_id(1)
     assert task.result_id(1, b="y") != task.result_id(1)
+
+
+def test_a_non_utf8_file_name_is_an_unhashable_parameter_not_a_unicode_error() -> None:
+    """Issue 21 item 6: a path from a folder listing whose name is not UTF-8."""
+
+    def body(path: Path) -> Score:
+        return Score(item=0, value=0.0, pid=0)
+
+    task = results_task(body, manager="memory://ids")
+    odd = Path("inputs") / os.fsdecode(b"caf\xe9.csv")
+    with pytest.raises(UnhashableParameterError, match=r"parameter 'path'.*lone surrogate"):
+        result_id_for(task, odd)
+    result_id_for(task, Path("inputs/café.csv"))  # UTF-8 names hash as before
