@@ -72,8 +72,9 @@ class DataManager(ABC):
             DataSourceExistsError: the name is taken and ``overwrite`` is False.
         """
         with self._lock:
-            exists = self._claim(data_source.name, overwrite=overwrite)
-            self._store(data_source, replace=exists)
+            self._claim(data_source.name, overwrite=overwrite)
+            # overwrite, not "found it": another process may store the name meanwhile
+            self._store(data_source, replace=overwrite)
 
     def add_table_chunks(
         self, name: str, chunks: Iterable[DataTable], *, overwrite: bool = False
@@ -150,7 +151,12 @@ class DataManager(ABC):
 
     @abstractmethod
     def _store(self, data_source: DataSource, *, replace: bool) -> None:
-        """Keep ``data_source``; ``replace`` says a dataset of that name is stored."""
+        """Keep ``data_source``; ``replace`` says a stored dataset of that name (found
+        now or stored by another writer since ``_claim``) is replaced, else refused.
+
+        Raises:
+            DataSourceExistsError: the name is stored and ``replace`` is False.
+        """
 
     @abstractmethod
     def _remove(self, name: str) -> None:

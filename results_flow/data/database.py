@@ -192,9 +192,7 @@ class DatabaseDataManager(DataManager):
         ]
 
         def write(conn: Connection) -> None:
-            if replace:
-                self._drop(conn, data_source.name)
-            # the catalogue row first: a racing writer of the same name fails here
+            self._make_room(conn, data_source.name, overwrite=replace)
             self._insert_catalogue_row(conn, data_source, entries)
             metadata = sa.MetaData()
             for entry in entries:
@@ -218,11 +216,10 @@ class DatabaseDataManager(DataManager):
             DataSourceExistsError: ``name`` is taken and ``overwrite`` is False.
         """
         with self._lock:
-            exists = self._claim(name, overwrite=overwrite)
+            self._claim(name, overwrite=overwrite)
 
             def write(conn: Connection) -> DataSource:
-                if exists:
-                    self._drop(conn, name)
+                self._make_room(conn, name, overwrite=overwrite)
                 writer = _ChunkWriter(self, conn, name)
                 for chunk in chunks:
                     writer.write(chunk)
@@ -247,7 +244,7 @@ class DatabaseDataManager(DataManager):
             DataSourceExistsError: ``dataset_name`` is taken and ``overwrite`` is False.
         """
         with self._lock:
-            exists = self._claim(dataset_name, overwrite=overwrite)
+            self._claim(dataset_name, overwrite=overwrite)
             pipeline = self.etl_factory.build_pipeline(files, dataset_name)
             if pipeline.stream_order() is None:
                 result = pipeline.run()
@@ -255,7 +252,9 @@ class DatabaseDataManager(DataManager):
                     self.add_data_source(result.data_source, overwrite=overwrite)
                 return result
             try:
-                created = self._write(lambda conn: self._stream(conn, pipeline, replace=exists))
+                created = self._write(
+                    lambda conn: self._stream(conn, pipeline, overwrite=overwrite)
+                )
             except _StreamFailed as failed:
                 return pipeline.outcome(None, failed.args[0])
             self._cache.pop(dataset_name, None)
@@ -264,12 +263,13 @@ class DatabaseDataManager(DataManager):
         return pipeline.outcome(data_source, found)
 
     def _stream(
-        self, conn: Connection, pipeline: ETLPipeline, *, replace: bool
+        self, conn: Connection, pipeline: ETLPipeline, *, overwrite: bool
     ) -> tuple[DataSource, ValidationResult]:
         """Extract, validate and insert chunk by chunk; the catalogue row goes in last.
 
         Raises:
             _StreamFailed: the data fails the load (the transaction is rolled back).
+            DataSourceExistsError: the name is taken and ``overwrite`` is False.
         """
         name = pipeline.dataset_name
         order = pipeline.stream_order() or []
@@ -277,8 +277,7 @@ class DatabaseDataManager(DataManager):
         checks = ChunkValidation(
             pipeline.schemas, pipeline.validators, result, pipeline.message_limit
         )
-        if replace:
-            self._drop(conn, name)
+        self._make_room(conn, name, overwrite=overwrite)
         writer = _ChunkWriter(self, conn, name)
         with older_objects_frozen():
             for extractor in order:
@@ -330,13 +329,45 @@ class DatabaseDataManager(DataManager):
             raise self._exists_error(data_source.name) from exc
 
     def _remove(self, name: str) -> None:
-        self._write(lambda conn: self._drop(conn, name))
+        def remove(conn: Connection) -> None:
+            self._lock_name(conn, name)
+            self._drop(conn, name)
+
+        self._write(remove)
         with self._lock:
             self._cache.pop(name, None)
 
     def _is_master(self, name: str) -> bool:
         row = self._read(lambda conn: self._catalogue_row(conn, name))
         return row is None or row.kind == DataKind.MASTER.value
+
+    def _make_room(self, conn: Connection, name: str, *, overwrite: bool) -> None:
+        """Make way for dataset ``name`` in the write transaction of ``conn``: drop the
+        stored one when ``overwrite``, else refuse. The answer ``_claim`` gave before the
+        transaction may be stale: another writer may have stored the name since.
+
+        Raises:
+            DataSourceExistsError: ``name`` is stored and ``overwrite`` is False.
+        """
+        self._lock_name(conn, name)
+        if overwrite:
+            self._drop(conn, name)
+        elif self._catalogue_row(conn, name) is not None:
+            raise self._exists_error(name)
+
+    def _lock_name(self, conn: Connection, name: str) -> None:
+        """Hold dataset ``name`` against other writers until the transaction ends.
+
+        SQLite writes are serialised already (``BEGIN IMMEDIATE``). On PostgreSQL two
+        writers would both find the name free and then collide creating its tables,
+        so each takes a transaction-level advisory lock on the name first.
+        """
+        _advisory_xact_lock(conn, f"{self._lock_scope}/dataset/{name}")
+
+    @property
+    def _lock_scope(self) -> str:
+        """What this manager's advisory locks are keyed on: its catalogue table."""
+        return f"results_flow.data:{_qualified(self.catalogue.name, self.db_schema)}"
 
     def _drop(self, conn: Connection, name: str) -> None:
         row = self._catalogue_row(conn, name)
@@ -396,12 +427,16 @@ class DatabaseDataManager(DataManager):
             ) from exc
 
     def _ensure_catalogue(self, conn: Connection) -> None:
-        inspector = sa.inspect(conn)
         name, schema = self.catalogue.name, self.db_schema
-        if not inspector.has_table(name, schema=schema):
-            self.catalogue.create(conn)
-            return
-        found = {c["name"] for c in inspector.get_columns(name, schema=schema)}
+        if not sa.inspect(conn).has_table(name, schema=schema):
+            # Many processes may start on a fresh database at once: on PostgreSQL each
+            # creates the table under a lock, after looking again (CREATE TABLE IF NOT
+            # EXISTS still races on the catalog's unique indexes).
+            _advisory_xact_lock(conn, f"{self._lock_scope}/catalogue")
+            if not sa.inspect(conn).has_table(name, schema=schema):
+                self.catalogue.create(conn)
+                return
+        found = {c["name"] for c in sa.inspect(conn).get_columns(name, schema=schema)}
         if found != CATALOGUE_COLUMNS:
             raise CatalogueSchemaError(
                 f"catalogue table {name!r} in {self.location} has columns "
@@ -511,6 +546,16 @@ class _StreamedDataSource(DataSource):
 
 def _qualified(table: str, schema: str | None) -> str:
     return f"{schema}.{table}" if schema else table
+
+
+_ADVISORY_XACT_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
+def _advisory_xact_lock(conn: Connection, key: str) -> None:
+    """On PostgreSQL, wait for and hold the advisory lock on ``key`` (hashed to 64 bits)
+    until the transaction ends; elsewhere nothing (SQLite serialises its writers)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_ADVISORY_XACT_LOCK, {"key": key})
 
 
 def _create_engine(url: str, busy_timeout: float) -> Engine:

@@ -49,9 +49,15 @@ class CsvOptions:
                 f"CSV delimiter and quotechar are both {self.delimiter!r}; they must differ"
             )
         try:
-            codecs.lookup(self.encoding)
+            codec = codecs.lookup(self.encoding)
         except (LookupError, TypeError) as exc:
             raise CsvOptionsError(f"CSV encoding={self.encoding!r}: unknown encoding") from exc
+        # zlib_codec, hex_codec, rot13...: codecs that str.decode refuses with a LookupError.
+        if not getattr(codec, "_is_text_encoding", True):
+            raise CsvOptionsError(
+                f"CSV encoding={self.encoding!r}: not a text encoding (give one such as "
+                "'utf-8' or 'latin-1')"
+            )
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,8 @@ class File:
 
         Raises:
             ETLConstructionError: not a data URI, or its base64 content is broken.
+            CsvOptionsError: its ``charset`` (or ``encoding``) is unknown or not a text
+                encoding.
         """
         if not uri.startswith("data:") or "," not in uri:
             raise ETLConstructionError(f"file {name!r}: not a data URI (data:<type>;base64,<data>)")

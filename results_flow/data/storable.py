@@ -7,7 +7,11 @@ and row, the values one of them would change or reject:
 - a float that is NaN or infinite (JSON has neither; SQLite keeps NaN as NULL);
   NaN in a primary key counts as a missing key (``null_primary_key``);
 - an integer outside the signed 64-bit range of SQL ``BIGINT``;
-- text holding a NUL character or a lone surrogate (PostgreSQL and UTF-8 refuse both);
+- text holding a NUL character or a lone surrogate (PostgreSQL and UTF-8 refuse both),
+  also anywhere inside a JSON column's value (keys included), where a NaN or infinite
+  number is refused too (PostgreSQL's ``jsonb`` has neither);
+- a decimal with more digits before or after the point than PostgreSQL's ``numeric``
+  keeps (``NUMERIC_INTEGRAL_DIGITS``, ``NUMERIC_SCALE_DIGITS``);
 - a time of day with a UTC offset (SQL ``TIME`` columns drop it);
 - a datetime column mixing values with and without a UTC offset (a SQL column is
   one or the other; Python cannot even compare the two).
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import json
 import math
 import operator
 from collections.abc import Iterator
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
 
 from results_flow.data.columns import column_kind
 from results_flow.data.datasource import DataTable
@@ -34,6 +40,10 @@ from results_flow.data.messages import Severity, ValidationResult
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+#: PostgreSQL's ``numeric`` keeps at most this many digits before the decimal point...
+NUMERIC_INTEGRAL_DIGITS = 131_072
+#: ...and this many after it (trailing zeros count: ``1.000`` has three).
+NUMERIC_SCALE_DIGITS = 16_383
 
 
 @dataclass(frozen=True)
@@ -153,6 +163,65 @@ def _strings(values: list[Any]) -> Iterator[tuple[int, str]]:
             yield i, "text holds a lone surrogate, which is not valid UTF-8"
 
 
+def _decimals(values: list[Any]) -> Iterator[tuple[int, str]]:
+    for i, v in enumerate(values):
+        if v is None or not v.is_finite():
+            continue  # NaN and infinities: every store keeps them (validation refuses them)
+        integral = v.adjusted() + 1 if v else 0
+        exponent = v.as_tuple().exponent
+        if integral > NUMERIC_INTEGRAL_DIGITS:
+            yield (
+                i,
+                (
+                    f"a decimal of {integral} digits before the point; SQL numeric columns "
+                    f"keep at most {NUMERIC_INTEGRAL_DIGITS}"
+                ),
+            )
+        elif -exponent > NUMERIC_SCALE_DIGITS:
+            yield (
+                i,
+                (
+                    f"a decimal of {-exponent} digits after the point; SQL numeric columns "
+                    f"keep at most {NUMERIC_SCALE_DIGITS}"
+                ),
+            )
+
+
+def _json(values: list[Any]) -> Iterator[tuple[int, str]]:
+    try:  # one pass over the column in the common case
+        text = json.dumps(to_jsonable_python(_present(values)), ensure_ascii=False, allow_nan=False)
+        if "\\u0000" not in text and (text.isascii() or _encodes(text)):
+            return
+    except (ValueError, RecursionError):
+        pass  # a NaN somewhere, or nested deeper than json goes: look value by value
+    for i, v in enumerate(values):
+        if v is not None:
+            reason = _json_fault(to_jsonable_python(v))
+            if reason is not None:
+                yield i, reason
+
+
+def _json_fault(value: Any) -> str | None:
+    """What in the JSON-ready ``value`` PostgreSQL's ``jsonb`` refuses, if anything; walked
+    without recursion, so that depth is no limit."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\0" in item:
+                return "JSON value holds a NUL character, which PostgreSQL cannot store"
+            if not _encodes(item):
+                return "JSON value holds a lone surrogate, which is not valid UTF-8"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"JSON value holds {item!r}, which JSON has not; leave it out instead"
+    return None
+
+
 def _times(values: list[Any]) -> Iterator[tuple[int, str]]:
     for i, v in enumerate(values):
         if v is not None and v.utcoffset() is not None:
@@ -195,4 +264,6 @@ _CHECKS = {
     "string": _strings,
     "time": _times,
     "datetime": _datetimes,
+    "decimal": _decimals,
+    "json": _json,
 }

@@ -13,15 +13,17 @@ import functools
 import itertools
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar, overload
 
+import anyio
 import anyio.to_thread
 from prefect import State, Task, get_run_logger
 from prefect.exceptions import MissingContextError
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, PrefectWrappedFuture, wait
 from prefect.utilities.annotations import BaseAnnotation, unmapped
 from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
@@ -123,6 +125,28 @@ def results_map(
             failure among the submitted runs, once all have finished (noted with how
             many failed and their IDs).
     """
+    return _results_map(
+        task,
+        iterables,
+        keyword_iterables,
+        chunk_size=chunk_size,
+        max_in_flight=max_in_flight,
+        progress=progress,
+        cancellation=None,
+    )
+
+
+def _results_map(
+    task: Task[Any, Any],
+    iterables: tuple[Any, ...],
+    keyword_iterables: dict[str, Any],
+    *,
+    chunk_size: int | None,
+    max_in_flight: int | None,
+    progress: bool | ProgressHook | None,
+    cancellation: _Cancellation | None,
+) -> ResumeResults[Any]:
+    """``results_map``; ``cancellation``, when given, can stop its submissions."""
     started = time.perf_counter()
     keeper = keeper_of(task)
     for name, bound in (("chunk_size", chunk_size), ("max_in_flight", max_in_flight)):
@@ -162,7 +186,10 @@ def results_map(
                 tally.settle(rid, ItemOutcome(found[rid], computed=False))
         if chunk_size is None:
             finished = _bounded(
-                lambda rid: task.submit(**calls_kwargs[first_index[rid]]), missing, max_in_flight
+                lambda rid: task.submit(**calls_kwargs[first_index[rid]]),
+                missing,
+                max_in_flight,
+                cancellation,
             )
             for rid, future in finished:
                 tally.settle(rid, _outcome_of(future))
@@ -176,6 +203,7 @@ def results_map(
                 ),
                 chunks,
                 max_in_flight,
+                cancellation,
             )
             for chunk, future in finished_chunks:
                 for rid, outcome in zip(chunk, _chunk_outcomes(future, len(chunk)), strict=True):
@@ -215,17 +243,91 @@ async def aresults_map(
     The store read, the submissions and the wait run in a worker thread (with the
     flow's context), so the event loop keeps running other coroutines meanwhile; the
     progress hook is called in that thread. Works with sync and async results_tasks.
+
+    Cancelling it (``asyncio.wait_for`` timing out, say) stops the submissions: once the
+    cancellation reaches the caller, no further task run is submitted, and runs
+    submitted but not yet started are cancelled; runs already started go on.
     """
+    cancellation = _Cancellation()
     call = functools.partial(
-        results_map,
+        _results_map,
         task,
-        *iterables,
+        iterables,
+        keyword_iterables,
         chunk_size=chunk_size,
         max_in_flight=max_in_flight,
         progress=progress,
-        **keyword_iterables,
+        cancellation=cancellation,
     )
-    return await anyio.to_thread.run_sync(call)
+    try:
+        return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):  # waits for at most one submit in progress
+            await anyio.to_thread.run_sync(cancellation.cancel)
+        raise
+
+
+class _Cancelled(BaseException):
+    """The map was cancelled: its worker thread stops (nobody waits for its outcome)."""
+
+
+class _Cancellation:
+    """Stops a map's submissions from another thread.
+
+    Submissions go through ``submit`` under a lock that ``cancel`` takes too, so once
+    ``cancel`` returns no further run is submitted; it also cancels each submitted run
+    that has not started, and wakes the map's thread waiting for a finished run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._pending: dict[PrefectFuture[Any], Any] = {}
+        self._finished: queue.SimpleQueue[PrefectFuture[Any] | None] | None = None
+
+    def watch(
+        self,
+        pending: dict[PrefectFuture[Any], Any],
+        finished: queue.SimpleQueue[PrefectFuture[Any] | None],
+    ) -> None:
+        """Cancel the runs of ``pending`` and wake ``finished``'s reader on ``cancel``."""
+        with self._lock:
+            self._pending, self._finished = pending, finished
+
+    def submit(self, submit: Callable[[W], PrefectFuture[Any]], piece: W) -> PrefectFuture[Any]:
+        """``submit(piece)``, recorded as pending, unless the map is cancelled.
+
+        Raises:
+            _Cancelled: ``cancel`` was called.
+        """
+        with self._lock:
+            if self._cancelled:
+                raise _Cancelled
+            future = submit(piece)
+            self._pending[future] = piece
+            return future
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether ``cancel`` was called."""
+        return self._cancelled
+
+    def take(self, future: PrefectFuture[Any]) -> Any:
+        """The piece of work of the finished ``future``, no longer pending."""
+        with self._lock:
+            return self._pending.pop(future)
+
+    def cancel(self) -> None:
+        """Stop submitting, cancel the runs not started, wake the map's thread."""
+        with self._lock:
+            self._cancelled = True
+            pending = list(self._pending)
+            finished = self._finished
+        for future in pending:
+            if isinstance(future, PrefectWrappedFuture):
+                future.wrapped_future.cancel()  # False, and no effect, once it has started
+        if finished is not None:
+            finished.put(None)
 
 
 class _Tally:
@@ -255,23 +357,32 @@ W = TypeVar("W")
 
 
 def _bounded(
-    submit: Callable[[W], PrefectFuture[Any]], work: Iterable[W], limit: int | None
+    submit: Callable[[W], PrefectFuture[Any]],
+    work: Iterable[W],
+    limit: int | None,
+    cancellation: _Cancellation | None = None,
 ) -> Iterator[tuple[W, PrefectFuture[Any]]]:
     """Submit each piece of ``work``, keeping at most ``limit`` runs unfinished at once;
-    yield each piece with its future as the run finishes (None: submit all at once)."""
-    finished: queue.SimpleQueue[PrefectFuture[Any]] = queue.SimpleQueue()
+    yield each piece with its future as the run finishes (None: submit all at once).
+
+    Raises:
+        _Cancelled: ``cancellation`` was cancelled.
+    """
+    finished: queue.SimpleQueue[PrefectFuture[Any] | None] = queue.SimpleQueue()
     pending: dict[PrefectFuture[Any], W] = {}
+    stop = cancellation if cancellation is not None else _Cancellation()
+    stop.watch(pending, finished)
     remaining = iter(work)
     while True:
         room = None if limit is None else limit - len(pending)
         for piece in itertools.islice(remaining, room):
-            future = submit(piece)
-            pending[future] = piece
-            future.add_done_callback(finished.put)
+            stop.submit(submit, piece).add_done_callback(finished.put)
         if not pending:
             return
         future = finished.get()
-        yield pending.pop(future), future
+        if future is None or stop.cancelled:
+            raise _Cancelled
+        yield stop.take(future), future
 
 
 def _outcome_of(future: PrefectFuture[Any]) -> ItemOutcome:

@@ -2,14 +2,19 @@
 
 Regressions of issue 13 items 8 and 9: ``nan``, an integer of 2**64 and a NUL made the
 load raise at the store step (SQLite, PostgreSQL), and a time's offset, a naive
-datetime (PostgreSQL) and ``nan`` changed between load and reload.
+datetime (PostgreSQL) and ``nan`` changed between load and reload. Issue 21 item 8:
+decimals outside PostgreSQL's numeric range and a NUL inside a JSON column value
+crashed a PostgreSQL load with raw psycopg errors.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, time
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -49,10 +54,17 @@ class Stamped(BaseModel):
     clock: time | None = None
 
 
+class Priced(BaseModel):
+    id: int
+    amount: Decimal | None = None
+    extra: dict[str, Any] | None = None
+
+
 SCHEMAS = [
     schema("readings", Reading, primary_key="id"),
     schema("keyed", FloatKeyed, primary_key="key"),
     schema("stamped", Stamped, primary_key="id"),
+    schema("priced", Priced, format="json", primary_key="id"),
 ]
 
 
@@ -102,6 +114,51 @@ def test_a_cell_no_store_can_keep_fails_the_load_with_a_message(
     errors = load(manager, tmp_path, "readings.csv", text)
     assert [(e.code, e.table, e.column, e.row) for e in errors] == [(code, "readings", column, 2)]
     assert "readings.csv" in errors[0].message
+
+
+#: PostgreSQL's numeric keeps at most 131072 digits before the point and 16383 after.
+EDGE_DECIMALS = ["9" * 131072, "1E+131071", "-1E-16383", "1." + "0" * 16383, "0E+999999999"]
+
+
+@pytest.mark.parametrize(
+    ("cell", "column"),
+    [
+        ({"amount": "1E+999999999"}, "amount"),
+        ({"amount": "-1E+131072"}, "amount"),
+        ({"amount": "1E-20000"}, "amount"),
+        ({"amount": "1." + "0" * 16384}, "amount"),
+        ({"amount": "9" * 200_000}, "amount"),
+        ({"extra": {"k": "a\0b"}}, "extra"),
+        ({"extra": {"deep": [{"a\0": 1}]}}, "extra"),
+        ({"extra": {"k": "\ud800"}}, "extra"),
+        ({"extra": {"k": [1.5, float("nan")]}}, "extra"),
+    ],
+)
+def test_a_decimal_or_json_value_no_store_can_keep_fails_the_load_with_a_message(
+    manager: DataManager, tmp_path: Path, cell: dict[str, Any], column: str
+) -> None:
+    rows = [{"id": 0, "amount": "1.5", "extra": {"k": "fine"}}, {"id": 1, **cell}]
+    errors = load(manager, tmp_path, "priced.json", json.dumps(rows))
+    assert [(e.code, e.table, e.column, e.row) for e in errors] == [
+        ("invalid_value", "priced", column, 2)
+    ]
+    assert "priced.json" in errors[0].message
+    assert len(errors[0].message) < 300  # a 200,000-digit number is not repeated
+
+
+def test_decimals_at_the_edge_of_the_range_read_back_equal(
+    manager: DataManager, tmp_path: Path
+) -> None:
+    path = tmp_path / "priced.json"
+    rows = [{"id": i, "amount": v} for i, v in enumerate(EDGE_DECIMALS)]
+    path.write_text(json.dumps(rows), encoding="utf-8")
+    manager.etl_factory.require_all_files = False
+    result = manager.etl_data([File.from_path(path)], "cells")
+    assert result.status == "success", result.validation_result.summary()
+    if isinstance(manager, DatabaseDataManager):
+        manager.clear_cache()
+    again = manager.get_data("cells").rows("priced", Priced)
+    assert [r.amount for r in again] == [Decimal(v) for v in EDGE_DECIMALS]
 
 
 def test_a_nan_primary_key_counts_as_missing(manager: DataManager, tmp_path: Path) -> None:

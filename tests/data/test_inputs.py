@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from results_flow.data import File, FileFormat, SimpleETLFactory, schema
-from results_flow.errors import ETLConstructionError, SchemaDefinitionError
+from results_flow.errors import CsvOptionsError, ETLConstructionError, SchemaDefinitionError
 from tests.data.conftest import RunEtl
 
 
@@ -174,6 +174,23 @@ def test_data_uri_json_named_with_suffix() -> None:
 def test_bad_data_uri(uri: str, match: str) -> None:
     with pytest.raises(ETLConstructionError, match=match):
         File.from_data_uri(uri, name="rows")
+
+
+@pytest.mark.parametrize(
+    "codec", ["zlib_codec", "hex_codec", "rot13", "base64_codec", "bz2_codec", "uu_codec"]
+)
+def test_a_data_uri_with_a_non_text_charset_is_refused_when_the_file_is_built(
+    tmp_path: Path, codec: str
+) -> None:
+    """Regression (issue 21 #7): these passed File and raised a bare LookupError in etl_data."""
+    payload = base64.b64encode(b"id,name\n1,a\n").decode()
+    with pytest.raises(CsvOptionsError, match=f"encoding='{codec}': not a text encoding"):
+        File.from_data_uri(f"data:text/csv;charset={codec};base64,{payload}", name="rows")
+    with pytest.raises(CsvOptionsError, match="not a text encoding"):
+        File.from_bytes(b"id,name\n", name="rows.csv", encoding=codec)
+    (tmp_path / "rows.csv").write_text("id,name\n1,a\n")
+    with pytest.raises(CsvOptionsError, match="not a text encoding"):
+        File.from_path(tmp_path / "rows.csv", encoding=codec)
 
 
 def test_schema_declaring_unknown_fields_is_refused() -> None:
