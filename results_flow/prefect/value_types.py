@@ -1,53 +1,31 @@
 """Types of Prefect results as JSON trees, so a cache hit returns the types a run returned.
 
 A type is written as a small JSON tree (``{"t": "list", "args": [{"t":
-"myapp.models:Score"}]}``) and rebuilt only from classes already imported in this
-process: a tree that names a module nobody imported raises ``UnknownModelError``
-rather than importing it, since importing a module runs its code. Only Pydantic models,
-enums, dataclasses and a fixed set of plain types may be named.
+"myapp.models:Score"}]}``). It is rebuilt only from what the trust gate
+(``results_flow.prefect.trust``) trusts: the standard containers, plain types and models
+registered with ``register_model``. Any other class a tree names (an enum, a dataclass,
+an unregistered model, or any class at all in a planted blob) raises
+``UnknownModelError``; nothing a tree names is ever imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import sys
 import types
 import typing
 from collections.abc import Callable
-from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
-from pathlib import Path, PurePath
 from typing import Any, Union
-from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
-from results_flow.errors import CorruptRecordError, UnknownModelError
+from results_flow.errors import CorruptRecordError
+from results_flow.prefect.trust import PLAIN_TYPES, trusted_class
 
 TypeTree = dict[str, Any]
 
-#: Classes besides models, enums and dataclasses that a tree may name.
-PLAIN_TYPES: frozenset[type] = frozenset(
-    {
-        int,
-        float,
-        str,
-        bool,
-        bytes,
-        type(None),
-        dt.datetime,
-        dt.date,
-        dt.time,
-        dt.timedelta,
-        UUID,
-        Decimal,
-        Path,
-        PurePath,
-    }
-)
 CONTAINERS: dict[str, Any] = {
     "list": list,
     "tuple": tuple,
@@ -111,21 +89,31 @@ def _union(trees: typing.Iterable[TypeTree]) -> TypeTree | None:
 
 
 def annotation_of_tree(tree: object) -> Any:
-    """The annotation a tree describes, from classes already imported.
+    """The annotation a tree describes, of containers, plain types and registered models.
 
     Raises:
-        UnknownModelError: a class's module is not imported, or it lacks the class.
-        CorruptRecordError: the tree is not one ``tree_of_*`` writes, or names a class
-            that is not a model, enum, dataclass or plain type.
+        UnknownModelError: the tree names a class that is neither plain nor registered.
+        CorruptRecordError: the tree is not one ``tree_of_*`` writes.
     """
+    try:
+        return _annotation(tree)
+    except RecursionError as exc:
+        raise CorruptRecordError("a result type nested too deeply to rebuild") from exc
+
+
+def _annotation(tree: object) -> Any:
     if not isinstance(tree, dict) or not isinstance(tree.get("t"), str):
         raise CorruptRecordError(f"not a result type: {tree!r}")
-    kind = tree["t"]
-    args = [annotation_of_tree(arg) for arg in tree.get("args", [])]
+    kind, arg_trees = tree["t"], tree.get("args", [])
+    if not isinstance(arg_trees, list):
+        raise CorruptRecordError(f"not a result type: {tree!r}")
+    args = [_annotation(arg) for arg in arg_trees]
     if kind == "any":
         return Any
     if kind == "none":
         return type(None)
+    if kind in ("union", "tuple...") and not args:
+        raise CorruptRecordError(f"not a result type: {tree!r}")
     if kind == "union":
         return Union[tuple(args)]  # noqa: UP007 - built from a runtime tuple
     if kind == "tuple...":
@@ -133,28 +121,7 @@ def annotation_of_tree(tree: object) -> Any:
         return variadic[args[0], ...]
     if kind in CONTAINERS:
         return CONTAINERS[kind][tuple(args)] if args else CONTAINERS[kind]
-    return _imported_class(kind)
-
-
-def _imported_class(path: str) -> type:
-    module_name, _, qualname = path.partition(":")
-    module = sys.modules.get(module_name)
-    if module is None:
-        raise UnknownModelError(
-            f"the result's type {qualname} lives in module {module_name!r}, which is not "
-            "imported in this process; import it first (results_flow never imports a "
-            "module a stored record names)"
-        )
-    found: object = module
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    if not isinstance(found, type):
-        raise UnknownModelError(f"module {module_name!r} has no class {qualname!r}")
-    if not _nameable(found):
-        raise CorruptRecordError(
-            f"a result type names {path!r}, which is not a model, enum, dataclass or plain type"
-        )
-    return found
+    return trusted_class(kind)
 
 
 def _nameable(cls: type) -> bool:
