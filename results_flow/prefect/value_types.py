@@ -34,6 +34,9 @@ CONTAINERS: dict[str, Any] = {
     "frozenset": frozenset,
 }
 ANY: TypeTree = {"t": "any"}
+#: Deepest type a blob may record: far beyond any annotation, and well below the
+#: ~200 levels at which pydantic's schema builder overflows the stack.
+MAX_TYPE_DEPTH = 64
 
 
 def tree_of_annotation(annotation: Any) -> TypeTree | None:
@@ -95,19 +98,21 @@ def annotation_of_tree(tree: object) -> Any:
         UnknownModelError: the tree names a class that is neither plain nor registered.
         CorruptRecordError: the tree is not one ``tree_of_*`` writes.
     """
-    try:
-        return _annotation(tree)
-    except RecursionError as exc:
-        raise CorruptRecordError("a result type nested too deeply to rebuild") from exc
+    annotation = _annotation(tree, 0)
+    if adapter_for(annotation) is None:
+        raise CorruptRecordError("a result type that cannot be validated")
+    return annotation
 
 
-def _annotation(tree: object) -> Any:
+def _annotation(tree: object, depth: int) -> Any:
+    if depth > MAX_TYPE_DEPTH:
+        raise CorruptRecordError(f"a result type nested more than {MAX_TYPE_DEPTH} levels")
     if not isinstance(tree, dict) or not isinstance(tree.get("t"), str):
         raise CorruptRecordError(f"not a result type: {tree!r}")
     kind, arg_trees = tree["t"], tree.get("args", [])
     if not isinstance(arg_trees, list):
         raise CorruptRecordError(f"not a result type: {tree!r}")
-    args = [_annotation(arg) for arg in arg_trees]
+    args = [_annotation(arg, depth + 1) for arg in arg_trees]
     if kind == "any":
         return Any
     if kind == "none":
@@ -144,7 +149,7 @@ def _cached_adapter(annotation: Any) -> TypeAdapter[Any] | None:
 def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
     try:
         return TypeAdapter(annotation)
-    except (PydanticSchemaGenerationError, TypeError):
+    except (PydanticSchemaGenerationError, TypeError, RecursionError):
         return None
 
 

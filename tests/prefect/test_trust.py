@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from results_flow import ResultsManager, SetBehavior, register_model
 from results_flow.blobs import PrefectResultBlob
-from results_flow.errors import UnknownModelError, UntrustedRecordError
+from results_flow.errors import CorruptRecordError, UnknownModelError, UntrustedRecordError
 from results_flow.prefect import RESULT_ID, SERIALIZER_TYPE, PydanticSerializer, ResultsStorage
 from tests.prefect.conftest import CallLog
 from tests.prefect.tasks import Item, Score
@@ -251,6 +251,11 @@ def test_recorded_types_are_rebuilt_only_from_registered_models_and_plain_types(
     # An unregistered model is not rebuilt from its name, however imported it is.
     with pytest.raises(UnknownModelError, match="Item"):
         serializer.loads(serializer.dumps([Item(id="x")]))
+    # A planted type nested too deeply is a named error, not a RecursionError.
+    for depth in (200, 5000):
+        tree = '{"t": "list", "args": [' * depth + '{"t": "builtins:int"}' + "]}" * depth
+        with pytest.raises(CorruptRecordError):
+            serializer.loads(f'{{"json": [], "type": {tree}}}'.encode())
 
 
 # Item 2b: PydanticSerializer(model=<imported package>.<submodule>).
