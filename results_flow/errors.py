@@ -11,7 +11,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultValidationError (ValueError)      a value does not fit its model
     │   └── InvalidResultsError                 stored results of a batch no longer validate
     ├── CorruptRecordError                      a stored record cannot be decoded
-    ├── UntrustedRecordError                    a Prefect record's serializer could run code
+    ├── UntrustedRecordError                    a Prefect record could run code when loaded
     ├── ModelRegistryError                      registering a model went wrong
     │   ├── UnknownModelError (LookupError)     no model for a stored tag
     │   └── ModelModuleImportError (ImportError) a module of models cannot be imported
@@ -118,7 +118,7 @@ class CorruptRecordError(ResultsFlowError):
 
 
 class UntrustedRecordError(ResultsFlowError):
-    """A Prefect result record names a serializer that could run code on load (pickle)."""
+    """A Prefect result record could run code on load (no trusted serializer, untrusted type)."""
 
 
 class ModelRegistryError(ResultsFlowError):

@@ -16,8 +16,9 @@ from results_flow.prefect.locking import StoreLockManager
 from results_flow.prefect.naming import NO_FLOW
 from results_flow.prefect.progress import MapProgress
 from results_flow.prefect.runtime import CACHED_STATE_NAME
-from results_flow.prefect.serializer import SERIALIZER_TYPE, PydanticSerializer
+from results_flow.prefect.serializer import PydanticSerializer
 from results_flow.prefect.storage import ResultsStorage
+from results_flow.prefect.trust import SERIALIZER_TYPE
 
 __all__ = [
     "CACHED_STATE_NAME",

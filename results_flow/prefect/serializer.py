@@ -2,17 +2,17 @@
 
 A model is written with its registry tag (class name and namespace) and its data in
 Pydantic's JSON mode. Loading validates the data against the serializer's ``model``
-when one is set, else against the class registered under the tag; nothing is ever
-imported or unpickled because a blob says so.
+when one is set (it must name a registered model), else against the class registered
+under the tag; nothing is ever imported or unpickled because a blob says so.
 
 Every blob also records the type of its value, so that a cache hit returns what a
 computed run returns (``list[Score]``, ``tuple[int, Score]``, ``dict[str, Score]``,
 ``Score | None``, nested): the return annotation of the task being run when there is
 one, else a type inferred from the value. Loading validates the JSON data against the
 return annotation of the task that reads it when there is one (what the code expects
-now), else against the recorded type, rebuilt from classes already imported in this
-process. Types are only looked up in ``sys.modules``: a blob that names a module no one
-imported raises ``UnknownModelError`` instead of importing it.
+now), else against the recorded type, rebuilt only from what the trust gate
+(``results_flow.prefect.trust``) trusts: containers, plain types and registered models.
+Any other class a blob names raises ``UnknownModelError``.
 """
 
 from __future__ import annotations
@@ -22,16 +22,11 @@ from typing import Any
 
 from prefect.context import TaskRunContext
 from prefect.serializers import Serializer
-from prefect.utilities.importtools import from_qualified_name
 from pydantic import BaseModel, Field, ValidationError
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from results_flow.errors import (
-    CorruptRecordError,
-    ResultsTaskError,
-    ResultValidationError,
-    UnknownModelError,
-)
+from results_flow.errors import CorruptRecordError, ResultValidationError, UnknownModelError
+from results_flow.prefect.trust import SERIALIZER_TYPE, trusted_model
 from results_flow.prefect.value_types import (
     TypeTree,
     adapter_for,
@@ -42,8 +37,6 @@ from results_flow.prefect.value_types import (
 )
 from results_flow.registry import get_model_class, namespace_of
 
-SERIALIZER_TYPE = "results_flow_pydantic"
-
 
 class PydanticSerializer(Serializer):  # not Serializer[Any]: pydantic would build a subclass
     """Serializes Pydantic models to JSON and validates them on load."""
@@ -53,8 +46,9 @@ class PydanticSerializer(Serializer):  # not Serializer[Any]: pydantic would bui
         default=None,
         description=(
             "Dotted path of the Pydantic model every result is validated as "
-            "(e.g. 'myapp.models.Score'). When empty, the model registered with "
-            "results_flow.register_model under the stored type tag is used."
+            "(e.g. 'myapp.models.Score'); it must be registered with "
+            "results_flow.register_model. When empty, the model registered under the "
+            "stored type tag is used."
         ),
     )
 
@@ -91,18 +85,22 @@ class PydanticSerializer(Serializer):  # not Serializer[Any]: pydantic would bui
 
         Raises:
             CorruptRecordError: the blob was not written by this serializer.
-            UnknownModelError: the type cannot be found in this process (no ``model``
-                set, the tag is not registered, a recorded module is not imported).
+            UnknownModelError: the type is not trusted: ``model`` names no registered
+                model, or (no ``model``, outside an annotated task) the recorded type
+                names a class that is neither plain nor registered and the tag is not
+                registered.
             ResultValidationError: the data does not validate as its type.
         """
         try:
             doc = json.loads(blob)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CorruptRecordError(f"not a {SERIALIZER_TYPE} blob: {exc}") from exc
         if not isinstance(doc, dict):
             raise CorruptRecordError(f"not a {SERIALIZER_TYPE} blob: {type(doc).__name__}")
         if "exception" in doc:
             info = doc["exception"]
+            if not isinstance(info, dict):
+                raise CorruptRecordError(f"not a {SERIALIZER_TYPE} blob: bad exception {info!r}")
             return RuntimeError(f"{info.get('type')}: {info.get('message')}")
         if "json" in doc:
             annotation = reading_annotation()
@@ -113,6 +111,10 @@ class PydanticSerializer(Serializer):  # not Serializer[Any]: pydantic would bui
             tag, namespace, data = doc["model_type"], doc["namespace"], doc["data"]
         except KeyError as exc:
             raise CorruptRecordError(f"not a {SERIALIZER_TYPE} blob: no {exc}") from exc
+        if not (isinstance(tag, str) and isinstance(namespace, str)):
+            raise CorruptRecordError(
+                f"not a {SERIALIZER_TYPE} blob: a tag {tag!r} in {namespace!r}"
+            )
         annotation = None if self.model is not None else reading_annotation()
         if annotation is None and self.model is None and "type" in doc:
             try:
@@ -171,17 +173,9 @@ def model_class(model: str | None, tag: str, namespace: str) -> type[BaseModel]:
     """The class a blob is validated as: ``model`` when given, else the registered tag.
 
     Raises:
-        UnknownModelError: no ``model`` and the tag is not registered.
-        ResultsTaskError: ``model`` does not name a pydantic model.
+        UnknownModelError: ``model`` names no registered model, or no ``model`` and the
+            tag is not registered.
     """
     if model is None:
-        try:
-            return get_model_class(tag, namespace)
-        except UnknownModelError as exc:
-            raise UnknownModelError(
-                f"{exc}, or give PydanticSerializer(model='package.module.{tag}')"
-            ) from exc
-    cls = from_qualified_name(model)
-    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
-        raise ResultsTaskError(f"PydanticSerializer(model={model!r}) is not a pydantic model")
-    return cls
+        return get_model_class(tag, namespace)
+    return trusted_model(model)

@@ -8,9 +8,7 @@ from) the same database or folder as results_flow's own results.
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
@@ -22,17 +20,14 @@ from results_flow.errors import InvalidResultIdError, ResultNotFoundError, Untru
 from results_flow.ids import normalize_id
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.runtime import logger
-from results_flow.prefect.serializer import SERIALIZER_TYPE
 from results_flow.prefect.stores import manager_for_url
+from results_flow.prefect.trust import TRUSTED_SERIALIZERS, record_refusal
 
 # The README's section on the Prefect layer, where the block is described: the home the
 # project is to be published at (no public repository exists yet; update on release).
 DOCUMENTATION_URL = (
     "https://github.com/results-flow/results-flow#the-prefect-layer-results_flowprefect"
 )
-#: Serializers whose records ResultsStorage reads and writes without ``allow_pickle``.
-TRUSTED_SERIALIZERS = ("json", SERIALIZER_TYPE)
-_JSON_DECODER = "prefect.serializers.prefect_json_object_decoder"
 
 
 class ResultsStorage(WritableFileSystem):
@@ -87,10 +82,12 @@ def work(x: int) -> int: ...
     allow_pickle: bool = Field(
         default=False,
         description=(
-            "Also read and write Prefect records whose serializer can run code when "
-            "loaded (Prefect's default 'pickle', 'compressed' or any serializer other "
-            "than 'json' and 'results_flow_pydantic'). Off by default, so a record "
-            "planted in the store is refused (UntrustedRecordError) and never run."
+            "Also read and write Prefect records that could run code when loaded: "
+            "records of Prefect's default 'pickle', 'compressed' or any serializer "
+            "other than 'json' and 'results_flow_pydantic', records that name no "
+            "serializer, and 'json' results that name classes that are not registered "
+            "models. Off by default, so a record planted in the store is refused "
+            "(UntrustedRecordError) and never run."
         ),
     )
 
@@ -137,9 +134,10 @@ def work(x: int) -> int: ...
 
         Raises:
             ResultNotFoundError: nothing is stored under the key.
-            UntrustedRecordError: the record names a serializer that could run code when
-                loaded and ``allow_pickle`` is off (also logged, since Prefect's cache
-                lookup takes any error for a miss and recomputes).
+            UntrustedRecordError: the record could run code when loaded (it names no
+                trusted serializer, or its result names an untrusted class; see
+                ``results_flow.prefect.trust``) and ``allow_pickle`` is off (also logged,
+                since Prefect's cache lookup takes any error for a miss and recomputes).
         """
         result_id = self.result_id(path)
         try:
@@ -147,7 +145,7 @@ def work(x: int) -> int: ...
         except ResultNotFoundError as exc:
             raise ResultNotFoundError(f"no Prefect result under key {path!r} ({exc})") from exc
         content = blob.to_bytes()
-        reason = None if self.allow_pickle else untrusted_reason(content, reading=True)
+        reason = None if self.allow_pickle else record_refusal(content, reading=True)
         if reason is not None:
             message = (
                 f"refused the Prefect record under {result_id!r}: it names {reason}, which "
@@ -165,12 +163,13 @@ def work(x: int) -> int: ...
             UntrustedRecordError: the record's serializer is not trusted and
                 ``allow_pickle`` is off, so it could never be read back.
         """
-        reason = None if self.allow_pickle else untrusted_reason(content, reading=False)
+        reason = None if self.allow_pickle else record_refusal(content, reading=False)
         if reason is not None:
             raise UntrustedRecordError(
                 f"this ResultsStorage keeps only records of {' and '.join(TRUSTED_SERIALIZERS)}"
-                f", and the one for key {path!r} names {reason}: give the task "
-                "result_serializer=PydanticSerializer() or 'json', or set allow_pickle=True"
+                f", and the one for key {path!r} names {reason}, so it could never be read "
+                "back: give the task result_serializer=PydanticSerializer() (any model= "
+                "registered with register_model) or 'json', or set allow_pickle=True"
             )
         self.manager().set(
             self.result_id(path), PrefectResultBlob.of(content), SetBehavior.OVERWRITE
@@ -187,59 +186,3 @@ def work(x: int) -> int: ...
 
     def __repr__(self) -> str:
         return f"ResultsStorage(store_url=SecretStr('**********'), prefix={self.prefix!r})"
-
-
-def untrusted_reason(content: bytes, *, reading: bool) -> str | None:
-    """What makes a Prefect record untrusted (its serializer, named), or None when trusted.
-
-    A record names its serializer in ``metadata`` and, in Prefect's older layout, at the
-    top (Prefect lets the latter win), so both must be trusted. When ``reading``, a
-    ``results_flow_pydantic`` record may name only a model whose module is imported,
-    since loading it would import that module.
-    """
-    try:
-        doc = json.loads(content, object_pairs_hook=_no_duplicate_keys)
-    except (ValueError, UnicodeDecodeError):
-        return "no serializer (its content is not a JSON record)"
-    if not isinstance(doc, dict):
-        return None  # a bare JSON value: nothing in it can name code
-    metadata = doc.get("metadata")
-    named = [
-        doc.get("serializer"),
-        metadata.get("serializer") if isinstance(metadata, dict) else None,
-    ]
-    for serializer in named:
-        reason = None if serializer is None else _serializer_reason(serializer, reading)
-        if reason is not None:
-            return reason
-    return None
-
-
-def _serializer_reason(serializer: object, reading: bool) -> str | None:
-    config: dict[str, Any] = serializer if isinstance(serializer, dict) else {"type": serializer}
-    name = config.get("type")
-    if name == "json":
-        custom = (
-            config.get("jsonlib", "json") != "json"
-            or config.get("object_decoder", _JSON_DECODER) not in (None, _JSON_DECODER)
-            or bool(config.get("loads_kwargs"))
-        )
-        return (
-            "a 'json' serializer with its own jsonlib, object_decoder or loads_kwargs"
-            if custom
-            else None
-        )
-    if name == SERIALIZER_TYPE:
-        model = config.get("model")
-        if reading and model is not None and str(model).rpartition(".")[0] not in sys.modules:
-            return f"a {SERIALIZER_TYPE} serializer whose model {model!r} is not imported"
-        return None
-    return f"the serializer {name!r}"
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Two parsers could keep different duplicates; a record with any is refused.
-    keys = [key for key, _ in pairs]
-    if len(keys) != len(set(keys)):
-        raise ValueError("duplicate keys")
-    return dict(pairs)

@@ -1,53 +1,31 @@
 """Types of Prefect results as JSON trees, so a cache hit returns the types a run returned.
 
 A type is written as a small JSON tree (``{"t": "list", "args": [{"t":
-"myapp.models:Score"}]}``) and rebuilt only from classes already imported in this
-process: a tree that names a module nobody imported raises ``UnknownModelError``
-rather than importing it, since importing a module runs its code. Only Pydantic models,
-enums, dataclasses and a fixed set of plain types may be named.
+"myapp.models:Score"}]}``). It is rebuilt only from what the trust gate
+(``results_flow.prefect.trust``) trusts: the standard containers, plain types and models
+registered with ``register_model``. Any other class a tree names (an enum, a dataclass,
+an unregistered model, or any class at all in a planted blob) raises
+``UnknownModelError``; nothing a tree names is ever imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import sys
 import types
 import typing
 from collections.abc import Callable
-from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
-from pathlib import Path, PurePath
 from typing import Any, Union
-from uuid import UUID
 
 from pydantic import BaseModel, TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError
 
-from results_flow.errors import CorruptRecordError, UnknownModelError
+from results_flow.errors import CorruptRecordError
+from results_flow.prefect.trust import PLAIN_TYPES, trusted_class
 
 TypeTree = dict[str, Any]
 
-#: Classes besides models, enums and dataclasses that a tree may name.
-PLAIN_TYPES: frozenset[type] = frozenset(
-    {
-        int,
-        float,
-        str,
-        bool,
-        bytes,
-        type(None),
-        dt.datetime,
-        dt.date,
-        dt.time,
-        dt.timedelta,
-        UUID,
-        Decimal,
-        Path,
-        PurePath,
-    }
-)
 CONTAINERS: dict[str, Any] = {
     "list": list,
     "tuple": tuple,
@@ -56,6 +34,9 @@ CONTAINERS: dict[str, Any] = {
     "frozenset": frozenset,
 }
 ANY: TypeTree = {"t": "any"}
+#: Deepest type a blob may record: far beyond any annotation, and well below the
+#: ~200 levels at which pydantic's schema builder overflows the stack.
+MAX_TYPE_DEPTH = 64
 
 
 def tree_of_annotation(annotation: Any) -> TypeTree | None:
@@ -111,21 +92,33 @@ def _union(trees: typing.Iterable[TypeTree]) -> TypeTree | None:
 
 
 def annotation_of_tree(tree: object) -> Any:
-    """The annotation a tree describes, from classes already imported.
+    """The annotation a tree describes, of containers, plain types and registered models.
 
     Raises:
-        UnknownModelError: a class's module is not imported, or it lacks the class.
-        CorruptRecordError: the tree is not one ``tree_of_*`` writes, or names a class
-            that is not a model, enum, dataclass or plain type.
+        UnknownModelError: the tree names a class that is neither plain nor registered.
+        CorruptRecordError: the tree is not one ``tree_of_*`` writes.
     """
+    annotation = _annotation(tree, 0)
+    if adapter_for(annotation) is None:
+        raise CorruptRecordError("a result type that cannot be validated")
+    return annotation
+
+
+def _annotation(tree: object, depth: int) -> Any:
+    if depth > MAX_TYPE_DEPTH:
+        raise CorruptRecordError(f"a result type nested more than {MAX_TYPE_DEPTH} levels")
     if not isinstance(tree, dict) or not isinstance(tree.get("t"), str):
         raise CorruptRecordError(f"not a result type: {tree!r}")
-    kind = tree["t"]
-    args = [annotation_of_tree(arg) for arg in tree.get("args", [])]
+    kind, arg_trees = tree["t"], tree.get("args", [])
+    if not isinstance(arg_trees, list):
+        raise CorruptRecordError(f"not a result type: {tree!r}")
+    args = [_annotation(arg, depth + 1) for arg in arg_trees]
     if kind == "any":
         return Any
     if kind == "none":
         return type(None)
+    if kind in ("union", "tuple...") and not args:
+        raise CorruptRecordError(f"not a result type: {tree!r}")
     if kind == "union":
         return Union[tuple(args)]  # noqa: UP007 - built from a runtime tuple
     if kind == "tuple...":
@@ -133,28 +126,7 @@ def annotation_of_tree(tree: object) -> Any:
         return variadic[args[0], ...]
     if kind in CONTAINERS:
         return CONTAINERS[kind][tuple(args)] if args else CONTAINERS[kind]
-    return _imported_class(kind)
-
-
-def _imported_class(path: str) -> type:
-    module_name, _, qualname = path.partition(":")
-    module = sys.modules.get(module_name)
-    if module is None:
-        raise UnknownModelError(
-            f"the result's type {qualname} lives in module {module_name!r}, which is not "
-            "imported in this process; import it first (results_flow never imports a "
-            "module a stored record names)"
-        )
-    found: object = module
-    for part in qualname.split("."):
-        found = getattr(found, part, None)
-    if not isinstance(found, type):
-        raise UnknownModelError(f"module {module_name!r} has no class {qualname!r}")
-    if not _nameable(found):
-        raise CorruptRecordError(
-            f"a result type names {path!r}, which is not a model, enum, dataclass or plain type"
-        )
-    return found
+    return trusted_class(kind)
 
 
 def _nameable(cls: type) -> bool:
@@ -177,7 +149,7 @@ def _cached_adapter(annotation: Any) -> TypeAdapter[Any] | None:
 def _adapter(annotation: Any) -> TypeAdapter[Any] | None:
     try:
         return TypeAdapter(annotation)
-    except (PydanticSchemaGenerationError, TypeError):
+    except (PydanticSchemaGenerationError, TypeError, RecursionError):
         return None
 
 

@@ -17,7 +17,7 @@ from prefect.results import ResultStore
 from prefect.serializers import Serializer
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from results_flow import ResultsManager
+from results_flow import ResultsManager, register_model
 from results_flow.errors import (
     ResultValidationError,
     StoreUnavailableError,
@@ -83,8 +83,11 @@ def test_wrong_store_urls_fail_clearly_at_save_and_load_time(
 
 def test_block_paths_sync_and_async(store_url: str) -> None:
     block = ResultsStorage(store_url=store_url, prefix="pf/runs")
-    assert block.write_path("k1", b'{"x": 1}', _sync=True) == "k1"
-    assert block.read_path("k1", _sync=True) == b'{"x": 1}'
+    record = json.dumps({"metadata": {"serializer": {"type": "json"}}, "result": "1"}).encode()
+    assert block.write_path("k1", record, _sync=True) == "k1"
+    assert block.read_path("k1", _sync=True) == record
+    with pytest.raises(UntrustedRecordError, match="no serializer"):
+        block.write_path("k3", b'{"x": 1}')  # a record must name its serializer
     with pytest.raises(UntrustedRecordError, match="not a JSON record"):
         asyncio.run(block.awrite_path("a/k2", b"\xff\x00 binary"))
     trusting = ResultsStorage(store_url=store_url, prefix="pf/runs", allow_pickle=True)
@@ -106,21 +109,23 @@ def test_pydantic_serializer_validates_on_load() -> None:
     tampered = blob.replace(b"2.0", b'"two"')
     with pytest.raises(ResultValidationError, match="does not validate as Score"):
         serializer.loads(tampered)
-    # A blob's recorded type is rebuilt from imported modules only, never by importing.
+    # A blob's recorded type is rebuilt from registered models and plain types only,
+    # never by importing (issue 21: see test_trust.py).
     unregistered = serializer.dumps(NeverRegistered(id="x"))
-    assert serializer.loads(unregistered) == NeverRegistered(id="x")
+    with pytest.raises(UnknownModelError, match="register_model"):
+        serializer.loads(unregistered)
     elsewhere = serializer.dumps([NeverRegistered(id="x")])
     elsewhere = elsewhere.replace(__name__.encode(), b"no_such_module_rf")
-    with pytest.raises(UnknownModelError, match="'no_such_module_rf', which is not imported"):
+    with pytest.raises(UnknownModelError, match="'no_such_module_rf.NeverRegistered'"):
         serializer.loads(elsewhere)
     assert "no_such_module_rf" not in sys.modules
-    moved = unregistered.replace(__name__.encode(), b"no_such_module_rf")
-    with pytest.raises(UnknownModelError, match="register_model"):  # then the registry
-        serializer.loads(moved)
-    explicit = PydanticSerializer(model="tests.prefect.tasks.Item")
-    assert explicit.loads(explicit.dumps(Item(id="x"))) == Item(id="x")
+    explicit = PydanticSerializer(model="tests.prefect.tasks.Score")
+    assert explicit.loads(explicit.dumps(Score(item=1, value=2.0, pid=3))).pid == 3
+    with pytest.raises(UnknownModelError, match="register_model"):
+        PydanticSerializer(model="tests.prefect.tasks.Item").loads(explicit.dumps(Item(id="x")))
 
 
+@register_model(namespace="tests-prefect-storage")
 class Doubled(BaseModel):
     value: int
 
