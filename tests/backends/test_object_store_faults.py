@@ -23,7 +23,6 @@ from results_flow import (
     StoreUnavailableError,
 )
 from results_flow.backends import leases
-from results_flow.backends.held import AsyncHeldLock, HeldLock
 from results_flow.backends.object_store import ObjectStoreBackend
 from tests.backends.models import Item
 from tests.http_proxy import DroppingProxy
@@ -37,18 +36,25 @@ def open_store(url: str, **options: Any) -> ResultsManager:
     return ResultsManager(backend=ObjectStoreBackend(url, **options))
 
 
-def pause_heartbeat(held: HeldLock | AsyncHeldLock) -> None:
-    """The holder stops beating, as a paused or cut-off worker does."""
-    sync = held.held if isinstance(held, AsyncHeldLock) else held
-    assert isinstance(sync, leases.LeaseLock)
-    sync.lease._stop.set()
-    if sync.lease._thread is not None:
-        sync.lease._thread.join()
+#: The late holder's lease TTL; worker B uses another, so only A's heartbeat pauses.
+PAUSED_TTL = 1.0
+
+
+@pytest.fixture
+def paused_holder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lease with ``PAUSED_TTL`` never beats, as a paused or cut-off worker's does."""
+    beat = leases.Lease._heartbeat
+
+    def heartbeat(self: leases.Lease) -> None:
+        if self.ttl != PAUSED_TTL:
+            beat(self)
+
+    monkeypatch.setattr(leases.Lease, "_heartbeat", heartbeat)
 
 
 def take_over_and_store(url: str, result_id: str) -> None:
     """Worker B: waits out the silent holder's TTL, takes the lease and stores."""
-    fast = open_store(url, lease_ttl=1)
+    fast = open_store(url, lease_ttl=1.5)
     with fast.lock(result_id, timeout=120) as won:
         fast.set(result_id, Item(index=1, writer="fast"), behavior=OVERWRITE, lock=won)
 
@@ -58,17 +64,16 @@ def take_over_and_store(url: str, result_id: str) -> None:
 
 @pytest.mark.parametrize("api", ["sync", "async"])
 def test_late_holder_cannot_overwrite_or_delete_through_a_lost_lease(
-    s3_server: S3Server, api: str
+    s3_server: S3Server, paused_holder: None, api: str
 ) -> None:
     """Regression (issue 20, item 7): A paused past its TTL, B took over and stored; A's
     OVERWRITE through its lock replaced B's result and only then raised LockLostError."""
     url = s3_server.url()
     rid = "job/late"
     if api == "sync":
-        slow = open_store(url, lease_ttl=1)
+        slow = open_store(url, lease_ttl=PAUSED_TTL)
         entered = slow.lock(rid)
         held = entered.__enter__()
-        pause_heartbeat(held)
         take_over_and_store(url, rid)
         with pytest.raises(LockLostError, match="job/late"):
             slow.set(rid, Item(index=2, writer="slow"), behavior=OVERWRITE, lock=held)
@@ -79,10 +84,9 @@ def test_late_holder_cannot_overwrite_or_delete_through_a_lost_lease(
     else:
 
         async def late_holder() -> None:
-            slow = AsyncResultsManager(backend=ObjectStoreBackend(url, lease_ttl=1))
+            slow = AsyncResultsManager(backend=ObjectStoreBackend(url, lease_ttl=PAUSED_TTL))
             entered = slow.lock(rid)
             held = await entered.__aenter__()
-            pause_heartbeat(held)
             await asyncio.to_thread(take_over_and_store, url, rid)
             with pytest.raises(LockLostError, match="job/late"):
                 await slow.set(rid, Item(index=2, writer="slow"), behavior=OVERWRITE, lock=held)
@@ -96,7 +100,7 @@ def test_late_holder_cannot_overwrite_or_delete_through_a_lost_lease(
 
 
 def test_a_write_through_a_held_lease_renews_it_first(s3_server: S3Server) -> None:
-    rm = open_store(s3_server.url(), lease_ttl=30)
+    rm = open_store(s3_server.url(), lease_ttl=300)  # no heartbeat during the test
     with rm.lock("job/held") as held:
         assert isinstance(held, leases.LeaseLock) and held.fences_writes
         beat = held.lease._beat
