@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,54 @@ ROOT = Path(__file__).resolve().parents[2]
 OVERWRITE = SetBehavior.OVERWRITE
 
 
+APIS = ["sync", "async"]
+
+
 def open_store(url: str, **options: Any) -> ResultsManager:
     return ResultsManager(backend=ObjectStoreBackend(url, **options))
+
+
+def outcome(call: Callable[[], object]) -> str:
+    """What a call did: "no error", the missing bucket it named, or the error it raised."""
+    try:
+        call()
+    except StoreUnavailableError as exc:
+        found = re.search(r"no bucket or container '[^']*'", str(exc))
+        return found.group(0) if found else str(exc)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "no error"
+
+
+def calls(backend: ObjectStoreBackend, api: str) -> dict[str, Callable[[], object]]:
+    """The store's calls through one API, each a plain call (async ones run to the end)."""
+    if api == "sync":
+        rm = ResultsManager(backend=backend)
+
+        def lock() -> None:
+            with rm.lock("job/1", timeout=3):
+                pass
+
+        return {
+            "set": lambda: rm.set("a", Item(index=1)),
+            "overwrite": lambda: rm.set("a", Item(index=1), behavior=OVERWRITE),
+            "get": lambda: rm.get("a", Item),
+            "get_many": lambda: rm.get_many(["a", "b"], Item),
+            "lock": lock,
+        }
+    arm = AsyncResultsManager(backend=backend)
+
+    async def alock() -> None:
+        async with arm.lock("job/1", timeout=3):
+            pass
+
+    return {
+        "set": lambda: asyncio.run(arm.set("a", Item(index=1))),
+        "overwrite": lambda: asyncio.run(arm.set("a", Item(index=1), behavior=OVERWRITE)),
+        "get": lambda: asyncio.run(arm.get("a", Item)),
+        "get_many": lambda: asyncio.run(arm.get_many(["a", "b"], Item)),
+        "lock": lambda: asyncio.run(alock()),
+    }
 
 
 #: The late holder's lease TTL; worker B uses another, so only A's heartbeat pauses.
@@ -132,14 +179,19 @@ def put_of(path_end: str, condition: str) -> Any:
     return choice
 
 
+@pytest.mark.parametrize("api", APIS)
 def test_lost_answer_to_the_first_set_is_not_a_conflict(
-    proxy: DroppingProxy, s3_server: S3Server
+    proxy: DroppingProxy, s3_server: S3Server, api: str
 ) -> None:
     """Regression (issue 20, item 8): the client's retry of a create-only put whose
     answer was lost met its own object, and set() raised ResultExistsError."""
     rm = open_store(through(proxy, s3_server))
     proxy.drop(put_of("/new/1.json", "If-None-Match"))
-    assert rm.set("new/1", Item(index=1))  # RAISE_IF_EXISTS: the ID was free
+    if api == "sync":
+        assert rm.set("new/1", Item(index=1))  # RAISE_IF_EXISTS: the ID was free
+    else:
+        arm = AsyncResultsManager(backend=rm.backend)
+        assert asyncio.run(arm.set("new/1", Item(index=1)))
     assert proxy.dropped == [("PUT", proxy.dropped[0][1])]
     assert rm.get("new/1", Item).index == 1
     # A rival's record is still a conflict: the token tells them apart.
@@ -179,71 +231,101 @@ def test_lost_answer_to_the_lease_create_acquires_at_once(
 # -- item 9: a deleted bucket is named, not spun on ----------------------------------
 
 
-def test_deleted_bucket_is_named_by_lock_set_and_get(s3_server: S3Server) -> None:
+@pytest.mark.parametrize("api", APIS)
+def test_deleted_bucket_is_named_by_lock_set_and_get(s3_server: S3Server, api: str) -> None:
     """Regression (issue 20, item 9): lock() looped without sleeping past its timeout,
     set() said "it kept changing under us", get() said "not found"."""
     bucket = f"rf-gone-{uuid.uuid4().hex[:8]}"
     raw = s3_server.client()
     raw.create_bucket(Bucket=bucket)
-    rm = open_store(f"s3://{bucket}/p?endpoint={s3_server.endpoint}")
+    backend = ObjectStoreBackend(f"s3://{bucket}/p?endpoint={s3_server.endpoint}")
     raw.delete_bucket(Bucket=bucket)
     named = f"no bucket or container '{bucket}'"
-    with pytest.raises(StoreUnavailableError, match=named), rm.lock("job/1", timeout=3):
-        pass
-    with pytest.raises(StoreUnavailableError, match=named):
-        rm.set("a", Item(index=1))
-    with pytest.raises(StoreUnavailableError, match=named):
-        rm.set("a", Item(index=1), behavior=OVERWRITE)
-    with pytest.raises(StoreUnavailableError, match=named):
-        rm.get("a", Item)
-    with pytest.raises(StoreUnavailableError, match=named):
-        rm.get_many(["a", "b"], Item)
+    answers = {name: outcome(call) for name, call in calls(backend, api).items()}
+    assert answers == dict.fromkeys(answers, named)
 
 
 # -- item 10: no descriptors left; memory bounded by the requests in flight --------------
 
 NO_DESCRIPTORS = r"""
-import json, os, resource, sys
-from results_flow import ResultsManager, StoreUnavailableError
+import asyncio, json, os, resource, sys
+from results_flow import AsyncResultsManager, ResultsManager, StoreUnavailableError
 from results_flow.backends.object_store import ObjectStoreBackend
 from tests.backends.models import Item
 
-rm = ResultsManager(backend=ObjectStoreBackend(sys.argv[1]))
+backend = ObjectStoreBackend(sys.argv[1])
+rm, arm = ResultsManager(backend=backend), AsyncResultsManager(backend=backend)
 rm.set("a", Item(index=1))
-resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
-held = []
-try:
-    while True:
-        held.append(open(os.devnull))
-except OSError:
-    pass
-calls = {
-    "get_many": lambda: rm.get_many(["a", "b"], Item),
-    "exists_many": lambda: rm.exists_many(["a", "b"]),
-    "lock": lambda: rm.lock("job/1", timeout=3).__enter__(),
-    "get": lambda: rm.get("a", Item),
-    "set": lambda: rm.set("c", Item(index=2)),
-}
-answers = {}
-for name, call in calls.items():
+
+
+def exhaust():
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+    held = []
     try:
-        call()
-        answers[name] = "no error"
-    except StoreUnavailableError as exc:
-        answers[name] = "EMFILE" if "EMFILE" in str(exc) else str(exc)
-    except BaseException as exc:
-        answers[name] = f"{type(exc).__name__}: {exc}"
-for f in held:
-    f.close()
-print(json.dumps(answers))
+        while True:
+            held.append(open(os.devnull))
+    except OSError:
+        return held
+
+
+def answer(exc):
+    if isinstance(exc, StoreUnavailableError):
+        return "EMFILE" if "EMFILE" in str(exc) else str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def sync_calls():
+    held = exhaust()
+    answers = {}
+    for name, call in {
+        "get_many": lambda: rm.get_many(["a", "b"], Item),
+        "exists_many": lambda: rm.exists_many(["a", "b"]),
+        "lock": lambda: rm.lock("job/1", timeout=3).__enter__(),
+        "get": lambda: rm.get("a", Item),
+        "set": lambda: rm.set("c", Item(index=2)),
+    }.items():
+        try:
+            call()
+            answers[name] = "no error"
+        except BaseException as exc:
+            answers[name] = answer(exc)
+    return answers
+
+
+async def async_calls():
+    await arm.exists("a")  # a process that has run before: worker threads and anyio loaded
+    held = exhaust()  # inside a running loop: the loop was made before
+    answers = {}
+
+    async def lock():
+        async with arm.lock("job/1", timeout=3):
+            pass
+
+    for name, call in {
+        "get_many": lambda: arm.get_many(["a", "b"], Item),
+        "exists_many": lambda: arm.exists_many(["a", "b"]),
+        "lock": lock,
+        "get": lambda: arm.get("a", Item),
+        "set": lambda: arm.set("c", Item(index=2)),
+    }.items():
+        try:
+            await call()
+            answers[name] = "no error"
+        except BaseException as exc:
+            answers[name] = answer(exc)
+    return answers
+
+
+print(json.dumps(sync_calls() if sys.argv[2] == "sync" else asyncio.run(async_calls())))
 """
 
 
-def test_no_file_descriptor_left_is_a_named_error(s3_server: S3Server) -> None:
+@pytest.mark.parametrize("api", APIS)
+def test_no_file_descriptor_left_is_a_named_error(s3_server: S3Server, api: str) -> None:
     """Regression (issue 20, item 10): get_many, exists_many and lock raised a bare
     OSError when the process had no file descriptor left."""
     done = subprocess.run(
-        [sys.executable, "-c", NO_DESCRIPTORS, s3_server.url()],
+        [sys.executable, "-c", NO_DESCRIPTORS, s3_server.url(), api],
         cwd=ROOT,
         capture_output=True,
         text=True,
