@@ -1,5 +1,5 @@
 """A loopback HTTP proxy for fault tests: forwards every request to a server and can
-lose the response of chosen requests.
+lose (or hold back) the response of chosen requests.
 
 A lost response is the fault a client's retry meets: the request reached the server
 and took effect, but the client never heard back (the proxy forwards it, reads the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,8 @@ class DroppingProxy:
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.choice: Choice | None = None
         self.times = 0
+        self.slow: Choice | None = None
+        self.slow_by = 0.0
         self.dropped: list[tuple[str, str]] = []
         self.seen: list[tuple[str, str, dict[str, str]]] = []
         self.lost_one = threading.Event()
@@ -42,6 +45,16 @@ class DroppingProxy:
         with self._guard:
             self.choice, self.times = choice, times
             self.lost_one.clear()
+
+    def hold_back(self, choice: Choice, seconds: float) -> None:
+        """Answer the requests ``choice`` picks ``seconds`` late (after they took effect)."""
+        with self._guard:
+            self.slow, self.slow_by = choice, seconds
+
+    def _late_by(self, method: str, path: str, headers: Mapping[str, str]) -> float:
+        with self._guard:
+            slow, seconds = self.slow, self.slow_by
+        return seconds if slow is not None and slow(method, path, headers) else 0.0
 
     def _lose(self, method: str, path: str, headers: Mapping[str, str]) -> bool:
         with self._guard:
@@ -87,6 +100,7 @@ def _handler(proxy: DroppingProxy) -> type[BaseHTTPRequestHandler]:
             if proxy._lose(self.command, self.path, self.headers):
                 self.close_connection = True  # the request took effect; its answer is lost
                 return
+            time.sleep(proxy._late_by(self.command, self.path, self.headers))
             self.send_response_only(answer.status, answer.reason)
             for name, value in headers:
                 if name.lower() not in _HOP_BY_HOP or (

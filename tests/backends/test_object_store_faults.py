@@ -228,6 +228,24 @@ def test_lost_answer_to_the_lease_create_acquires_at_once(
         assert rm.set("job/create", Item(index=1), lock=held)
 
 
+def test_a_renew_answered_too_late_refuses_the_write(
+    proxy: DroppingProxy, s3_server: S3Server
+) -> None:
+    """A write starts only while the renew that proved the lease left it more than half
+    its TTL: a renew answered later could let the write land after a takeover."""
+    rm = open_store(through(proxy, s3_server), lease_ttl=3)
+    with rm.lock("job/slow") as held:
+        assert isinstance(held, leases.LeaseLock)
+        held.lease._stop.set()  # no heartbeat: the only lease put now is the write's renew
+        if held.lease._thread is not None:
+            held.lease._thread.join()
+        proxy.hold_back(put_of(".lease", "If-Match"), 2.0)  # more than half of 3 s
+        with pytest.raises(LockLostError, match="too late"):
+            rm.set("job/slow", Item(index=1), lock=held)
+        proxy.hold_back(put_of(".lease", "If-Match"), 0.0)
+    assert not rm.exists("job/slow")
+
+
 # -- item 9: a deleted bucket is named, not spun on ----------------------------------
 
 
