@@ -71,3 +71,28 @@ RECORDS_PER_STEP = 1000
 #: ResultsManager table read by the legacy import: a plain table yields a row every few
 #: hundred steps; a hostile schema that computes without end is stopped, not waited on.
 LEGACY_SQLITE_STEPS_PER_ROW = 20_000_000
+
+# Object stores (S3, GCS, Azure through obstore) and their compute-once leases.
+
+#: Requests ``get_many`` / ``exists_many`` keep in flight at once: overlaps round trips
+#: without opening more connections than a small worker's descriptor limit allows.
+OBJECT_STORE_CONCURRENCY = 32
+#: Seconds to open a connection to an object store: a wrong endpoint fails fast.
+OBJECT_STORE_CONNECT_TIMEOUT = 10.0
+#: Seconds one object-store request may take: records are small, so a slow answer is a fault.
+OBJECT_STORE_REQUEST_TIMEOUT = 60.0
+#: Times obstore sends a failed request again (5xx, dropped connections): rides out blips.
+OBJECT_STORE_MAX_RETRIES = 3
+#: Seconds obstore keeps retrying one request in all: bounds a call on a failing store.
+OBJECT_STORE_RETRY_TIMEOUT = 30.0
+#: Tries of one write while other writers keep changing the object: then a named error.
+OBJECT_STORE_WRITE_ATTEMPTS = 50
+#: Heartbeats per lease TTL: two may fail before a waiter could take the lease over.
+LEASE_BEATS_PER_TTL = 3
+#: First pause of a waiter between two looks at a held lease: a short task frees it soon.
+LEASE_FIRST_POLL = 0.05
+#: Longest pause between two looks at a held lease (the pause doubles up to it).
+LEASE_MAX_POLL = 1.0
+#: Share of the TTL a write through a lease may start after the renew that proved it:
+#: the rest is the time the write has to land before anyone could take the lease over.
+LEASE_WRITE_WINDOW = 0.5

@@ -6,11 +6,15 @@ document a ``FileBackend`` file holds. obstore (one Rust library for the three c
 does the requests, so the atomic steps are the object store's own conditional writes:
 
 - ``insert`` is a create-only put (``If-None-Match: *``): of two racing writers exactly
-  one wins, the other reads the winner's record;
+  one wins, the other reads the winner's record. Each put carries a random write
+  token in the object's metadata, so a put whose answer was lost, and which the
+  client sent again, finds its own token rather than a rival's record;
 - ``upsert`` reads the stored record and its ETag, then puts conditionally on that ETag
   (``If-Match``), retrying when another writer came in between, so the first creation
   time survives every overwrite;
-- compute-once locks are lease objects (``results_flow.backends.leases``).
+- compute-once locks are lease objects (``results_flow.backends.leases``); a write
+  through a held lease passes ``fence``, called before each put or delete of the
+  record, which proves the lease is still held.
 
 Credentials come from the standard chain of each cloud (environment variables, web
 identity, instance or workload metadata); settings given in the URL query
@@ -28,17 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from results_flow.backends.base import ResultsBackend, unique
-from results_flow.backends.held import HeldLock, held_by
+from results_flow.backends.leases import LeaseLock, lease
 from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     InvalidResultIdError,
@@ -48,7 +54,16 @@ from results_flow.errors import (
 )
 from results_flow.ids import SEPARATOR, normalize_id
 from results_flow.records import Record
-from results_flow.settings import LEASE_TTL_SECONDS, STORE_LOCK_TIMEOUT
+from results_flow.settings import (
+    LEASE_TTL_SECONDS,
+    OBJECT_STORE_CONCURRENCY,
+    OBJECT_STORE_CONNECT_TIMEOUT,
+    OBJECT_STORE_MAX_RETRIES,
+    OBJECT_STORE_REQUEST_TIMEOUT,
+    OBJECT_STORE_RETRY_TIMEOUT,
+    OBJECT_STORE_WRITE_ATTEMPTS,
+    STORE_LOCK_TIMEOUT,
+)
 
 if TYPE_CHECKING:
     from obstore.store import AzureStore, GCSStore, S3Store
@@ -61,11 +76,10 @@ SCHEMES = ("s3", "gs", "az")
 SUFFIX = ".json"
 #: Internal objects (leases) live here; no result ID segment starts with a dot.
 INTERNAL_PREFIX = ".results_flow"
-DEFAULT_CONCURRENCY = 32
 #: The longest object key S3, GCS and Azure all accept (bytes of UTF-8).
 MAX_KEY_BYTES = 1024
-#: How often a write retries when a concurrent writer keeps changing the object.
-MAX_WRITE_ATTEMPTS = 50
+#: The object metadata key of a record's write token (``x-amz-meta-results-flow-write``).
+WRITE_TOKEN = "results-flow-write"
 
 #: URL query keys that are client options rather than the store's own config.
 _CLIENT_KEYS = frozenset(
@@ -85,6 +99,8 @@ _QUERY_IN_TEXT = re.compile(r"(https?://[^\s?\"'<>]*)\?[^\s\"'<>]*")
 #: obstore reports a failed list request as a GenericError; only its text tells that
 #: the bucket (or container) is missing or the credentials were refused.
 _NO_BUCKET = ("NoSuchBucket", "ContainerNotFound", "404 Not Found")
+#: The words by which a request on an object (not a listing) says its bucket is gone.
+_BUCKET_GONE = ("NoSuchBucket", "ContainerNotFound")
 _REFUSED = (
     "401 Unauthorized",
     "403 Forbidden",
@@ -98,6 +114,18 @@ _REFUSED = (
 #: Whether this process has used obstore, and whether it was forked from one that had.
 _used_here = False
 _forked_after_use = False
+
+
+def _no_fence() -> None:
+    """The fence of a write made without a lock: nothing to prove."""
+
+
+class Found(NamedTuple):
+    """An object as read: its content, ETag and the write token it was put with."""
+
+    content: bytes
+    etag: str | None
+    writer: str | None
 
 
 def _after_fork_in_child() -> None:
@@ -133,7 +161,7 @@ class ObjectStoreBackend(ResultsBackend):
         url: str,
         *,
         config: Mapping[str, Any] | None = None,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = OBJECT_STORE_CONCURRENCY,
         lease_ttl: float = LEASE_TTL_SECONDS,
         lock_timeout: float = STORE_LOCK_TIMEOUT,
         check: bool = True,
@@ -216,9 +244,14 @@ class ObjectStoreBackend(ResultsBackend):
         endpoint = str(config.get("endpoint", ""))
         if endpoint.startswith("http://"):
             client_options.setdefault("allow_http", True)  # the URL asked for plain HTTP
-        client_options.setdefault("connect_timeout", timedelta(seconds=10))
-        client_options.setdefault("timeout", timedelta(seconds=60))
-        retry: Any = {"max_retries": 3, "retry_timeout": timedelta(seconds=30)}
+        client_options.setdefault(
+            "connect_timeout", timedelta(seconds=OBJECT_STORE_CONNECT_TIMEOUT)
+        )
+        client_options.setdefault("timeout", timedelta(seconds=OBJECT_STORE_REQUEST_TIMEOUT))
+        retry: Any = {
+            "max_retries": OBJECT_STORE_MAX_RETRIES,
+            "retry_timeout": timedelta(seconds=OBJECT_STORE_RETRY_TIMEOUT),
+        }
         prefix = self.prefix or None
         classes: dict[str, type[S3Store] | type[GCSStore]] = {"s3": S3Store, "gs": GCSStore}
         store_class = classes.get(self.scheme, AzureStore)
@@ -308,22 +341,32 @@ class ObjectStoreBackend(ResultsBackend):
             return True
         return False
 
-    def insert(self, result_id: str, record: Record) -> Record | None:
+    def insert(
+        self, result_id: str, record: Record, *, fence: Callable[[], None] = _no_fence
+    ) -> Record | None:
+        """See ``ResultsBackend.insert``; ``fence`` runs before each put (see the module)."""
         key = self.key_for(result_id)
         body = record.to_document().encode("utf-8")
-        for _ in range(MAX_WRITE_ATTEMPTS):
-            if self._put(key, body, "create"):
+        token = uuid.uuid4().hex
+        for _ in range(OBJECT_STORE_WRITE_ATTEMPTS):
+            fence()
+            if self.put_object(key, body, "create", writer=token)[0]:
                 return None
-            found = self._get(key)
+            found = self.get_object(key)
             if found is not None:
-                return found[0]
+                # Our own token: the put landed, its answer was lost and the retry met it.
+                return None if found.writer == token else self._record(key, found)
             # deleted between our create and our read: try the create again
         raise StoreError(f"could not write {self.where(key)}: it kept changing under us")
 
-    def upsert(self, result_id: str, record: Record) -> None:
+    def upsert(
+        self, result_id: str, record: Record, *, fence: Callable[[], None] = _no_fence
+    ) -> None:
+        """See ``ResultsBackend.upsert``; ``fence`` runs before each put (see the module)."""
         key = self.key_for(result_id)
-        for _ in range(MAX_WRITE_ATTEMPTS):
+        for _ in range(OBJECT_STORE_WRITE_ATTEMPTS):
             found = self._get(key)
+            fence()
             if found is None:
                 if self._put(key, record.to_document().encode("utf-8"), "create"):
                     return
@@ -335,9 +378,13 @@ class ObjectStoreBackend(ResultsBackend):
                 return
         raise StoreError(f"could not overwrite {self.where(key)}: it kept changing under us")
 
-    def delete(self, result_id: str) -> bool:
+    def delete(self, result_id: str, *, fence: Callable[[], None] = _no_fence) -> bool:
+        """See ``ResultsBackend.delete``; ``fence`` runs before the delete."""
         # obstore's delete does not say whether there was an object; head first.
-        return self.exists(result_id) and self.delete_object(self.key_for(result_id))
+        if not self.exists(result_id):
+            return False
+        fence()
+        return self.delete_object(self.key_for(result_id))
 
     def list_ids(self, prefix: str | None = None) -> list[str]:
         found = [i for i in map(self.id_for, self._keys(prefix)) if i is not None]
@@ -347,12 +394,12 @@ class ObjectStoreBackend(ResultsBackend):
 
     def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
         ids = unique(result_ids)
-        results = self._gather([self._get_async(self.key_for(i)) for i in ids])
+        results = self._gather(self._get_async, ids)
         return {i: found[0] for i, found in zip(ids, results, strict=True) if found is not None}
 
     def exists_many(self, result_ids: Sequence[str]) -> set[str]:
         ids = unique(result_ids)
-        results = self._gather([self._head_async(self.key_for(i)) for i in ids])
+        results = self._gather(self._head_async, ids)
         return {i for i, there in zip(ids, results, strict=True) if there}
 
     def clear(self) -> None:
@@ -367,12 +414,11 @@ class ObjectStoreBackend(ResultsBackend):
 
     def lock(
         self, result_id: str, timeout: float | None = None
-    ) -> contextlib.AbstractContextManager[HeldLock]:
-        """A compute-once lease on the ID (see ``results_flow.backends.leases``)."""
-        from results_flow.backends.leases import lease
-
+    ) -> contextlib.AbstractContextManager[LeaseLock]:
+        """A compute-once lease on the ID (see ``results_flow.backends.leases``); writes
+        through the ``LeaseLock`` it yields are refused once the lease is lost."""
         wait = self.lock_timeout if timeout is None else timeout
-        return held_by(self, result_id, lease(self, result_id, wait, self.lease_ttl))
+        return lease(self, result_id, wait, self.lease_ttl)
 
     def close(self) -> None:
         with self._guard:
@@ -397,14 +443,11 @@ class ObjectStoreBackend(ResultsBackend):
     # -- object operations, shared with the leases ------------------------------------
 
     def _get(self, key: str) -> tuple[Record, str | None] | None:
-        return self._parsed(key, self.get_object(key))
+        found = self.get_object(key)
+        return None if found is None else (self._record(key, found), found.etag)
 
-    def _parsed(
-        self, key: str, found: tuple[bytes, str | None] | None
-    ) -> tuple[Record, str | None] | None:
-        if found is None:
-            return None
-        return Record.from_document(found[0], self.where(key)), found[1]
+    def _record(self, key: str, found: Found) -> Record:
+        return Record.from_document(found.content, self.where(key))
 
     @contextlib.contextmanager
     def _missing_ok(self, key: str) -> Iterator[None]:
@@ -413,8 +456,9 @@ class ObjectStoreBackend(ResultsBackend):
         the store's error (``_mapped``)."""
         try:
             yield
-        except FileNotFoundError:
-            pass
+        except FileNotFoundError as exc:
+            if _bucket_gone(exc):
+                raise self._no_bucket(exc) from exc
         except Exception as exc:
             raise self._mapped(exc, key) from exc
 
@@ -422,27 +466,37 @@ class ObjectStoreBackend(ResultsBackend):
         """Put ``body``; False when the condition in ``mode`` failed (exists, or changed)."""
         return self.put_object(key, body, mode)[0]
 
-    def put_object(self, key: str, body: bytes, mode: Any) -> tuple[bool, str | None]:
-        """Put ``body``: (False, None) when the condition in ``mode`` failed, else
-        (True, the new ETag)."""
+    def put_object(
+        self, key: str, body: bytes, mode: Any, writer: str | None = None
+    ) -> tuple[bool, str | None]:
+        """Put ``body`` (with the write token ``writer`` in its metadata): (False, None)
+        when the condition in ``mode`` failed, else (True, the new ETag).
+
+        Raises:
+            StoreUnavailableError: the bucket is gone, or the request failed.
+        """
         import obstore
         from obstore.exceptions import AlreadyExistsError, PreconditionError
 
+        attributes: Any = {WRITE_TOKEN: writer} if writer else None
         try:
-            result = obstore.put(self.client(), key, body, mode=mode)
-        except (AlreadyExistsError, PreconditionError, FileNotFoundError):
-            return False, None  # FileNotFoundError: If-Match on an object that is gone
+            result = obstore.put(self.client(), key, body, mode=mode, attributes=attributes)
+        except (AlreadyExistsError, PreconditionError, FileNotFoundError) as exc:
+            if _bucket_gone(exc):  # else If-Match on an object that is gone, or a conflict
+                raise self._no_bucket(exc) from exc
+            return False, None
         except Exception as exc:
             raise self._mapped(exc, key) from exc
         return True, result.get("e_tag")
 
-    def get_object(self, key: str) -> tuple[bytes, str | None] | None:
-        """An object's content and ETag, or None."""
+    def get_object(self, key: str) -> Found | None:
+        """An object's content, ETag and write token, or None."""
         import obstore
 
         with self._missing_ok(key):
             result = obstore.get(self.client(), key)
-            return bytes(result.bytes()), result.meta.get("e_tag")
+            writer = result.attributes.get(WRITE_TOKEN)
+            return Found(bytes(result.bytes()), result.meta.get("e_tag"), writer)
         return None
 
     def delete_object(self, key: str) -> bool:
@@ -465,43 +519,64 @@ class ObjectStoreBackend(ResultsBackend):
         except Exception as exc:
             raise self._mapped(exc, prefix or "", listing=True) from exc
 
-    async def _get_async(self, key: str) -> tuple[Record, str | None] | None:
+    async def _get_async(self, result_id: str) -> tuple[Record, str | None] | None:
         import obstore
 
-        found: tuple[bytes, str | None] | None = None
+        key = self.key_for(result_id)
         with self._missing_ok(key):
             result = await obstore.get_async(self.client(), key)
-            found = bytes(await result.bytes_async()), result.meta.get("e_tag")
-        return self._parsed(key, found)
+            content = bytes(await result.bytes_async())
+            return Record.from_document(content, self.where(key)), result.meta.get("e_tag")
+        return None
 
-    async def _head_async(self, key: str) -> bool:
+    async def _head_async(self, result_id: str) -> bool:
         import obstore
 
+        key = self.key_for(result_id)
         with self._missing_ok(key):
             await obstore.head_async(self.client(), key)
             return True
         return False
 
-    def _gather(self, calls: list[Coroutine[Any, Any, T]]) -> list[T]:
-        """Run the calls with at most ``concurrency`` in flight; results in order."""
-        if not calls:
+    def _gather(
+        self, call: Callable[[str], Coroutine[Any, Any, T]], result_ids: Sequence[str]
+    ) -> list[T]:
+        """``call(id)`` for every ID, results in order, at most ``concurrency`` in flight.
+
+        ``concurrency`` workers take the IDs one by one from one iterator, so memory
+        grows with the requests in flight, not with the number of IDs (a coroutine and a
+        task per ID cost about 2 KB each).
+
+        Raises:
+            InvalidResultIdError: an ID too long for an object key (before any request).
+            StoreUnavailableError: a request failed, or no event loop could be made
+                (no file descriptor left).
+        """
+        for result_id in result_ids:
+            self.key_for(result_id)
+        results: list[Any] = [None] * len(result_ids)
+
+        async def workers() -> None:
+            todo = iter(enumerate(result_ids))
+
+            async def worker() -> None:
+                for index, result_id in todo:
+                    results[index] = await call(result_id)
+
+            await asyncio.gather(*(worker() for _ in range(min(self.concurrency, len(results)))))
+
+        if not results:
             return []
-
-        async def bounded() -> list[T]:
-            gate = asyncio.Semaphore(self.concurrency)
-
-            async def one(call: Awaitable[T]) -> T:
-                async with gate:
-                    return await call
-
-            return await asyncio.gather(*(one(call) for call in calls))
-
         try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(bounded())
-        # Called from a thread that runs an event loop: run ours in a worker thread.
-        return self._worker().submit(_run, bounded).result()
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                asyncio.run(workers())
+            else:  # called from a thread that runs an event loop: ours runs in a worker
+                self._worker().submit(_run, workers).result()
+        except OSError as exc:  # requests map their own errors: this is the loop's
+            raise self._mapped(exc, "") from exc
+        return results
 
     def _worker(self) -> ThreadPoolExecutor:
         self.client()
@@ -517,6 +592,11 @@ class ObjectStoreBackend(ResultsBackend):
 
         where = self.where(key) if key else self.location
         message = _safe_message(exc)
+        if _out_of_descriptors():
+            return StoreUnavailableError(
+                f"{where}: cannot open a connection or event loop ({message}); this process "
+                "has no file descriptor left (EMFILE): raise `ulimit -n` or run fewer threads"
+            )
         if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or (
             listing and any(word in message for word in _REFUSED)
         ):
@@ -526,10 +606,30 @@ class ObjectStoreBackend(ResultsBackend):
         if listing and (
             isinstance(exc, FileNotFoundError) or any(w in message for w in _NO_BUCKET)
         ):
-            return StoreUnavailableError(
-                f"{self.location}: no bucket or container {self.bucket!r} ({message})"
-            )
+            return self._no_bucket(exc)
         return StoreUnavailableError(f"{where}: the object store request failed ({message})")
+
+    def _no_bucket(self, exc: BaseException) -> StoreUnavailableError:
+        """The error of a request that found no bucket (or container)."""
+        return StoreUnavailableError(
+            f"{self.location}: no bucket or container {self.bucket!r} ({_safe_message(exc)})"
+        )
+
+
+def _bucket_gone(exc: BaseException) -> bool:
+    """Whether an obstore "not found" or "precondition" error says the bucket is gone
+    (S3 and Azure name it in the error body; a missing object says NoSuchKey)."""
+    return any(word in str(exc) for word in _BUCKET_GONE)
+
+
+def _out_of_descriptors() -> bool:
+    """Whether this process can open no more files now (obstore then says only that a
+    connection failed, asyncio raises a bare OSError)."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        return exc.errno in (errno.EMFILE, errno.ENFILE)
+    return False
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
