@@ -58,9 +58,22 @@ class PsycopgRowRunner:
 
     def write(self, work: Callable[[RowTransaction], T]) -> T:
         def attempt(retry: Retry) -> T:
-            return self._autocommit("BEGIN ... COMMIT", lambda c: _committed(c, work, self, retry))
+            return self._autocommit(
+                "BEGIN ... COMMIT", lambda conn: self.transaction_on(conn, work, retry)
+            )
 
         return retrying(attempt, Retry(write=True, busy_timeout=0.0, location=self.location))
+
+    def transaction_on(
+        self, conn: psycopg.Connection[Any], work: Callable[[RowTransaction], T], retry: Retry
+    ) -> T:
+        """``work`` between BEGIN and COMMIT on ``conn``, an autocommit connection (a
+        pooled one, or a lock session), rolled back on any error; once it is done only
+        COMMIT is left, which ``retry`` never runs again."""
+        with conn.transaction():
+            result = work(CompiledTransaction(conn.execute, self.statements))
+            retry.worked = True
+        return result
 
     def close(self) -> None:
         """Nothing of its own: the connections belong to the engine's pool."""
@@ -95,20 +108,6 @@ class PsycopgRowRunner:
             ) from exc
         finally:
             _give_back(pooled, conn)
-
-
-def _committed(
-    conn: psycopg.Connection[Any],
-    work: Callable[[RowTransaction], T],
-    runner: PsycopgRowRunner,
-    retry: Retry,
-) -> T:
-    """``work`` between BEGIN and COMMIT on ``conn`` (rolled back on any error); once it
-    is done only COMMIT is left, which ``retry`` never runs again."""
-    with conn.transaction():
-        result = work(CompiledTransaction(conn.execute, runner.statements))
-        retry.worked = True
-    return result
 
 
 def _give_back(pooled: Any, conn: psycopg.Connection[Any]) -> None:

@@ -17,8 +17,14 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from results_flow.backends.sql_engine import read_engine, transaction
-from results_flow.backends.sql_statements import CompiledStatement, Statements
+from results_flow.backends.sql_engine import RetryTransaction, read_engine, transaction
+from results_flow.backends.sql_statements import (
+    CompiledStatement,
+    Statements,
+    record_from_row,
+    row_values,
+)
+from results_flow.records import Record
 
 T = TypeVar("T")
 
@@ -69,6 +75,27 @@ class RowRunner(Protocol):
     def close(self) -> None:
         """Close the connections the runner opened itself."""
         ...
+
+
+def insert_row(rows: RowTransaction, result_id: str, record: Record) -> Record | None:
+    """``ResultsBackend.insert`` in a write transaction: None when written, else the
+    record already stored."""
+    if rows.first("insert", row_values(result_id, record)) is not None:
+        return None
+    row = rows.first("read", {"id": result_id})
+    if row is None:  # deleted between our conflict and this read: try again
+        raise RetryTransaction
+    return record_from_row(row)
+
+
+def upsert_row(rows: RowTransaction, result_id: str, record: Record) -> None:
+    """``ResultsBackend.upsert`` in a write transaction."""
+    rows.count("upsert", row_values(result_id, record))
+
+
+def delete_row(rows: RowTransaction, result_id: str) -> bool:
+    """``ResultsBackend.delete`` in a write transaction: True when a row was there."""
+    return rows.count("delete", {"id": result_id}) > 0
 
 
 class CoreTransaction:
