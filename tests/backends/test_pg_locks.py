@@ -226,6 +226,7 @@ def limited_role() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.mark.slow  # about 2 minutes on 2 busy cores
 def test_4_processes_of_64_threads_compute_each_of_200_ids_once_on_80_connections(
     limited_role: str, tmp_path: Path
 ) -> None:
