@@ -255,12 +255,20 @@ def test_a_lock_lost_while_its_body_fails_lets_the_body_error_through(
             body()
 
 
-def test_a_write_under_a_held_lock_uses_the_lock_session(postgres_url: str) -> None:
-    with ResultsManager.from_url(postgres_url) as rm, rm.lock("held/item"):
-        assert rm.set("held/item", Item(index=1, writer="a"))
-        rm.set("held/item", Item(index=2, writer="a"), SetBehavior.OVERWRITE)
-        assert rm.delete("held/item")
+def test_writes_through_a_held_lock_run_in_the_lock_session(postgres_url: str) -> None:
+    with ResultsManager.from_url(postgres_url) as rm, rm.lock("held/item") as held:
+        assert held.fences_writes
+        assert rm.set("held/item", Item(index=1, writer="a"), lock=held)
+        rm.set("held/item", Item(index=2, writer="a"), SetBehavior.OVERWRITE, lock=held)
+        assert rm.get("held/item", Item).index == 2
+        assert rm.delete("held/item", lock=held)
         assert rm.set("held/other", Item(index=3, writer="a"))  # not locked: the pool
+        with pytest.raises(ValueError, match="held/other"):
+            rm.set("held/other", Item(index=4, writer="a"), SetBehavior.OVERWRITE, lock=held)
+        # The lock's session ends: its writes are refused, nothing is written.
+        _terminate(postgres_url, _lock_holder_pid(postgres_url, "held/item"))
+        with pytest.raises(LockLostError, match="held/item"):
+            rm.set("held/item", Item(index=5, writer="a"), lock=held)
     with ResultsManager.from_url(postgres_url) as rm:
         assert rm.list_ids("held") == ["held/other"]
 
