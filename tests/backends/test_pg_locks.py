@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -17,12 +18,15 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from results_flow import AsyncResultsManager, ResultsManager, SetBehavior
+from results_flow.backends.locks import id_hash
 from results_flow.errors import LockLostError, LockTimeoutError, StoreUnavailableError
+from results_flow.settings import PG_LOCK_SESSIONS
 from tests.backends.models import Item
 from tests.backends.pg_workers import IDS
 from tests.backends.test_postgres_production import (
@@ -308,3 +312,38 @@ def test_calls_on_a_connection_whose_path_stalls_fail_within_the_client_bound(
             assert error is None, error
     finally:
         proxy.close()
+
+
+# --- lock sessions in a forked child ------------------------------------------------------
+
+
+def _child_locks(url: str, result_id: str, answer: Any) -> None:
+    """In a forked child: lock ``result_id`` and say which server session holds it."""
+    with ResultsManager.from_url(url) as rm, rm.lock(result_id, timeout=0) as held:
+        answer.put(_lock_holder_pid(url, result_id))
+        assert rm.set(result_id, Item(index=2, writer="child"), lock=held)
+
+
+def test_a_forked_child_opens_its_own_lock_sessions_and_leaves_the_parents(
+    postgres_url: str,
+) -> None:
+    """A child must neither use the parent's lock sessions (two processes on one socket;
+    and a session's locks are re-entrant) nor close them (the parent would lose its locks)."""
+    # An ID whose lock the parent's session for "fork/x" would also take.
+    other = next(
+        f"fork/{n}"
+        for n in range(100)
+        if id_hash(f"fork/{n}") % PG_LOCK_SESSIONS == id_hash("fork/x") % PG_LOCK_SESSIONS
+    )
+    context = multiprocessing.get_context("fork")
+    answer = context.Queue()
+    with ResultsManager.from_url(postgres_url) as rm, rm.lock("fork/x") as held:
+        parent_session = _lock_holder_pid(postgres_url, "fork/x")
+        child = context.Process(target=_child_locks, args=(postgres_url, other, answer))
+        child.start()
+        child.join(HANG_GUARD)
+        assert child.exitcode == 0
+        assert answer.get(timeout=HANG_GUARD) != parent_session
+        assert rm.set("fork/x", Item(index=1, writer="parent"), lock=held)
+    with ResultsManager.from_url(postgres_url) as rm:
+        assert rm.get(other, Item).writer == "child"
