@@ -281,17 +281,21 @@ class PgLock:
 
     def _acquire(self, deadline: float) -> LockSession:
         pause = LOCK_POLL_SECONDS
+        reopened = False
         while True:
             session = self.sessions.session_for(self.result_id)
             try:
                 acquired = session.run(lambda c: _scalar(c, _TRY_LOCK, self.result_id))
             except SessionEnded:
-                if time.monotonic() >= deadline:
+                # Found dead at this try (it ended while idle): a new session tries at
+                # least once, even with timeout=0.
+                if reopened and time.monotonic() >= deadline:
                     raise StoreUnavailableError(
                         f"the lock session on {self.location} ended while trying to lock "
                         f"{self.result_id!r}"
                     ) from None
-                continue  # that session held nothing of ours: a new one tries
+                reopened = True
+                continue
             except sa.exc.DBAPIError as exc:
                 raise mapped_error(exc, self.location) from exc
             if acquired:

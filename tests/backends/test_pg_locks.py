@@ -347,3 +347,18 @@ def test_a_forked_child_opens_its_own_lock_sessions_and_leaves_the_parents(
         assert rm.set("fork/x", Item(index=1, writer="parent"), lock=held)
     with ResultsManager.from_url(postgres_url) as rm:
         assert rm.get(other, Item).writer == "child"
+
+
+def test_a_lock_session_found_dead_is_replaced_and_its_locks_are_lost(postgres_url: str) -> None:
+    """When a lock session ends, every lock it held is lost, and the next lock on its slot
+    opens a new session (also with ``timeout=0``: one try on a fresh session)."""
+    slot = id_hash("dead/x") % PG_LOCK_SESSIONS
+    other = next(f"dead/{n}" for n in range(100) if id_hash(f"dead/{n}") % PG_LOCK_SESSIONS == slot)
+    with ResultsManager.from_url(postgres_url) as rm:
+        with pytest.raises(LockLostError, match="dead/x"), rm.lock("dead/x") as held:  # noqa: PT012
+            _terminate(postgres_url, _lock_holder_pid(postgres_url, "dead/x"))
+            with rm.lock(other, timeout=0) as taken:  # finds the session dead, opens another
+                assert rm.set(other, Item(index=2, writer="other"), lock=taken)
+            assert held.lost_reason() is not None
+            rm.set("dead/x", Item(index=1, writer="x"), lock=held)
+        assert rm.list_ids("dead") == [other]
