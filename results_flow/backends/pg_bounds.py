@@ -23,6 +23,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -134,15 +135,17 @@ class Watchdog:
 
     def _reset(self) -> None:
         self._cond = threading.Condition()
-        self._armed: dict[int, tuple[float, Any]] = {}
+        self._armed: dict[int, tuple[float, Any, float]] = {}
         self._wake: float | None = None
         self._thread: threading.Thread | None = None
+        #: Connections cut, with the bound they outlived (the error names it).
+        self._cut: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     def arm(self, key: object, conn: Any, seconds: float) -> None:
         """Cut ``conn`` unless ``disarm(key)`` comes within ``seconds``."""
         deadline = time.monotonic() + seconds
         with self._cond:
-            self._armed[id(key)] = (deadline, conn)
+            self._armed[id(key)] = (deadline, conn, seconds)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._watch, name="results-flow-pg-watchdog", daemon=True
@@ -171,12 +174,18 @@ class Watchdog:
         with self._cond:
             while True:
                 now = time.monotonic()
-                for key, (deadline, conn) in list(self._armed.items()):
+                for key, (deadline, conn, seconds) in list(self._armed.items()):
                     if deadline <= now:
                         del self._armed[key]
+                        self._cut[conn] = seconds
                         _cut(conn)  # under the lock: its call cannot end and rearm meanwhile
-                self._wake = min((d for d, _ in self._armed.values()), default=None)
+                self._wake = min((d for d, _, _ in self._armed.values()), default=None)
                 self._cond.wait(None if self._wake is None else self._wake - now)
+
+    def cut_after(self, conn: Any) -> float | None:
+        """The bound in seconds whose passing made this watchdog cut ``conn``, or None."""
+        with self._cond:
+            return self._cut.get(conn)
 
 
 #: The process's one watchdog.

@@ -24,9 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Engine
 
+from results_flow.backends.pg_bounds import WATCHDOG
 from results_flow.backends.sql_engine import Retry, retrying
 from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
 from results_flow.backends.sql_statements import Statements, compiled_statements
+from results_flow.errors import StoreUnavailableError
 
 T = TypeVar("T")
 
@@ -103,6 +105,12 @@ class PsycopgRowRunner:
             dead = conn.closed or conn.broken  # SQLAlchemy's psycopg dialect asks the same
             if dead:
                 pooled.invalidate(exc)
+            bound = WATCHDOG.cut_after(conn)
+            if bound is not None:  # the path stalled: say so, and do not wait again
+                raise StoreUnavailableError(
+                    f"{self.location} did not answer within {bound:g}s (the client-side "
+                    "bound: statement_timeout + PG_CLIENT_MARGIN); the connection was cut"
+                ) from exc
             raise sa.exc.DBAPIError.instance(
                 sql, None, exc, psycopg.Error, connection_invalidated=dead
             ) from exc

@@ -166,6 +166,11 @@ def mapped_error(exc: BaseException, location: str) -> StoreError:
         return StoreBusyError(f"{location} stayed locked by other writers: {_first_line(exc)}")
     if is_unavailable(exc):
         return StoreUnavailableError(f"{location} did not answer in time: {_first_line(exc)}")
+    if isinstance(exc, TimeoutError):  # asyncpg's command_timeout: the client-side bound
+        return StoreUnavailableError(
+            f"{location} did not answer within the client-side bound "
+            "(statement_timeout + PG_CLIENT_MARGIN)"
+        )
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
         why = _first_line(exc)
         if _out_of_descriptors():

@@ -294,6 +294,7 @@ def test_calls_on_a_connection_whose_path_stalls_fail_within_the_client_bound(
                     proxy.silent.set()  # open connections stay open; nothing gets through
                     error = _in_thread(lambda: rm.get("stall/a", Item))
                     assert isinstance(error, StoreUnavailableError), error
+                    assert "did not answer within 6s" in str(error)
                     error = _in_thread(
                         lambda: rm.set("stall/held", Item(index=2, writer="a"), lock=held)
                     )
@@ -305,7 +306,7 @@ def test_calls_on_a_connection_whose_path_stalls_fail_within_the_client_bound(
                     await arm.set("stall/a", Item(index=1, writer="a"))
                     assert (await arm.get("stall/a", Item)).index == 1
                     proxy.silent.set()
-                    with pytest.raises(StoreUnavailableError):
+                    with pytest.raises(StoreUnavailableError, match="did not answer within"):
                         await arm.get("stall/a", Item)
 
             error = _in_thread(lambda: asyncio.run(stalled()))
