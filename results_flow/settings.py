@@ -55,6 +55,15 @@ PG_CONNECT_TIMEOUT = 10.0
 PG_STATEMENT_TIMEOUT = 60.0
 #: How often a PostgreSQL advisory lock is tried again while another session holds it.
 LOCK_POLL_SECONDS = 0.05
+#: The longest pause between two tries of a busy PostgreSQL advisory lock (the pause
+#: doubles from LOCK_POLL_SECONDS): long waiters cost few statements.
+PG_LOCK_POLL_MAX_SECONDS = 0.5
+#: Lock sessions a process keeps per PostgreSQL database: each holds any number of
+#: advisory locks, so 64 holding threads cost 4 connections, not 64.
+PG_LOCK_SESSIONS = 4
+#: Seconds a client waits beyond statement_timeout for the server's answer before it cuts
+#: the connection (a stalled proxy or pooler): the server's own timeout error comes first.
+PG_CLIENT_MARGIN = 5.0
 #: Lock files per lock folder: unrelated IDs rarely share one, and the folder stays small.
 LOCK_STRIPES = 1024
 #: How long an object-store lease lives unless renewed: a dead holder frees it soon.

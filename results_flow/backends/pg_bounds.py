@@ -1,23 +1,39 @@
-"""Bounded waits for PostgreSQL: a connect timeout, a statement timeout, TCP keepalives.
+"""Bounded waits for PostgreSQL: a connect timeout, a statement timeout, TCP keepalives,
+and a client-side bound on every call on an open connection.
 
 No store call may block forever, not even against a server that accepts TCP and then
 never answers. Each bound has a default, may be set in the URL's query
 (``postgresql://host/db?connect_timeout=5&statement_timeout=30``) and by keyword
 (``PostgresBackend(url, connect_timeout=5, statement_timeout=30)``); a keyword wins
 over the URL. Seconds throughout; ``statement_timeout=0`` means no statement timeout.
+
+``statement_timeout`` is the server's bound: it never fires when the path to the server
+stalls (a hung proxy or pooler whose kernel still acknowledges, so keepalives stay
+quiet). The client bounds each call itself at ``client_timeout`` (the statement timeout
+plus ``PG_CLIENT_MARGIN``): asyncpg by its ``command_timeout``, psycopg by ``WATCHDOG``,
+which shuts down the socket of a connection whose call outlives its bound, so the call
+fails at once as on a dropped connection (``StoreUnavailableError``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+import os
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import URL
 
 from results_flow.errors import UnsupportedStoreUrlError
-from results_flow.settings import PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT
+from results_flow.settings import PG_CLIENT_MARGIN, PG_CONNECT_TIMEOUT, PG_STATEMENT_TIMEOUT
 
 #: libpq's TCP keepalives: a silent peer is declared dead after about 60 s.
 DEFAULT_KEEPALIVES: dict[str, int] = {
@@ -85,14 +101,137 @@ class PgBounds:
         args: dict[str, Any] = {"server_settings": server}
         if self.connect_timeout > 0:
             args["timeout"] = self.connect_timeout
-        if self.statement_timeout > 0:
-            # A little over the server's bound, so the server's clearer error wins.
-            args["command_timeout"] = self.statement_timeout + self.connect_timeout
+        if self.client_timeout is not None:
+            args["command_timeout"] = self.client_timeout
         return args
 
     @property
     def statement_ms(self) -> int:
         return math.ceil(self.statement_timeout * 1000)
+
+    @property
+    def client_timeout(self) -> float | None:
+        """Seconds the client waits for any one call on an open connection: a little
+        over the server's bound, so the server's clearer error wins; None when the
+        statement timeout is off (statements may then run as long as they need)."""
+        if self.statement_timeout <= 0:
+            return None
+        return self.statement_timeout + PG_CLIENT_MARGIN
+
+
+class Watchdog:
+    """Cuts the connection of a psycopg call that outlives its client-side bound.
+
+    A call is armed with a deadline before it starts and disarmed when it ends; one
+    thread per process wakes at the earliest deadline and shuts down the socket of
+    each connection still armed past its own, which ends the blocked call with the
+    driver's "connection lost" error (psycopg has no client-side timeout of its own).
+    Arming costs a dictionary entry under a lock; the thread wakes only for deadlines.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition()
+        self._armed: dict[int, tuple[float, Any, float]] = {}
+        self._wake: float | None = None
+        self._thread: threading.Thread | None = None
+        #: Connections cut, with the bound they outlived (the error names it).
+        self._cut: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def arm(self, key: object, conn: Any, seconds: float) -> None:
+        """Cut ``conn`` unless ``disarm(key)`` comes within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            self._armed[id(key)] = (deadline, conn, seconds)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._watch, name="results-flow-pg-watchdog", daemon=True
+                )
+                self._thread.start()
+            if self._wake is None or deadline < self._wake:
+                self._cond.notify()
+
+    def disarm(self, key: object) -> None:
+        with self._cond:
+            self._armed.pop(id(key), None)
+
+    @contextlib.contextmanager
+    def bounded(self, key: object, conn: Any, seconds: float | None) -> Iterator[None]:
+        """Arm for the ``with`` block (no bound when ``seconds`` is None)."""
+        if seconds is None:
+            yield
+            return
+        self.arm(key, conn, seconds)
+        try:
+            yield
+        finally:
+            self.disarm(key)
+
+    def _watch(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for key, (deadline, conn, seconds) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[key]
+                        self._cut[conn] = seconds
+                        _cut(conn)  # under the lock: its call cannot end and rearm meanwhile
+                self._wake = min((d for d, _, _ in self._armed.values()), default=None)
+                self._cond.wait(None if self._wake is None else self._wake - now)
+
+    def cut_after(self, conn: Any) -> float | None:
+        """The bound in seconds whose passing made this watchdog cut ``conn``, or None."""
+        with self._cond:
+            return self._cut.get(conn)
+
+
+#: The process's one watchdog.
+WATCHDOG = Watchdog()
+
+
+def _cut(conn: Any) -> None:
+    """Shut down the socket of a psycopg connection (a copy of its descriptor: libpq
+    keeps its own and sees the end of the stream); nothing if it is already closed."""
+    import psycopg
+
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:
+        return  # closed: nothing to cut
+    with contextlib.suppress(OSError):
+        sock = socket.socket(fileno=os.dup(fd))
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        finally:
+            sock.close()
+
+
+def bound_psycopg_pool(engine: sa.Engine, bounds: PgBounds) -> None:
+    """Arm every connection of ``engine``'s pool from checkout to checkin (each
+    statement renews its deadline), so no call on a store connection outlives
+    ``bounds.client_timeout``."""
+    seconds = bounds.client_timeout
+    if seconds is None:
+        return
+
+    def checkout(dbapi_connection: Any, *_: Any) -> None:
+        WATCHDOG.arm(dbapi_connection, dbapi_connection, seconds)
+
+    def renew(conn: sa.Connection, *_: Any) -> None:
+        dbapi_connection = conn.connection.dbapi_connection
+        WATCHDOG.arm(dbapi_connection, dbapi_connection, seconds)
+
+    def release(dbapi_connection: Any, *_: Any) -> None:
+        if dbapi_connection is not None:  # None: invalidated, disarmed then
+            WATCHDOG.disarm(dbapi_connection)
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "before_cursor_execute", renew)
+    event.listen(engine, "checkin", release)
+    event.listen(engine, "invalidate", release)
 
 
 def is_unavailable(exc: BaseException) -> bool:

@@ -24,9 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Engine
 
+from results_flow.backends.pg_bounds import WATCHDOG
 from results_flow.backends.sql_engine import Retry, retrying
 from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
 from results_flow.backends.sql_statements import Statements, compiled_statements
+from results_flow.errors import StoreUnavailableError
 
 T = TypeVar("T")
 
@@ -58,9 +60,22 @@ class PsycopgRowRunner:
 
     def write(self, work: Callable[[RowTransaction], T]) -> T:
         def attempt(retry: Retry) -> T:
-            return self._autocommit("BEGIN ... COMMIT", lambda c: _committed(c, work, self, retry))
+            return self._autocommit(
+                "BEGIN ... COMMIT", lambda conn: self.transaction_on(conn, work, retry)
+            )
 
         return retrying(attempt, Retry(write=True, busy_timeout=0.0, location=self.location))
+
+    def transaction_on(
+        self, conn: psycopg.Connection[Any], work: Callable[[RowTransaction], T], retry: Retry
+    ) -> T:
+        """``work`` between BEGIN and COMMIT on ``conn``, an autocommit connection (a
+        pooled one, or a lock session), rolled back on any error; once it is done only
+        COMMIT is left, which ``retry`` never runs again."""
+        with conn.transaction():
+            result = work(CompiledTransaction(conn.execute, self.statements))
+            retry.worked = True
+        return result
 
     def close(self) -> None:
         """Nothing of its own: the connections belong to the engine's pool."""
@@ -90,25 +105,17 @@ class PsycopgRowRunner:
             dead = conn.closed or conn.broken  # SQLAlchemy's psycopg dialect asks the same
             if dead:
                 pooled.invalidate(exc)
+            bound = WATCHDOG.cut_after(conn)
+            if bound is not None:  # the path stalled: say so, and do not wait again
+                raise StoreUnavailableError(
+                    f"{self.location} did not answer within {bound:g}s (the client-side "
+                    "bound: statement_timeout + PG_CLIENT_MARGIN); the connection was cut"
+                ) from exc
             raise sa.exc.DBAPIError.instance(
                 sql, None, exc, psycopg.Error, connection_invalidated=dead
             ) from exc
         finally:
             _give_back(pooled, conn)
-
-
-def _committed(
-    conn: psycopg.Connection[Any],
-    work: Callable[[RowTransaction], T],
-    runner: PsycopgRowRunner,
-    retry: Retry,
-) -> T:
-    """``work`` between BEGIN and COMMIT on ``conn`` (rolled back on any error); once it
-    is done only COMMIT is left, which ``retry`` never runs again."""
-    with conn.transaction():
-        result = work(CompiledTransaction(conn.execute, runner.statements))
-        retry.worked = True
-    return result
 
 
 def _give_back(pooled: Any, conn: psycopg.Connection[Any]) -> None:

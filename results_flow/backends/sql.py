@@ -8,7 +8,8 @@ batches and listings go through Core. A forked child drops the parent's pooled c
 
 PostgreSQL: every wait is bounded (``pg_bounds``); a single read is one autocommit
 statement (no pre-ping, no BEGIN/ROLLBACK) and is retried once on a connection that
-died in the pool; per-ID locks are sessions of their own (``pg_lock``).
+died in the pool; per-ID locks are a few sessions of their own per process (``pg_lock``), and writes
+made for a lock go through the handle it yields.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -27,18 +28,11 @@ from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chun
 from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.locks import sqlite_id_lock
 from results_flow.backends.pg_bounds import PgBounds
-from results_flow.backends.pg_lock import PgLock, held_lock, lock_engine
-from results_flow.backends.sql_engine import (
-    make_engine,
-    read_engine,
-    transaction,
-)
+from results_flow.backends.sql_engine import make_engine, read_engine, transaction
 from results_flow.backends.sql_plans import delete_plan, insert_plan, run_plan, upsert_plan
 from results_flow.backends.sql_runner import (
     CoreRowRunner,
-    CoreTransaction,
     RowRunner,
-    RowTransaction,
 )
 from results_flow.backends.sql_statements import (
     DEFAULT_TABLE,
@@ -53,11 +47,16 @@ from results_flow.backends.sqlite_runner import SqliteRowRunner
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import (
     CorruptRecordError,
+    StoreError,
     StoreUnavailableError,
     UnsupportedStoreUrlError,
 )
 from results_flow.records import Record
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
+
+if TYPE_CHECKING:
+    from results_flow.backends.pg_lock import LockSessions
+    from results_flow.backends.pg_runner import PsycopgRowRunner
 
 T = TypeVar("T")
 
@@ -98,7 +97,8 @@ class SqlBackend(ResultsBackend):
             options=self._engine_options,
         )
         self._read_engine = read_engine(self._engine)
-        self._locks: Engine | None = None
+        self._locks: LockSessions | None = None
+        self._pg_rows: PsycopgRowRunner | None = None
         self._locks_guard = threading.Lock()
         # A forked child gets a fresh pool, never the parent's connections (checked at
         # fork time: os.getpid() on every call cost as much as a read).
@@ -156,15 +156,13 @@ class SqlBackend(ResultsBackend):
         return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
 
     def insert(self, result_id: str, record: Record) -> Record | None:
-        return self._write_id(
-            result_id, lambda rows: run_plan(insert_plan(result_id, record), rows)
-        )
+        return self._rows.write(lambda rows: run_plan(insert_plan(result_id, record), rows))
 
     def upsert(self, result_id: str, record: Record) -> None:
-        self._write_id(result_id, lambda rows: run_plan(upsert_plan(result_id, record), rows))
+        self._rows.write(lambda rows: run_plan(upsert_plan(result_id, record), rows))
 
     def delete(self, result_id: str) -> bool:
-        return self._write_id(result_id, lambda rows: run_plan(delete_plan(result_id), rows))
+        return self._rows.write(lambda rows: run_plan(delete_plan(result_id), rows))
 
     def clear(self) -> None:
         self._run_write(lambda c: c.execute(self._sql.clear))
@@ -189,15 +187,21 @@ class SqlBackend(ResultsBackend):
         if self.is_sqlite:
             path = self._engine.url.database or ""
             return held_by(self, result_id, sqlite_id_lock(path, result_id, wait, self.location))
-        return held_by(
-            self, result_id, PgLock(self._lock_engine(), self, result_id, wait, self.location)
-        )
+        if self._pg_rows is None:  # the sync PostgreSQL store always runs on psycopg
+            raise StoreError(f"{self.location}: PostgreSQL locks need the psycopg driver")
+        from results_flow.backends.pg_lock import PgLock
+
+        return PgLock(self, self._lock_sessions(), self._pg_rows, result_id, wait)
 
     def close(self) -> None:
         self._rows.close()
         self._engine.dispose()
-        if self._locks is not None:
-            self._locks.dispose()
+        with self._locks_guard:
+            locks, self._locks = self._locks, None
+        if locks is not None:
+            from results_flow.backends.pg_lock import close_lock_sessions
+
+            close_lock_sessions(locks)
 
     def to_async(self) -> AsyncResultsBackend:
         from results_flow.backends.sql_async import AsyncSqlBackend
@@ -227,17 +231,21 @@ class SqlBackend(ResultsBackend):
         if driver == "psycopg":
             from results_flow.backends.pg_runner import PsycopgRowRunner  # an optional extra
 
-            return PsycopgRowRunner(engine, self._sql, location=location)
+            self._pg_rows = PsycopgRowRunner(engine, self._sql, location=location)
+            return self._pg_rows
         return CoreRowRunner(engine, self._sql, busy_timeout=timeout, location=location)
 
     def _batches(self, result_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The parameters of the batch reads of ``result_ids``: one per statement."""
         return [self._sql.batch(b) for b in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT)]
 
-    def _lock_engine(self) -> Engine:
+    def _lock_sessions(self) -> LockSessions:
+        """This process's lock sessions on this database (shared by every store on it)."""
         with self._locks_guard:
             if self._locks is None:
-                self._locks = lock_engine(self._engine_url, self.bounds)
+                from results_flow.backends.pg_lock import open_lock_sessions
+
+                self._locks = open_lock_sessions(self._engine_url, self.bounds, self.location)
             return self._locks
 
     def _run_read(self, work: Callable[[Connection], T]) -> T:
@@ -254,20 +262,11 @@ class SqlBackend(ResultsBackend):
             self._engine, work, busy_timeout=self.busy_timeout, location=self.location
         )
 
-    def _write_id(self, result_id: str, work: Callable[[RowTransaction], T]) -> T:
-        """A write to one ID: in the lock's own session when this context holds its lock."""
-        held = held_lock(self, result_id)
-        if held is not None:
-            return held.run_write(lambda conn: work(CoreTransaction(conn, self._sql)))
-        return self._rows.write(work)
-
 
 def _dispose_after_fork(backend: SqlBackend | None) -> None:
     """In a forked child: let go of the parent's pooled connections without closing them."""
     if backend is not None:
-        backend.engine.dispose(close=False)
-        if backend._locks is not None:
-            backend._locks.dispose(close=False)
+        backend.engine.dispose(close=False)  # lock sessions: see pg_lock._forget_after_fork
 
 
 class SqliteBackend(SqlBackend):

@@ -22,7 +22,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from results_flow.backends.pg_bounds import PgBounds, is_unavailable
+from results_flow.backends.pg_bounds import PgBounds, bound_psycopg_pool, is_unavailable
 from results_flow.errors import (
     ResultsFlowError,
     StoreBusyError,
@@ -75,7 +75,8 @@ def make_engine(
 
     SQLite: ``SQLITE_PRAGMAS`` and ``busy_timeout`` on every new connection, and writes
     that begin with ``BEGIN IMMEDIATE`` (``begin_sqlite``). PostgreSQL: ``bounds`` reach
-    the driver as connect arguments. No pre-ping unless ``options`` ask for it: it cost a
+    the driver as connect arguments, and a psycopg pool's calls are bounded on the client
+    too (``pg_bounds.bound_psycopg_pool``). No pre-ping unless ``options`` ask for it: it cost a
     round trip per call, and ``Retry`` reconnects once instead. ``options`` are
     ``create_engine``'s keywords; their ``connect_args`` win over these.
     """
@@ -96,6 +97,8 @@ def make_engine(
             sync_engine, "connect", lambda dbapi, _: apply_sqlite_settings(dbapi, busy_timeout)
         )
         event.listen(sync_engine, "begin", begin_sqlite)
+    elif bounds is not None and isinstance(engine, Engine) and engine.dialect.driver == "psycopg":
+        bound_psycopg_pool(engine, bounds)
     return engine
 
 
@@ -163,6 +166,11 @@ def mapped_error(exc: BaseException, location: str) -> StoreError:
         return StoreBusyError(f"{location} stayed locked by other writers: {_first_line(exc)}")
     if is_unavailable(exc):
         return StoreUnavailableError(f"{location} did not answer in time: {_first_line(exc)}")
+    if isinstance(exc, TimeoutError):  # asyncpg's command_timeout: the client-side bound
+        return StoreUnavailableError(
+            f"{location} did not answer within the client-side bound "
+            "(statement_timeout + PG_CLIENT_MARGIN)"
+        )
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
         why = _first_line(exc)
         if _out_of_descriptors():

@@ -18,7 +18,10 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy.engine import Connection, Engine
 
 from results_flow.backends.sql_engine import read_engine, transaction
-from results_flow.backends.sql_statements import CompiledStatement, Statements
+from results_flow.backends.sql_statements import (
+    CompiledStatement,
+    Statements,
+)
 
 T = TypeVar("T")
 

@@ -1,8 +1,9 @@
 """Tasks and a worker process for the PostgreSQL production tests.
 
-``python -m tests.backends.pg_workers GO_FILE SEED`` waits for ``GO_FILE``, then asks
-``square`` for every ID of ``IDS`` in a seeded order; the store is ``RESULTS_FLOW_STORE``
-and each body run appends one line to ``RF_PG_CALLS``.
+``python -m tests.backends.pg_workers GO_FILE SEED [THREADS]`` waits for ``GO_FILE``,
+then in each of THREADS threads (1 by default) asks ``square`` for every ID of ``IDS`` in
+a seeded order; the store is ``RESULTS_FLOW_STORE`` and each body run appends one line
+to ``RF_PG_CALLS``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import random
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -79,9 +81,12 @@ def ask_all(seed: int) -> list[Square]:
 
 if __name__ == "__main__":
     go, seed = Path(sys.argv[1]), int(sys.argv[2])
+    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     while not go.exists():
         time.sleep(0.01)
-    results = ask_all(seed)
+    with ThreadPoolExecutor(threads) as pool:
+        answers = pool.map(ask_all, range(seed * 1000, seed * 1000 + threads))
+        results = [r for answer in answers for r in answer]
     bad = [r.n for r in results if r.square != r.n * r.n]
     print(f"{len(results)} results, {len(bad)} wrong")
     sys.exit(1 if bad else 0)

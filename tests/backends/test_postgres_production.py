@@ -219,8 +219,13 @@ def test_a_lost_lock_refuses_the_late_write_and_keeps_the_first_result(
     thread.start()
     assert pg_workers.started.wait(HANG_GUARD)
     _terminate(url, _lock_holder_pid(url, result_id))
-    second = held.fn(7, "second")  # takes the freed lock and stores its result
-    assert second.pid == 1
+    # Another worker (its own lock sessions: a process shares them per URL, and this
+    # one's thread still holds the ID's in-process gate) takes the freed lock and stores.
+    with (
+        ResultsManager.from_url(f"{url}&connect_timeout=11") as other,
+        other.lock(result_id, timeout=HANG_GUARD) as taken,
+    ):
+        assert other.set(result_id, Square(n=7, square=49, pid=1), lock=taken)
     pg_workers.proceed.set()
     thread.join(HANG_GUARD)
     assert len(first) == 1
@@ -250,12 +255,20 @@ def test_a_lock_lost_while_its_body_fails_lets_the_body_error_through(
             body()
 
 
-def test_a_write_under_a_held_lock_uses_the_lock_session(postgres_url: str) -> None:
-    with ResultsManager.from_url(postgres_url) as rm, rm.lock("held/item"):
-        assert rm.set("held/item", Item(index=1, writer="a"))
-        rm.set("held/item", Item(index=2, writer="a"), SetBehavior.OVERWRITE)
-        assert rm.delete("held/item")
+def test_writes_through_a_held_lock_run_in_the_lock_session(postgres_url: str) -> None:
+    with ResultsManager.from_url(postgres_url) as rm, rm.lock("held/item") as held:
+        assert held.fences_writes
+        assert rm.set("held/item", Item(index=1, writer="a"), lock=held)
+        rm.set("held/item", Item(index=2, writer="a"), SetBehavior.OVERWRITE, lock=held)
+        assert rm.get("held/item", Item).index == 2
+        assert rm.delete("held/item", lock=held)
         assert rm.set("held/other", Item(index=3, writer="a"))  # not locked: the pool
+        with pytest.raises(ValueError, match="held/other"):
+            rm.set("held/other", Item(index=4, writer="a"), SetBehavior.OVERWRITE, lock=held)
+        # The lock's session ends: its writes are refused, nothing is written.
+        _terminate(postgres_url, _lock_holder_pid(postgres_url, "held/item"))
+        with pytest.raises(LockLostError, match="held/item"):
+            rm.set("held/item", Item(index=5, writer="a"), lock=held)
     with ResultsManager.from_url(postgres_url) as rm:
         assert rm.list_ids("held") == ["held/other"]
 
