@@ -53,12 +53,15 @@ def _terminate_lock_sessions(url: str) -> int:
 @pytest.mark.parametrize("kind", ["sync", "async"])
 def test_a_lock_lost_mid_compute_refuses_the_late_write(postgres_url: str, kind: str) -> None:
     rm = ResultsManager.from_url(postgres_url)
+    # Another worker: the same database through lock sessions of its own (threads of one
+    # process on one store wait for each other in the process first).
+    other = ResultsManager.from_url(f"{postgres_url}?connect_timeout=9")
 
     def take_over(rid: str) -> None:
         # The holder's session dies; another worker takes the ID and stores its result.
         assert _terminate_lock_sessions(postgres_url) >= 1
-        with rm.lock(rid, timeout=30) as held:
-            rm.set(rid, Answer(value=2, by="other"), SetBehavior.OVERWRITE, lock=held)
+        with other.lock(rid, timeout=30) as held:
+            other.set(rid, Answer(value=2, by="other"), SetBehavior.OVERWRITE, lock=held)
 
     if kind == "sync":
 
@@ -87,6 +90,7 @@ def test_a_lock_lost_mid_compute_refuses_the_late_write(postgres_url: str, kind:
     stored = rm.get("fenced/1", Answer)
     assert stored == Answer(value=2, by="other")  # the late holder replaced nothing
     rm.close()
+    other.close()
 
 
 class NoLocks(ResultsBackend):
