@@ -55,8 +55,6 @@ PG_CONNECT_TIMEOUT = 10.0
 PG_STATEMENT_TIMEOUT = 60.0
 #: How often a PostgreSQL advisory lock is tried again while another session holds it.
 LOCK_POLL_SECONDS = 0.05
-#: Lock files per lock folder: unrelated IDs rarely share one, and the folder stays small.
-LOCK_STRIPES = 1024
 #: How long an object-store lease lives unless renewed: a dead holder frees it soon.
 LEASE_TTL_SECONDS = 30.0
 #: Task runs ``results_map`` keeps submitted and unfinished at once: Prefect's default

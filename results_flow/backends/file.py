@@ -4,9 +4,10 @@
 the same folder, is flushed and fsynced, then ``os.replace``d over the target, so a
 reader sees the old record or the new one, never half of one, and a killed writer
 leaves at most a hidden ``.tmp`` file that is never listed or read. Writers of one
-ID exclude each other with an OS file lock in the store's own lock folder
-(``<root>/.results_flow/locks``, a fixed set of striped lock files): the kernel drops
-it when its holder dies.
+ID exclude each other with an OS lock in the store's own lock folder
+(``<root>/.results_flow/locks``): one byte per ID of ``write.lock`` for writes, of
+``compute.lock`` for ``lock(id)`` (``locks.RangeLocks``), so distinct IDs never share a
+lock; the kernel drops it when its holder dies.
 
 The folder may hold files that are not records. A record is a regular file named
 ``<segment>.json`` in a folder tree of valid ID segments; anything else (a foreign or
@@ -29,7 +30,7 @@ from pathlib import Path
 from results_flow.backends.atomic import make_folders, write_atomic
 from results_flow.backends.base import ResultsBackend
 from results_flow.backends.held import HeldLock, held_by
-from results_flow.backends.locks import StripedLocks
+from results_flow.backends.locks import range_locks
 from results_flow.backends.urls import file_path
 from results_flow.errors import (
     CorruptRecordError,
@@ -65,11 +66,10 @@ class FileBackend(ResultsBackend):
         # Writes and compute-once callers lock in separate folders, so a caller holding
         # ``lock(id)`` while it computes can still write that ID.
         locks = self.root / INTERNAL_DIR / "locks"
-        self._write_locks = StripedLocks(locks / "write", self.location)
-        self._compute_locks = StripedLocks(locks / "compute", self.location)
+        self._write_lock_file = locks / "write.lock"
+        self._compute_lock_file = locks / "compute.lock"
         try:
-            make_folders(locks / "write")
-            make_folders(locks / "compute")
+            make_folders(locks)
         except OSError as exc:
             raise StoreUnavailableError(
                 f"cannot create the store folder {self.root}: {exc}"
@@ -218,10 +218,11 @@ class FileBackend(ResultsBackend):
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[HeldLock]:
         wait = self.lock_timeout if timeout is None else timeout
-        return held_by(self, result_id, self._compute_locks.hold(result_id, wait))
+        locks = range_locks(self._compute_lock_file)
+        return held_by(self, result_id, locks.hold(result_id, wait, self.location))
 
     def _write_lock(self, result_id: str) -> contextlib.AbstractContextManager[None]:
-        return self._write_locks.hold(result_id, self.lock_timeout)
+        return range_locks(self._write_lock_file).hold(result_id, self.lock_timeout, self.location)
 
     def _file_of(self, result_id: str) -> str:
         head, _, name = result_id.rpartition(SEPARATOR)
