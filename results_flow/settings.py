@@ -65,3 +65,25 @@ MAP_MAX_IN_FLIGHT = 32
 SQL_IDS_PER_STATEMENT = 30_000
 #: Records one maintenance or transfer step reads and writes at a time: bounds memory.
 RECORDS_PER_STEP = 1000
+#: Folders a file store remembers as checked for symlinks: a read then costs one lstat,
+#: and the memory stays bounded however many folders the store has.
+FILE_CHECKED_FOLDERS_MAX = 65_536
+#: Attempts of a file-store write whose folder a concurrent ``clear()`` removed as it emptied.
+FILE_WRITE_ATTEMPTS = 20
+#: How many IDs an error message names before "and N more" (bad records, failed map items).
+IDS_NAMED_IN_ERRORS = 5
+#: How deep canonical JSON of a task's arguments may nest: deeper is almost surely a cycle.
+HASH_MAX_DEPTH = 64
+#: Datasets a ``DatabaseDataManager`` keeps in memory after reading them.
+DATASET_CACHE_SIZE = 8
+#: Rows read, validated and inserted at a time when ETL streams; a chunk's row models live
+#: until it is inserted. Chosen when full garbage collections scanned them (a fifth of a
+#: load's CPU at 20,000 rows, a twentieth at 5,000); the load now freezes older objects
+#: (``gc_pause``), and larger chunks have not been measured since.
+ETL_CHUNK_ROWS = 5_000
+#: Rows per ETL stage chunk record: a stage of a million rows is 50 records of this size.
+STAGE_CHUNK_ROWS = 20_000
+#: Failing validation messages an ETL flow logs one by one before counting the rest.
+LOGGED_MESSAGES = 20
+#: Validation messages kept per table and code; beyond it they are counted in one message.
+VALIDATION_MESSAGE_LIMIT = 1000

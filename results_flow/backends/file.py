@@ -40,16 +40,15 @@ from results_flow.errors import (
 )
 from results_flow.ids import SEPARATOR, normalize_id, split_id
 from results_flow.records import Record
-from results_flow.settings import FILE_LOCK_TIMEOUT
+from results_flow.settings import (
+    FILE_CHECKED_FOLDERS_MAX,
+    FILE_LOCK_TIMEOUT,
+    FILE_WRITE_ATTEMPTS,
+)
 
 SUFFIX = ".json"
 INTERNAL_DIR = ".results_flow"
 
-#: Folders below the root known to be real folders (not symlinks), per store: a read
-#: then costs one ``lstat`` of the record, not one per folder level.
-_CHECKED_FOLDERS_MAX = 65_536
-#: Attempts of a write whose folder a concurrent ``clear()`` removed as it emptied.
-_WRITE_ATTEMPTS = 20
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
@@ -267,7 +266,7 @@ class FileBackend(ResultsBackend):
                     f"follows one, so no ID resolves outside {self.root}"
                 )
             if stat.S_ISDIR(mode):
-                if len(self._checked) >= _CHECKED_FOLDERS_MAX:
+                if len(self._checked) >= FILE_CHECKED_FOLDERS_MAX:
                     self._checked.clear()
                 self._checked.add(folder)
         return folder
@@ -335,14 +334,14 @@ class FileBackend(ResultsBackend):
     def _write_atomically(self, path: str, text: str) -> None:
         target = Path(path)
         content = text.encode("utf-8")
-        for attempt in range(_WRITE_ATTEMPTS):
+        for attempt in range(FILE_WRITE_ATTEMPTS):
             try:
                 make_folders(target.parent)
                 write_atomic(target, content)
                 return
             except FileNotFoundError as exc:
                 # A concurrent clear() removed the folder as it emptied: make it again.
-                if attempt == _WRITE_ATTEMPTS - 1:
+                if attempt == FILE_WRITE_ATTEMPTS - 1:
                     raise _mapped(exc, path) from exc
             except OSError as exc:
                 raise _mapped(exc, path) from exc
