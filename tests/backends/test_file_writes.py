@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import stat
 from concurrent.futures import ProcessPoolExecutor
@@ -167,11 +168,13 @@ def test_sqlite_row_with_damaged_envelope_is_named_and_verify_goes_on(
 
 def test_file_backend_survives_a_missing_lock_folder(tmp_path: Path) -> None:
     backend = FileBackend(tmp_path)
-    for folder in (tmp_path / ".results_flow" / "locks").iterdir():
-        for lock in folder.iterdir():
-            lock.unlink()
-        folder.rmdir()
-    ResultsManager(backend=backend).set("x", JOHN)
+    rm = ResultsManager(backend=backend)
+    rm.set("w", JOHN)  # the lock files in use, then removed with their folder
+    shutil.rmtree(tmp_path / ".results_flow" / "locks")
+    rm.set("x", JOHN)
+    with rm.lock("y"):
+        rm.set("y", JOHN)
+    assert rm.list_ids() == ["w", "x", "y"]
 
 
 def test_sqlite_lock_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
