@@ -70,6 +70,9 @@ RECORDS_PER_STEP = 1000
 FILE_CHECKED_FOLDERS_MAX = 65_536
 #: Attempts of a file-store write whose folder a concurrent ``clear()`` removed as it emptied.
 FILE_WRITE_ATTEMPTS = 20
+#: File and folder names a process remembers as valid ID segments (or not) while it walks
+#: file stores: a listing then parses each name once, in bounded memory.
+FILE_NAMES_CACHED = 65_536
 #: How many IDs an error message names before "and N more" (bad records, failed map items).
 IDS_NAMED_IN_ERRORS = 5
 #: How deep canonical JSON of a task's arguments may nest: deeper is almost surely a cycle.

@@ -43,6 +43,7 @@ from results_flow.records import Record
 from results_flow.settings import (
     FILE_CHECKED_FOLDERS_MAX,
     FILE_LOCK_TIMEOUT,
+    FILE_NAMES_CACHED,
     FILE_WRITE_ATTEMPTS,
 )
 
@@ -347,7 +348,7 @@ class FileBackend(ResultsBackend):
                 raise _mapped(exc, path) from exc
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=FILE_NAMES_CACHED)
 def _is_segment(name: str) -> bool:
     """A name an ID segment may have (so never hidden, never undecodable)."""
     try:

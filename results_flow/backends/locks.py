@@ -2,13 +2,14 @@
 when the holder dies, so a killed worker never blocks a later run.
 
 ``RangeLocks`` locks one byte of a single lock file per ID, at an offset hashed from
-the ID (62 bits: two IDs locked at the same time share a byte with a chance of about
-n²/2⁶³, below 10⁻¹² for a million IDs held at once). Unrelated IDs never wait for each
-other, so nested locks on distinct IDs in several processes cannot deadlock (striped
-lock files shared by unrelated IDs did, issue 20), and a process keeps one descriptor
-open per lock file however many IDs it locks. ``range_locks(path)`` gives this
-process's one ``RangeLocks`` of a file: the file store locks its IDs in
-``compute.lock`` and ``write.lock``, a SQLite store in ``ids.lock`` (``sqlite_id_lock``).
+the ID, so distinct IDs do not share a lock: nested locks on distinct IDs in several
+processes cannot deadlock (striped lock files shared by unrelated IDs did, issue 20).
+The offset has 62 bits: among n IDs locked at the same time, two share a byte with a
+chance of about n²/2⁶³ (10⁻¹³ for a thousand, 10⁻⁷ for a million), negligible. A
+process keeps one descriptor open per lock file however many IDs it locks.
+``range_locks(path)`` gives this process's one ``RangeLocks`` of a file: the file store
+locks its IDs in ``compute.lock`` and ``write.lock``, a SQLite store in ``ids.lock``
+(``sqlite_id_lock``).
 
 ``held_in_thread`` holds any of these synchronous locks for an ``async with`` block.
 """
