@@ -10,10 +10,13 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
 .PHONY: demo demo-distributed test lint bench deploy-e2e clean
 
-$(STAMP): pyproject.toml constraints.txt
+# tests/custom_backend: a store defined outside the package, registered by entry point,
+# that the conformance suite and a results_map test run on (no dependencies of its own).
+$(STAMP): pyproject.toml constraints.txt tests/custom_backend/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,s3,dev,bench]"
+	$(BIN)/python -m pip install --quiet --no-deps -e tests/custom_backend
 	touch $(STAMP)
 
 # The main job on the embedded default store, with Prefect's temporary server in a

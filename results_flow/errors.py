@@ -41,6 +41,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from results_flow.settings import IDS_NAMED_IN_ERRORS
+
 
 class ResultsFlowError(Exception):
     """Base of every error results_flow raises on purpose."""
@@ -99,18 +101,16 @@ class InvalidResultsError(ResultValidationError):
     ) -> InvalidResultsError:
         """The error for ``invalid`` (ID -> error): counts them, names the first few."""
         ids = list(invalid)
-        shown = ", ".join(repr(rid) for rid in ids[:SHOWN_INVALID_IDS])
-        more = f" and {len(ids) - SHOWN_INVALID_IDS} more" if len(ids) > SHOWN_INVALID_IDS else ""
+        shown = ", ".join(repr(rid) for rid in ids[:IDS_NAMED_IN_ERRORS])
+        more = (
+            f" and {len(ids) - IDS_NAMED_IN_ERRORS} more" if len(ids) > IDS_NAMED_IN_ERRORS else ""
+        )
         of_total = f" of {total}" if total is not None else ""
         noun = "result no longer validates" if len(ids) == 1 else "results no longer validate"
         message = (
             f"{len(ids)}{of_total} stored {noun}: {shown}{more}; first error: {invalid[ids[0]]}"
         )
         return cls(message + (f"; {hint}" if hint else ""), invalid, found)
-
-
-#: How many bad IDs an ``InvalidResultsError`` message names before "and N more".
-SHOWN_INVALID_IDS = 5
 
 
 class CorruptRecordError(ResultsFlowError):

@@ -26,10 +26,10 @@ from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
 
 from results_flow.errors import UnhashableParameterError
+from results_flow.settings import HASH_MAX_DEPTH
 
 #: Hex digits of SHA-256 kept in a parameter key: 128 bits, still short enough to read.
 KEY_HEX_DIGITS = 32
-_MAX_DEPTH = 64
 
 
 def canonical_value(value: Any, where: str = "value") -> Any:
@@ -96,8 +96,8 @@ def _dumps(data: Any) -> str:
 
 
 def _canonical(value: Any, where: str, depth: int) -> Any:
-    if depth > _MAX_DEPTH:
-        raise UnhashableParameterError(f"{where} is nested more than {_MAX_DEPTH} levels deep")
+    if depth > HASH_MAX_DEPTH:
+        raise UnhashableParameterError(f"{where} is nested more than {HASH_MAX_DEPTH} levels deep")
     if isinstance(value, str):
         return _utf8_text(value, where)
     if value is None or isinstance(value, bool):

@@ -64,8 +64,6 @@ PG_LOCK_SESSIONS = 4
 #: Seconds a client waits beyond statement_timeout for the server's answer before it cuts
 #: the connection (a stalled proxy or pooler): the server's own timeout error comes first.
 PG_CLIENT_MARGIN = 5.0
-#: Lock files per lock folder: unrelated IDs rarely share one, and the folder stays small.
-LOCK_STRIPES = 1024
 #: How long an object-store lease lives unless renewed: a dead holder frees it soon.
 LEASE_TTL_SECONDS = 30.0
 #: Task runs ``results_map`` keeps submitted and unfinished at once: Prefect's default
@@ -105,3 +103,29 @@ LEASE_MAX_POLL = 1.0
 #: Share of the TTL a write through a lease may start after the renew that proved it:
 #: the rest is the time the write has to land before anyone could take the lease over.
 LEASE_WRITE_WINDOW = 0.5
+
+#: Folders a file store remembers as checked for symlinks: a read then costs one lstat,
+#: and the memory stays bounded however many folders the store has.
+FILE_CHECKED_FOLDERS_MAX = 65_536
+#: Attempts of a file-store write whose folder a concurrent ``clear()`` removed as it emptied.
+FILE_WRITE_ATTEMPTS = 20
+#: File and folder names a process remembers as valid ID segments (or not) while it walks
+#: file stores: a listing then parses each name once, in bounded memory.
+FILE_NAMES_CACHED = 65_536
+#: How many IDs an error message names before "and N more" (bad records, failed map items).
+IDS_NAMED_IN_ERRORS = 5
+#: How deep canonical JSON of a task's arguments may nest: deeper is almost surely a cycle.
+HASH_MAX_DEPTH = 64
+#: Datasets a ``DatabaseDataManager`` keeps in memory after reading them.
+DATASET_CACHE_SIZE = 8
+#: Rows read, validated and inserted at a time when ETL streams; a chunk's row models live
+#: until it is inserted. Chosen when full garbage collections scanned them (a fifth of a
+#: load's CPU at 20,000 rows, a twentieth at 5,000); the load now freezes older objects
+#: (``gc_pause``), and larger chunks have not been measured since.
+ETL_CHUNK_ROWS = 5_000
+#: Rows per ETL stage chunk record: a stage of a million rows is 50 records of this size.
+STAGE_CHUNK_ROWS = 20_000
+#: Failing validation messages an ETL flow logs one by one before counting the rest.
+LOGGED_MESSAGES = 20
+#: Validation messages kept per table and code; beyond it they are counted in one message.
+VALIDATION_MESSAGE_LIMIT = 1000

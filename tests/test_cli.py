@@ -562,3 +562,17 @@ def test_export_to_dev_stdout_into_a_pipe(db: str) -> None:
     command = [sys.executable, "-m", "results_flow.cli", "export", "/dev/stdout", "--store", db]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
     assert len(done.stdout.splitlines()) == 4 and "exported 4 result(s)" in done.stderr
+
+
+def test_cli_reads_a_custom_store_registered_by_entry_point(tmp_path: Path) -> None:
+    """Issue 20 item 12: a store from outside the package (tests/custom_backend) is a
+    store URL like any other for the CLI."""
+    from tests.backends.conftest import CUSTOM_SCHEME, custom_store_installed
+
+    custom_store_installed()
+    url = f"{CUSTOM_SCHEME}://{tmp_path / 'tiny'}"
+    with ResultsManager.from_url(url) as store:
+        store.set("runs/r1", Reading(sensor="t1", value=9.0))
+    assert json.loads(run("ls", "--store", url, "--json").out) == ["runs/r1"]
+    doc = json.loads(run("show", "runs/r1", "--json", "--store", url).out)
+    assert doc["data"] == {"sensor": "t1", "value": 9.0}, doc

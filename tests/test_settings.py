@@ -3,6 +3,7 @@ and no module keeps a copy of a value under another name."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 from pathlib import Path
@@ -59,3 +60,69 @@ def test_every_default_has_a_line_of_why() -> None:
     for number, line in enumerate(lines):
         if re.match(r"^[A-Z_]+ = ", line):
             assert lines[number - 1].startswith("#:"), line
+
+
+# --- issue 20 item 13: no numeric default outside settings.py --------------------------
+
+#: Module-level numeric constants outside settings.py that are not defaults: facts of a
+#: format, a protocol or an engine, which no caller should tune. A new entry needs a reason.
+NOT_DEFAULTS = {
+    "ids.py": {"MAX_SEGMENT_BYTES", "MAX_ID_BYTES"},  # the ID contract (a column's width)
+    "hashing.py": {"KEY_HEX_DIGITS"},  # part of every stored ID: changing it moves them all
+    "records.py": {"_DATA_KEY_TRIES"},  # how the document parser looks for its data key
+    "backends/sql_statements.py": {"CREATE_LOCK_KEY"},  # an advisory-lock key, not a size
+    "data/flow.py": {"STAGE_FORMAT"},  # the layout version of stage records
+    "data/sql_rows.py": {"SQLITE_VARIABLES"},  # SQLite's lowest build limit
+    "data/sql_tables.py": {"MAX_IDENTIFIER"},  # PostgreSQL's identifier length
+    "data/storable.py": {"INT64_MIN", "INT64_MAX"},  # the range of a 64-bit column
+    # The object store and PostgreSQL modules move their own defaults (issue 20 item 13,
+    # other branches); what stays there must be listed here with its reason.
+    "backends/object_store.py": {"DEFAULT_CONCURRENCY", "MAX_KEY_BYTES", "MAX_WRITE_ATTEMPTS"},
+    "backends/leases.py": {"MAX_POLL"},
+    "backends/pg_lock.py": {"_MAX_LOCK_MS"},  # PostgreSQL's largest lock_timeout
+}
+
+
+def _numeric(node: ast.expr) -> bool:
+    """A number, or arithmetic of numbers (``64 * 1024``, ``-2**63``)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, int | float) and not isinstance(node.value, bool)
+    if isinstance(node, ast.UnaryOp):
+        return _numeric(node.operand)
+    if isinstance(node, ast.BinOp):
+        return _numeric(node.left) and _numeric(node.right)
+    return False
+
+
+def module_numeric_constants() -> dict[str, set[str]]:
+    """Per module of the package (but settings.py), the names its top level binds to a
+    number."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "settings.py":
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and _numeric(node.value):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif (
+                isinstance(node, ast.AnnAssign)
+                and node.value is not None
+                and _numeric(node.value)
+                and isinstance(node.target, ast.Name)
+            ):
+                names = [node.target.id]
+            else:
+                continue
+            found.setdefault(path.relative_to(PACKAGE).as_posix(), set()).update(names)
+    return found
+
+
+def test_numeric_defaults_live_in_settings_only() -> None:
+    """Every tunable number is a settings.py entry with its line of why; elsewhere only
+    the listed facts (``NOT_DEFAULTS``) may be module-level numbers."""
+    offenders = {
+        module: sorted(names - NOT_DEFAULTS.get(module, set()))
+        for module, names in module_numeric_constants().items()
+        if names - NOT_DEFAULTS.get(module, set())
+    }
+    assert offenders == {}, "move these defaults into results_flow/settings.py"

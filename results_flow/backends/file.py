@@ -4,9 +4,10 @@
 the same folder, is flushed and fsynced, then ``os.replace``d over the target, so a
 reader sees the old record or the new one, never half of one, and a killed writer
 leaves at most a hidden ``.tmp`` file that is never listed or read. Writers of one
-ID exclude each other with an OS file lock in the store's own lock folder
-(``<root>/.results_flow/locks``, a fixed set of striped lock files): the kernel drops
-it when its holder dies.
+ID exclude each other with an OS lock in the store's own lock folder
+(``<root>/.results_flow/locks``): one byte per ID of ``write.lock`` for writes, of
+``compute.lock`` for ``lock(id)`` (``locks.RangeLocks``), so distinct IDs never share a
+lock; the kernel drops it when its holder dies.
 
 The folder may hold files that are not records. A record is a regular file named
 ``<segment>.json`` in a folder tree of valid ID segments; anything else (a foreign or
@@ -29,7 +30,7 @@ from pathlib import Path
 from results_flow.backends.atomic import make_folders, write_atomic
 from results_flow.backends.base import ResultsBackend
 from results_flow.backends.held import HeldLock, held_by
-from results_flow.backends.locks import StripedLocks
+from results_flow.backends.locks import range_locks
 from results_flow.backends.urls import file_path
 from results_flow.errors import (
     CorruptRecordError,
@@ -39,16 +40,16 @@ from results_flow.errors import (
 )
 from results_flow.ids import SEPARATOR, normalize_id, split_id
 from results_flow.records import Record
-from results_flow.settings import FILE_LOCK_TIMEOUT
+from results_flow.settings import (
+    FILE_CHECKED_FOLDERS_MAX,
+    FILE_LOCK_TIMEOUT,
+    FILE_NAMES_CACHED,
+    FILE_WRITE_ATTEMPTS,
+)
 
 SUFFIX = ".json"
 INTERNAL_DIR = ".results_flow"
 
-#: Folders below the root known to be real folders (not symlinks), per store: a read
-#: then costs one ``lstat`` of the record, not one per folder level.
-_CHECKED_FOLDERS_MAX = 65_536
-#: Attempts of a write whose folder a concurrent ``clear()`` removed as it emptied.
-_WRITE_ATTEMPTS = 20
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
@@ -65,11 +66,10 @@ class FileBackend(ResultsBackend):
         # Writes and compute-once callers lock in separate folders, so a caller holding
         # ``lock(id)`` while it computes can still write that ID.
         locks = self.root / INTERNAL_DIR / "locks"
-        self._write_locks = StripedLocks(locks / "write", self.location)
-        self._compute_locks = StripedLocks(locks / "compute", self.location)
+        self._write_lock_file = locks / "write.lock"
+        self._compute_lock_file = locks / "compute.lock"
         try:
-            make_folders(locks / "write")
-            make_folders(locks / "compute")
+            make_folders(locks)
         except OSError as exc:
             raise StoreUnavailableError(
                 f"cannot create the store folder {self.root}: {exc}"
@@ -221,10 +221,11 @@ class FileBackend(ResultsBackend):
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[HeldLock]:
         wait = self.lock_timeout if timeout is None else timeout
-        return held_by(self, result_id, self._compute_locks.hold(result_id, wait))
+        locks = range_locks(self._compute_lock_file)
+        return held_by(self, result_id, locks.hold(result_id, wait, self.location))
 
     def _write_lock(self, result_id: str) -> contextlib.AbstractContextManager[None]:
-        return self._write_locks.hold(result_id, self.lock_timeout)
+        return range_locks(self._write_lock_file).hold(result_id, self.lock_timeout, self.location)
 
     def _file_of(self, result_id: str) -> str:
         head, _, name = result_id.rpartition(SEPARATOR)
@@ -265,7 +266,7 @@ class FileBackend(ResultsBackend):
                     f"follows one, so no ID resolves outside {self.root}"
                 )
             if stat.S_ISDIR(mode):
-                if len(self._checked) >= _CHECKED_FOLDERS_MAX:
+                if len(self._checked) >= FILE_CHECKED_FOLDERS_MAX:
                     self._checked.clear()
                 self._checked.add(folder)
         return folder
@@ -333,20 +334,20 @@ class FileBackend(ResultsBackend):
     def _write_atomically(self, path: str, text: str) -> None:
         target = Path(path)
         content = text.encode("utf-8")
-        for attempt in range(_WRITE_ATTEMPTS):
+        for attempt in range(FILE_WRITE_ATTEMPTS):
             try:
                 make_folders(target.parent)
                 write_atomic(target, content)
                 return
             except FileNotFoundError as exc:
                 # A concurrent clear() removed the folder as it emptied: make it again.
-                if attempt == _WRITE_ATTEMPTS - 1:
+                if attempt == FILE_WRITE_ATTEMPTS - 1:
                     raise _mapped(exc, path) from exc
             except OSError as exc:
                 raise _mapped(exc, path) from exc
 
 
-@functools.lru_cache(maxsize=65_536)
+@functools.lru_cache(maxsize=FILE_NAMES_CACHED)
 def _is_segment(name: str) -> bool:
     """A name an ID segment may have (so never hidden, never undecodable)."""
     try:

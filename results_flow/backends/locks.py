@@ -1,16 +1,15 @@
-"""Per-ID OS file locks: exclusive across threads and processes, released by the
-kernel when the holder dies, so a killed worker never blocks a later run.
+"""Per-ID OS locks: exclusive across threads and processes, released by the kernel
+when the holder dies, so a killed worker never blocks a later run.
 
-``StripedLocks`` keeps a fixed number of lock files (``stripe_of`` hashes an ID to one)
-instead of one file per ID, so a store's lock folder never grows past ``STRIPES`` files.
-Two IDs on one stripe only ever wait for each other across processes; inside a process
-the stripe's file lock is shared by the threads that hold IDs on it, each ID excluded
-by itself, so a thread that holds two IDs on one stripe never deadlocks on itself.
-
-``RangeLocks`` (SQLite stores, through ``sqlite_id_lock``) locks one byte of a single
-lock file per ID, at an offset hashed from the ID: unrelated IDs never wait for each
-other, and a process keeps one descriptor open however many IDs it locks, instead of
-opening, locking and closing a file per ID (a sixth of a chunked fill's time per item).
+``RangeLocks`` locks one byte of a single lock file per ID, at an offset hashed from
+the ID, so distinct IDs do not share a lock: nested locks on distinct IDs in several
+processes cannot deadlock (striped lock files shared by unrelated IDs did, issue 20).
+The offset has 62 bits: among n IDs locked at the same time, two share a byte with a
+chance of about n²/2⁶³ (10⁻¹³ for a thousand, 10⁻⁷ for a million), negligible. A
+process keeps one descriptor open per lock file however many IDs it locks.
+``range_locks(path)`` gives this process's one ``RangeLocks`` of a file: the file store
+locks its IDs in ``compute.lock`` and ``write.lock``, a SQLite store in ``ids.lock``
+(``sqlite_id_lock``).
 
 ``held_in_thread`` holds any of these synchronous locks for an ``async with`` block.
 """
@@ -28,15 +27,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from filelock import FileLock, Timeout
-
 from results_flow.errors import LockTimeoutError, StoreUnavailableError
-from results_flow.settings import LOCK_POLL_SECONDS, LOCK_STRIPES
+from results_flow.settings import LOCK_POLL_SECONDS
 
 T = TypeVar("T")
-
-#: Lock files per lock folder (``settings.LOCK_STRIPES``); tests read it here.
-STRIPES = LOCK_STRIPES
 
 
 def lock_timed_out(result_id: str, location: str, timeout: float) -> LockTimeoutError:
@@ -50,113 +44,9 @@ def id_hash(result_id: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def stripe_of(result_id: str, stripes: int = STRIPES) -> int:
-    """The stripe an ID locks: the same in every process, thread and run."""
-    return id_hash(result_id) % stripes
-
-
-class _Stripe:
-    """One lock file shared by this process's holders of IDs on it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.condition = threading.Condition()
-        self.held: set[str] = set()
-        self.acquiring = False
-        self.file_lock = FileLock(path, is_singleton=False, thread_local=False)
-
-
-class StripedLocks:
-    """Exclusive per-ID locks over ``stripes`` lock files in ``lock_dir``."""
-
-    def __init__(self, lock_dir: Path, location: str, stripes: int = STRIPES) -> None:
-        self.lock_dir = lock_dir
-        self.location = location
-        self.stripes = stripes
-        self._guard = threading.Lock()
-        self._pid = os.getpid()
-        self._table: dict[int, _Stripe] = {}
-
-    @contextlib.contextmanager
-    def hold(self, result_id: str, timeout: float) -> Iterator[None]:
-        """Hold ``result_id``'s lock for the ``with`` block.
-
-        Raises:
-            LockTimeoutError: not acquired within ``timeout`` seconds.
-            StoreUnavailableError: the lock file cannot be created or opened (names it).
-        """
-        stripe = self._stripe(stripe_of(result_id, self.stripes))
-        self._acquire(stripe, result_id, timeout)
-        try:
-            yield
-        finally:
-            with stripe.condition:
-                stripe.held.discard(result_id)
-                if not stripe.held:
-                    stripe.file_lock.release()
-                stripe.condition.notify_all()
-
-    def _stripe(self, number: int) -> _Stripe:
-        with self._guard:
-            if self._pid != os.getpid():
-                # A forked child inherits the parent's table, whose flocks are not its own.
-                self._pid, self._table = os.getpid(), {}
-            stripe = self._table.get(number)
-            if stripe is None:
-                stripe = self._table[number] = _Stripe(self.lock_dir / f"{number}.lock")
-            return stripe
-
-    def _acquire(self, stripe: _Stripe, result_id: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with stripe.condition:
-            # Another thread here holds this ID, or is taking the file lock for the stripe.
-            while result_id in stripe.held or stripe.acquiring:
-                remaining = deadline - time.monotonic()
-                timed_out = remaining <= 0 or not stripe.condition.wait(remaining)
-                if timed_out and (result_id in stripe.held or stripe.acquiring):
-                    raise self._timeout(result_id, timeout)
-            stripe.held.add(result_id)
-            if len(stripe.held) > 1:
-                return  # this process holds the stripe's file lock already
-            stripe.acquiring = True
-        try:
-            _acquire_file(stripe.file_lock, max(0.0, deadline - time.monotonic()))
-        except BaseException as exc:
-            with stripe.condition:
-                stripe.held.discard(result_id)
-                stripe.acquiring = False
-                stripe.condition.notify_all()
-            if isinstance(exc, Timeout):
-                raise self._timeout(result_id, timeout) from exc
-            raise
-        with stripe.condition:
-            stripe.acquiring = False
-            stripe.condition.notify_all()
-
-    def _timeout(self, result_id: str, timeout: float) -> LockTimeoutError:
-        return lock_timed_out(result_id, self.location, timeout)
-
-
-def _acquire_file(file_lock: FileLock, timeout: float) -> None:
-    """Take an OS file lock, naming its path when the file cannot be used.
-
-    Raises:
-        filelock.Timeout: not acquired in time.
-        StoreUnavailableError: the lock file or its folder cannot be created or opened.
-    """
-    try:
-        file_lock.acquire(timeout=timeout)
-    except Timeout:
-        raise
-    except OSError as exc:
-        raise StoreUnavailableError(
-            f"cannot use the lock file {file_lock.lock_file}: {exc.strerror or exc}"
-        ) from exc
-
-
 class RangeLocks:
     """Exclusive per-ID locks on bytes of one lock file, for every thread of this process
-    (``sqlite_id_lock`` keeps one object per file).
+    (``range_locks`` keeps one object per file).
 
     POSIX record locks belong to the process, not the thread or the descriptor, so a
     thread waits here first while another thread of this process holds the same byte;
@@ -241,28 +131,37 @@ class RangeLocks:
             os.close(self._fd)
 
 
-class _SqliteLockFiles:
-    """This process's ``RangeLocks`` per SQLite lock file, and each database path's file."""
+class _LockFiles:
+    """This process's one ``RangeLocks`` per lock file, and each SQLite database's file."""
 
     def __init__(self) -> None:
         self.guard = threading.Lock()
         self.by_file: dict[Path, RangeLocks] = {}
-        self.file_of: dict[str, Path] = {}  # absolute database path -> its lock file
+        self.sqlite_file: dict[str, Path] = {}  # absolute database path -> its lock file
 
-    def locks(self, database: str) -> RangeLocks:
-        key = os.path.abspath(database)
+    def locks(self, path: Path) -> RangeLocks:
         with self.guard:
-            path = self.file_of.get(key)
-            locks = self.by_file.get(path) if path is not None else None
+            locks = self.by_file.get(path)
             if locks is not None and locks.still_at_path():
                 return locks
-            # First use here, or the file was removed: one that is gone is left open (not
-            # leaked in practice), since a thread may still be holding or unlocking on it.
-            path = self.file_of[key] = sqlite_lock_dir(database) / "ids.lock"
-            locks = self.by_file.get(path)
-            if locks is None or not locks.still_at_path():
-                locks = self.by_file[path] = RangeLocks(path)
+            # First use here, or the file was removed (its folder too, perhaps): one that
+            # is gone is left open (not leaked in practice), since a thread may still be
+            # holding or unlocking on it.
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"cannot create the lock folder {path.parent}: {exc.strerror or exc}"
+                ) from exc
+            locks = self.by_file[path] = RangeLocks(path)
             return locks
+
+    def of_sqlite(self, database: str) -> RangeLocks:
+        key = os.path.abspath(database)
+        path = self.sqlite_file.get(key)
+        if path is None:
+            path = self.sqlite_file[key] = sqlite_lock_dir(database) / "ids.lock"
+        return self.locks(path)
 
     def forget(self) -> None:
         """In a forked child: the parent's descriptors and guard are not this process's."""
@@ -272,8 +171,18 @@ class _SqliteLockFiles:
         self.by_file.clear()
 
 
-_sqlite_lock_files = _SqliteLockFiles()
-os.register_at_fork(after_in_child=_sqlite_lock_files.forget)
+_lock_files = _LockFiles()
+os.register_at_fork(after_in_child=_lock_files.forget)
+
+
+def range_locks(path: Path) -> RangeLocks:
+    """This process's ``RangeLocks`` of the lock file ``path`` (an absolute path; the
+    file and its folder are created on first use).
+
+    Raises:
+        StoreUnavailableError: the lock folder or file cannot be created (names it).
+    """
+    return _lock_files.locks(path)
 
 
 def sqlite_id_lock(
@@ -285,7 +194,7 @@ def sqlite_id_lock(
     Raises:
         StoreUnavailableError: the lock folder or file cannot be created (names it).
     """
-    return _sqlite_lock_files.locks(database).hold(result_id, timeout, location)
+    return _lock_files.of_sqlite(database).hold(result_id, timeout, location)
 
 
 def sqlite_lock_dir(database: str) -> Path:

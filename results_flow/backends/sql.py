@@ -46,7 +46,6 @@ from results_flow.backends.sql_statements import (
 from results_flow.backends.sqlite_runner import SqliteRowRunner
 from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import (
-    CorruptRecordError,
     StoreError,
     StoreUnavailableError,
     UnsupportedStoreUrlError,
@@ -136,12 +135,7 @@ class SqlBackend(ResultsBackend):
 
     def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
         batches = self._batches(result_ids)
-        try:
-            rows = self._rows.rows("read_many", batches) if batches else []
-        except ValueError as exc:  # SQLAlchemy parsing a stored time (SQLite text, Core)
-            raise CorruptRecordError(
-                f"a row among {len(result_ids)} IDs in {self.location} holds a damaged time: {exc}"
-            ) from exc
+        rows = self._rows.rows("read_many", batches) if batches else []
         return {row[0]: record_from_row(row) for row in rows}
 
     def exists(self, result_id: str) -> bool:

@@ -60,6 +60,13 @@ def create_records_table(conn: Connection, table: sa.Table) -> None:
     table.metadata.create_all(conn, checkfirst=True)
 
 
+class _DriverValue(sa.types.TypeDecorator[Any]):
+    """A column read as the driver returns it: no result processing by SQLAlchemy."""
+
+    impl = sa.types.NullType
+    cache_ok = True
+
+
 class Statements:
     """The SQL of every backend operation, built once per table and dialect."""
 
@@ -67,14 +74,18 @@ class Statements:
         self.table = table
         self.dialect_name = dialect.name
         c = table.c
+        # The times are read as the driver gives them (SQLite text, a PostgreSQL
+        # datetime), not through SQLAlchemy's DateTime parsing: ``record_from_row`` alone
+        # decodes a row, so a damaged time is a ``CorruptRecordError`` on every path,
+        # sync and async (SQLAlchemy raised a bare ValueError while fetching the row).
         self.columns = (
             c.id,
             c.model_type,
             c.namespace,
             c.data,
             c.metadata,
-            c.created_at,
-            c.updated_at,
+            sa.type_coerce(c.created_at, _DriverValue).label("created_at"),
+            sa.type_coerce(c.updated_at, _DriverValue).label("updated_at"),
         )
         self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
         self.exists = sa.select(c.id).where(c.id == sa.bindparam("id"))
@@ -174,7 +185,8 @@ def row_values(result_id: str, record: Record) -> dict[str, Any]:
 
 
 def record_from_row(row: Sequence[Any]) -> Record:
-    """A ``Record`` from a row of ``Statements.columns``.
+    """A ``Record`` from a row of ``Statements.columns``: the one row decoder of every
+    SQL path (sync and async, Core and the row runners).
 
     Raises:
         CorruptRecordError: the row's metadata is not a JSON object, or a time is not

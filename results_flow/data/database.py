@@ -52,17 +52,11 @@ from results_flow.errors import (
 )
 from results_flow.gc_pause import older_objects_frozen
 from results_flow.records import parse_time
-from results_flow.settings import SQLITE_BUSY_TIMEOUT
+from results_flow.settings import DATASET_CACHE_SIZE, ETL_CHUNK_ROWS, SQLITE_BUSY_TIMEOUT
 
 T = TypeVar("T")
 
 DEFAULT_URL = "sqlite:///results_flow_datasets.db"
-DEFAULT_CACHE_SIZE = 8
-#: Rows read, validated and inserted at a time when ETL streams; a chunk's row models live
-#: until it is inserted. Chosen when full garbage collections scanned them (a fifth of a
-#: load's CPU at 20,000 rows, a twentieth at 5,000); the load now freezes older objects
-#: (``gc_pause``), and larger chunks have not been measured since.
-DEFAULT_CHUNK_ROWS = 5_000
 
 
 class _StreamFailed(Exception):
@@ -92,12 +86,12 @@ class DatabaseDataManager(DataManager):
         *,
         etl_factory: ETLFactory | None = None,
         protect_master_data: bool = False,
-        cache_size: int = DEFAULT_CACHE_SIZE,
+        cache_size: int = DATASET_CACHE_SIZE,
         catalogue: str = DEFAULT_CATALOGUE,
         table_prefix: str = DEFAULT_PREFIX,
         db_schema: str | None = None,
         busy_timeout: float = SQLITE_BUSY_TIMEOUT,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        chunk_rows: int = ETL_CHUNK_ROWS,
     ) -> None:
         super().__init__(schemas, etl_factory=etl_factory, protect_master_data=protect_master_data)
         self.busy_timeout = busy_timeout

@@ -25,7 +25,6 @@ from results_flow.data.schemas import FileSchema, TableSchema, check_schemas
 from results_flow.data.storable import refuse_transformed
 from results_flow.data.transform import Tables, Transformer
 from results_flow.data.validate import (
-    DEFAULT_MESSAGE_LIMIT,
     ForeignKeyValidator,
     MissingValuesValidator,
     PrimaryKeyValidator,
@@ -37,6 +36,7 @@ from results_flow.data.validate import (
     run_validators,
 )
 from results_flow.errors import ETLConstructionError
+from results_flow.settings import VALIDATION_MESSAGE_LIMIT
 
 Files = Mapping[str, File] | Iterable[File]
 
@@ -99,7 +99,7 @@ class ETLPipeline:
         loader: Loader,
         *,
         fail_on: Severity = Severity.ERROR,
-        message_limit: int = DEFAULT_MESSAGE_LIMIT,
+        message_limit: int = VALIDATION_MESSAGE_LIMIT,
     ) -> None:
         self.dataset_name = check_dataset_name(dataset_name)
         self.schemas = dict(schemas)
@@ -225,7 +225,7 @@ class ETLFactory(ABC):
         *,
         fail_on: Severity = Severity.ERROR,
         require_all_files: bool = True,
-        message_limit: int = DEFAULT_MESSAGE_LIMIT,
+        message_limit: int = VALIDATION_MESSAGE_LIMIT,
     ) -> None:
         self.schemas = check_schemas(schemas)
         self.fail_on = member(Severity, fail_on, "fail_on")
@@ -318,7 +318,7 @@ class SimpleETLFactory(ETLFactory):
         transformers: Sequence[Transformer] = (),
         fail_on: Severity = Severity.ERROR,
         require_all_files: bool = True,
-        message_limit: int = DEFAULT_MESSAGE_LIMIT,
+        message_limit: int = VALIDATION_MESSAGE_LIMIT,
     ) -> None:
         super().__init__(
             schemas,

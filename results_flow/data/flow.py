@@ -53,6 +53,7 @@ from results_flow.hashing import stable_key
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect import ResultsTask, results_task
 from results_flow.records import utc_now
+from results_flow.settings import LOGGED_MESSAGES, STAGE_CHUNK_ROWS
 
 __all__ = [
     "CHUNK_PREFIX",
@@ -73,12 +74,8 @@ STAGE_PREFIX = "etl"
 STAGE_ID = STAGE_PREFIX + "/{run.dataset}/{run.key}/{task}"
 #: Where the rows of stages are kept: ``etl-rows/<dataset>/<run key>/<stage>/<table>/<n>``.
 CHUNK_PREFIX = "etl-rows"
-#: Rows per chunk record: a stage of a million rows is 50 records of this size, not one.
-STAGE_CHUNK_ROWS = 20_000
 #: The layout of stage records; part of the run key, so older records are not misread.
 STAGE_FORMAT = 3
-#: Failing messages logged one by one before the rest are counted in one line.
-LOGGED_MESSAGES = 20
 
 
 class RowChunk(BaseModel):

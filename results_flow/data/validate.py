@@ -24,9 +24,7 @@ from results_flow.data.key_set import KeySet
 from results_flow.data.messages import Severity, ValidationResult
 from results_flow.data.schemas import TableSchema
 from results_flow.data.storable import unstorable_values
-
-#: Per table and code, messages beyond this are counted in one summary message.
-DEFAULT_MESSAGE_LIMIT = 1000
+from results_flow.settings import VALIDATION_MESSAGE_LIMIT
 
 
 @dataclass
@@ -71,7 +69,7 @@ class ValidationContext:
     """Tables whose rows cannot be validated (a required column is missing)."""
     reported: set[tuple[str, int, str]] = field(default_factory=set)
     """(table, row, column) already reported, so the type check does not repeat it."""
-    message_limit: int = DEFAULT_MESSAGE_LIMIT
+    message_limit: int = VALIDATION_MESSAGE_LIMIT
     stream: StreamState | None = None
     """Set when tables come in chunks: what checks carry from one chunk to the next."""
     _counts: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -432,7 +430,7 @@ def run_validators(
     extracted: ExtractedData,
     schemas: Mapping[str, TableSchema],
     validators: Iterable[Validator],
-    message_limit: int = DEFAULT_MESSAGE_LIMIT,
+    message_limit: int = VALIDATION_MESSAGE_LIMIT,
 ) -> tuple[dict[str, DataTable], ValidationResult]:
     """Run ``validators`` on extracted tables; the validated tables and every finding."""
     result = ValidationResult(messages=list(extracted.validation.messages))
@@ -458,7 +456,7 @@ class ChunkValidation:
         schemas: Mapping[str, TableSchema],
         validators: Iterable[Validator],
         result: ValidationResult,
-        message_limit: int = DEFAULT_MESSAGE_LIMIT,
+        message_limit: int = VALIDATION_MESSAGE_LIMIT,
     ) -> None:
         self.validators = ordered(validators)
         self.context = ValidationContext(

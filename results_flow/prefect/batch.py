@@ -33,7 +33,7 @@ from results_flow.prefect.decorator import check_runner_reaches, keeper_of
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
 from results_flow.prefect.runtime import CACHED_STATE_NAME, logger
-from results_flow.settings import MAP_MAX_IN_FLIGHT
+from results_flow.settings import IDS_NAMED_IN_ERRORS, MAP_MAX_IN_FLIGHT
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -404,10 +404,6 @@ def _chunk_outcomes(future: PrefectFuture[Any], size: int) -> list[ItemOutcome]:
     return outcomes
 
 
-#: How many failed IDs a results_map failure names.
-_NAMED_FAILURES = 5
-
-
 def _raise_failures(
     task: Task[Any, Any],
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],
@@ -420,8 +416,8 @@ def _raise_failures(
         return
     for rid, error in failed:
         log.error("results_map %s: %s failed: %r", task.name, rid, error)
-    named = ", ".join(rid for rid, _ in failed[:_NAMED_FAILURES])
-    more = ", ..." if len(failed) > _NAMED_FAILURES else ""
+    named = ", ".join(rid for rid, _ in failed[:IDS_NAMED_IN_ERRORS])
+    more = ", ..." if len(failed) > IDS_NAMED_IN_ERRORS else ""
     first = failed[0][1]
     first.add_note(
         f"results_map: {len(failed)} of {len(missing)} submitted items failed: {named}{more}"

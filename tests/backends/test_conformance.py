@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+import sqlalchemy as sa
 
 from results_flow import (
+    AsyncResultsManager,
+    CorruptRecordError,
+    InvalidResultsError,
     ResultConflictError,
     ResultExistsError,
     ResultNotFoundError,
@@ -17,6 +22,8 @@ from results_flow import (
     SetBehavior,
     UnknownModelError,
 )
+from results_flow.backends.object_store import ObjectStoreBackend
+from results_flow.backends.sql import SqlBackend
 from tests.backends.models import Color, Everything, Item, Person, Team
 
 JOHN = Person(name="John Doe", age=30, email="john@example.com")
@@ -220,3 +227,57 @@ def test_switching_backends_keeps_the_api(manager: ResultsManager, tmp_path: obj
     manager.set("k", Item(index=1))
     manager.backend = original
     assert manager.get("k") == JOHN
+
+
+# --- a damaged record: the same named error through both APIs (issue 20 item 3) ------
+
+
+def _damage(rm: ResultsManager, result_id: str) -> None:
+    """Damage the stored record of ``result_id`` the way a foreign writer or a bad disk
+    would, in the store's own representation."""
+    backend = rm.backend
+    if isinstance(backend, SqlBackend):
+        # SQLite keeps times as text (the issue's case); PostgreSQL's are typed.
+        column, value = ("created_at", "not a time") if backend.is_sqlite else ("metadata", "[1]")
+        with backend.engine.begin() as conn:
+            conn.execute(
+                sa.update(backend.table)
+                .where(backend.table.c.id == result_id)
+                .values({column: sa.literal_column(f"'{value}'")})
+            )
+    elif isinstance(backend, ObjectStoreBackend):
+        backend.put_object(backend.key_for(result_id), b"{", "overwrite")
+    elif hasattr(backend, "path_for"):  # a store of one file per ID (file, custom)
+        backend.path_for(result_id).write_text("{")
+    else:
+        pytest.skip(f"{type(backend).__name__} keeps records as objects: none to damage")
+
+
+def test_a_damaged_record_reads_alike_through_both_apis(
+    manager: ResultsManager, store_url: str
+) -> None:
+    """get raises CorruptRecordError; get_many skips it with on_invalid="skip" and counts
+    it with "raise", in ResultsManager and AsyncResultsManager alike (the async SQLite
+    store raised a bare ValueError from SQLAlchemy's time parsing)."""
+    manager.set("good", JOHN)
+    manager.set("bad", JOHN)
+    _damage(manager, "bad")
+
+    with pytest.raises(CorruptRecordError, match="bad"):
+        manager.get("bad", Person)
+    assert manager.get_many(["good", "bad"], Person, on_invalid="skip") == {"good": JOHN}
+    with pytest.raises(InvalidResultsError) as caught:
+        manager.get_many(["good", "bad"], Person)
+    assert list(caught.value.invalid) == ["bad"] and caught.value.found == {"good": JOHN}
+
+    async def through_async() -> None:
+        async with AsyncResultsManager.from_url(store_url) as arm:
+            with pytest.raises(CorruptRecordError, match="bad"):
+                await arm.get("bad", Person)
+            skipped = await arm.get_many(["good", "bad"], Person, on_invalid="skip")
+            assert skipped == {"good": JOHN}
+            with pytest.raises(InvalidResultsError) as caught:
+                await arm.get_many(["good", "bad"], Person)
+            assert list(caught.value.invalid) == ["bad"] and caught.value.found == {"good": JOHN}
+
+    asyncio.run(through_async())

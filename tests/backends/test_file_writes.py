@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import shutil
 import sqlite3
 import stat
 from concurrent.futures import ProcessPoolExecutor
@@ -58,6 +59,8 @@ def test_new_files_and_folders_follow_the_umask(tmp_path: Path, mask: int) -> No
 def test_permission_errors_name_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rm = ResultsManager(tmp_path)
     rm.set("a/b", JOHN)
+    # A process keeps its lock files open once used: a store it has not locked in yet.
+    fresh = ResultsManager(tmp_path / "fresh")
     real_open, real_lstat = os.open, os.lstat
     record = str(rm.backend.path_for("a/b"))
 
@@ -70,10 +73,10 @@ def test_permission_errors_name_the_path(tmp_path: Path, monkeypatch: pytest.Mon
     with pytest.raises(StoreUnavailableError, match=f"{record}: Permission denied"):
         rm.get("a/b")
     with pytest.raises(StoreUnavailableError, match=r"lock file .*\.lock"):
-        rm.set("a/c", JOHN)
+        fresh.set("a/c", JOHN)
     with (
         pytest.raises(StoreUnavailableError, match=r"lock file .*\.lock"),
-        rm.backend.lock("a/c"),
+        fresh.backend.lock("a/c"),
     ):
         pass
     monkeypatch.setattr(os, "open", real_open)
@@ -94,13 +97,15 @@ def test_unreadable_record_and_lock_folder_are_unavailable(tmp_path: Path) -> No
     rm.set("a/b", JOHN)
     record = rm.backend.path_for("a/b")
     record.chmod(0)
-    locks = tmp_path / ".results_flow" / "locks" / "write"
+    # A process keeps its lock files open once used: a store it has not locked in yet.
+    fresh = ResultsManager(tmp_path / "fresh")
+    locks = tmp_path / "fresh" / ".results_flow" / "locks"
     locks.chmod(0o500)
     try:
+        with pytest.raises(StoreUnavailableError, match=str(locks)):
+            fresh.set("new/id", JOHN)
         with pytest.raises(StoreUnavailableError, match=str(record)):
             rm.get("a/b")
-        with pytest.raises(StoreUnavailableError, match=str(locks)):
-            rm.set("new/id", JOHN)
     finally:
         record.chmod(0o644)
         locks.chmod(0o755)
@@ -163,11 +168,13 @@ def test_sqlite_row_with_damaged_envelope_is_named_and_verify_goes_on(
 
 def test_file_backend_survives_a_missing_lock_folder(tmp_path: Path) -> None:
     backend = FileBackend(tmp_path)
-    for folder in (tmp_path / ".results_flow" / "locks").iterdir():
-        for lock in folder.iterdir():
-            lock.unlink()
-        folder.rmdir()
-    ResultsManager(backend=backend).set("x", JOHN)
+    rm = ResultsManager(backend=backend)
+    rm.set("w", JOHN)  # the lock files in use, then removed with their folder
+    shutil.rmtree(tmp_path / ".results_flow" / "locks")
+    rm.set("x", JOHN)
+    with rm.lock("y"):
+        rm.set("y", JOHN)
+    assert rm.list_ids() == ["w", "x", "y"]
 
 
 def test_sqlite_lock_folder_that_cannot_be_made_is_named(tmp_path: Path) -> None:
