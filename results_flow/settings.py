@@ -129,3 +129,6 @@ STAGE_CHUNK_ROWS = 20_000
 LOGGED_MESSAGES = 20
 #: Validation messages kept per table and code; beyond it they are counted in one message.
 VALIDATION_MESSAGE_LIMIT = 1000
+#: Deepest type a Prefect result blob may record: far beyond any annotation, and well
+#: below the ~200 levels at which pydantic's schema builder overflows the stack.
+MAX_TYPE_DEPTH = 64

@@ -23,6 +23,7 @@ from pydantic.errors import PydanticSchemaGenerationError
 
 from results_flow.errors import CorruptRecordError
 from results_flow.prefect.trust import PLAIN_TYPES, trusted_class
+from results_flow.settings import MAX_TYPE_DEPTH
 
 TypeTree = dict[str, Any]
 
@@ -34,9 +35,6 @@ CONTAINERS: dict[str, Any] = {
     "frozenset": frozenset,
 }
 ANY: TypeTree = {"t": "any"}
-#: Deepest type a blob may record: far beyond any annotation, and well below the
-#: ~200 levels at which pydantic's schema builder overflows the stack.
-MAX_TYPE_DEPTH = 64
 
 
 def tree_of_annotation(annotation: Any) -> TypeTree | None:
