@@ -74,11 +74,15 @@ NOT_DEFAULTS = {
     "data/flow.py": {"STAGE_FORMAT"},  # the layout version of stage records
     "data/sql_rows.py": {"SQLITE_VARIABLES"},  # SQLite's lowest build limit
     "data/sql_tables.py": {"MAX_IDENTIFIER"},  # PostgreSQL's identifier length
-    "data/storable.py": {"INT64_MIN", "INT64_MAX"},  # the range of a 64-bit column
-    # The object store and PostgreSQL modules move their own defaults (issue 20 item 13,
-    # other branches); what stays there must be listed here with its reason.
-    "backends/object_store.py": {"DEFAULT_CONCURRENCY", "MAX_KEY_BYTES", "MAX_WRITE_ATTEMPTS"},
-    "backends/leases.py": {"MAX_POLL"},
+    # the range of a 64-bit column, and PostgreSQL numeric's digits before and after the point
+    "data/storable.py": {
+        "INT64_MIN",
+        "INT64_MAX",
+        "NUMERIC_INTEGRAL_DIGITS",
+        "NUMERIC_SCALE_DIGITS",
+    },
+    "backends/object_store.py": {"MAX_KEY_BYTES"},  # S3's longest object key
+    "legacy.py": {"_STEPS_PER_CALL"},  # how often the guard looks, not what it allows
     "backends/pg_lock.py": {"_MAX_LOCK_MS"},  # PostgreSQL's largest lock_timeout
 }
 
