@@ -146,11 +146,15 @@ def test_a_record_naming_no_serializer_is_refused_and_never_unpickled(
     plant(store_url, "prefect/k", json.dumps(planted).encode())
     assert_refused_everywhere(store_url, "k", UntrustedRecordError)
     assert not marker.exists()
-    # The payload is live: Prefect's own default loads it when nothing stands between.
-    if shape != "JSON list":
+    # The payload is live: Prefect's own default loads it when nothing stands between
+    # (since Prefect 3.9 its fallback no longer reaches a record without metadata or of
+    # the old layout; such a payload is still live for any reader that unpickles it).
+    if shape in ("JSON list", "no metadata", "old layout"):
+        pickle.loads(base64.b64decode(pickled(marker)))
+    else:
         trusting = ResultsStorage(store_url=store_url, allow_pickle=True)
         ResultStore(result_storage=trusting).read("k")
-        assert marker.exists()
+    assert marker.exists()
 
 
 def test_a_record_naming_no_serializer_is_never_unpickled_on_a_cache_hit(
