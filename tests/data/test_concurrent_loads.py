@@ -12,6 +12,7 @@ errors (item 10).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import threading
 from collections import Counter
 from pathlib import Path
@@ -114,19 +115,28 @@ def test_two_streamed_overwrites_of_one_new_name_both_succeed(url: str, tmp_path
 
 def start_managers(url: str, barrier: Any, outcomes: Any) -> None:
     """In a child process: for each round, start a manager on a catalogue of its own once
-    every sibling is ready."""
-    for round in range(ROUNDS):
-        manager = DatabaseDataManager(url, SCHEMAS, catalogue=f"catalogue_{round}")
-        with manager.engine.connect():
-            pass  # connected before the barrier: the startups meet at the server
-        barrier.wait()
-        try:
-            manager.startup()
-            outcomes.put("started")
-        except ResultsFlowError as exc:
-            outcomes.put(f"{type(exc).__name__}: {exc}")
-        finally:
-            manager.close()
+    every sibling is ready. The child leaves with ``os._exit`` once its outcomes are sent:
+    a forked copy of the test session would otherwise run the session's inherited exit
+    hooks (a Dask or Prefect import registers some), whose failure is not this test's."""
+    code = 1
+    try:
+        for round in range(ROUNDS):
+            manager = DatabaseDataManager(url, SCHEMAS, catalogue=f"catalogue_{round}")
+            with manager.engine.connect():
+                pass  # connected before the barrier: the startups meet at the server
+            barrier.wait()
+            try:
+                manager.startup()
+                outcomes.put("started")
+            except ResultsFlowError as exc:
+                outcomes.put(f"{type(exc).__name__}: {exc}")
+            finally:
+                manager.close()
+        code = 0
+    finally:
+        outcomes.close()
+        outcomes.join_thread()
+        os._exit(code)
 
 
 def test_managers_starting_at_once_in_many_processes_all_start(url: str) -> None:
