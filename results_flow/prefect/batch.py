@@ -92,9 +92,12 @@ def results_map(
     and states in the arguments and in their lists, tuples, sets and dicts
     (``results_map(task, upstream.map(items))``, a list of futures, a future whose
     result is the list): it waits for them and builds
-    each ID from their results. Inputs that share a result ID are computed
+    each ID from their results; an input whose upstream failed is not run (the others
+    are), and reported at the end. Inputs that share a result ID are computed
     once. Must run in a flow (or anywhere ``task.submit`` works); it blocks until the
-    submitted runs finish.
+    submitted runs finish. In a flow run it names each item's task run after its result
+    ID and keeps a progress and a table artifact (``results_flow.prefect.report``).
+    Ctrl-C logs how many of its results are stored, then propagates.
 
     Args:
         task: a task made by ``results_task``.
@@ -124,9 +127,12 @@ def results_map(
         ValueError: the iterables differ in length or name no parameter, or
             ``chunk_size`` or ``max_in_flight`` is not a whole number of at least 1.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
-        Exception: an upstream future's failure (noted with the parameter), or the first
-            failure among the submitted runs, once all have finished (noted with how
-            many failed and their IDs).
+        Exception: the failure of an upstream of an ``unmapped`` value or of a whole
+            iterable, at once (noted with the parameter); else, once every other input
+            has run, the first input's upstream failure (noted with how many inputs
+            it stopped, their indexes, parameters and errors), or the first failure
+            among the submitted runs (noted with how many failed and their IDs).
+        KeyboardInterrupt: re-raised, after logging how many results are stored.
     """
     return _results_map(
         task,
