@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -319,3 +320,38 @@ def test_ctrl_c_in_a_users_flow_says_how_many_results_are_stored(
         [result_id_for(score, x, flow="resume-flow") for x in range(40)]
     )
     assert 4 <= int(said.group(1)) <= len(stored) < 40
+
+
+hold = threading.Event()
+
+
+@results_task
+def held(item: int) -> Score:
+    record_call("held", item)
+    if not hold.wait(300):
+        raise RuntimeError("never let go")
+    return Score(item=item, value=float(item), pid=0)
+
+
+def test_a_cancelled_aresults_map_says_how_many_results_are_stored(
+    store_url: str, calls: CallLog, run_logs: Records
+) -> None:
+    """The async twin of Ctrl-C: asyncio.run cancels the flow's coroutine on Ctrl-C."""
+    hold.clear()
+
+    @flow(name="async-ui-flow", task_runner=ThreadPoolTaskRunner(max_workers=2))
+    async def run() -> None:
+        mapping = asyncio.create_task(aresults_map(held, [7, 8, 9], max_in_flight=2))
+        while len(calls.lines()) < 2:  # two runs started, held
+            await asyncio.sleep(0.01)
+        mapping.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await mapping
+        hold.set()
+
+    asyncio.run(run())
+    store = f"{mask_url(store_url)} (default)"
+    assert (
+        f"results_map held cancelled: 0 of 3 results are stored in {store}; run it again to "
+        "compute only the missing ones"
+    ) in run_logs.messages(logging.WARNING)
