@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from results_flow import ResultsManager
 from results_flow.backends.urls import mask_url
 from results_flow.prefect import MapProgress, aresults_map, result_id_for, results_map, results_task
-from results_flow.prefect.report import Failure, MapSummary
+from results_flow.prefect.report import Failure, MapArtifacts, MapSummary
 from tests.prefect.conftest import CallLog, start_worker
 from tests.prefect.tasks import Score, record_call, score
 
@@ -355,3 +355,25 @@ def test_a_cancelled_aresults_map_says_how_many_results_are_stored(
         f"results_map held cancelled: 0 of 3 results are stored in {store}; run it again to "
         "compute only the missing ones"
     ) in run_logs.messages(logging.WARNING)
+
+
+def test_progress_artifact_updates_are_throttled() -> None:
+    """At most one update per ``interval``: with an hour's interval, 100 settled items
+    send no update until the map finishes (10,000 items must not be 10,000 API calls)."""
+
+    def progress_of(run_id: UUID) -> float:
+        return float(artifacts_of(run_id)["results-map-throttled-progress"].data)
+
+    @flow(name="throttle-flow")
+    def run() -> tuple[float, float]:
+        run_id: UUID = flow_run.get_id()  # type: ignore[assignment]
+        artifacts = MapArtifacts("throttled", 100, interval=3600)
+        artifacts.start(done=10)
+        for done in range(11, 101):
+            artifacts.progress(MapProgress(f"t/{done}", None, True, None, done, 100))
+        between = progress_of(run_id)
+        summary = MapSummary("throttled", 100, 100, 90, 10, 0, [], "file:///x", "t", 1.0)
+        artifacts.finish(summary, done=100)
+        return between, progress_of(run_id)
+
+    assert run() == (10.0, 100.0)
