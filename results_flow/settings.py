@@ -70,6 +70,11 @@ LEASE_TTL_SECONDS = 30.0
 #: thread pool is unbounded, and 2,000 threads writing SQLite at once outwait its busy
 #: timeout; 32 still keeps a 2-process Dask cluster or a 16-thread pool busy.
 MAP_MAX_IN_FLIGHT = 32
+#: Least seconds between two updates of a results_map's progress artifact: the UI stays
+#: current while 10,000 items cost a few hundred API calls, not 10,000.
+MAP_ARTIFACT_UPDATE_SECONDS = 0.5
+#: Failed items a results_map's table artifact lists one by one (the rest are counted).
+MAP_ARTIFACT_FAILURES = 20
 #: IDs bound in one SQL batch read: below SQLite's and PostgreSQL's parameter limits.
 SQL_IDS_PER_STATEMENT = 30_000
 #: Records one maintenance or transfer step reads and writes at a time: bounds memory.

@@ -24,15 +24,18 @@ import anyio.to_thread
 from prefect import State, Task, get_run_logger
 from prefect.exceptions import MissingContextError
 from prefect.futures import PrefectFuture, PrefectWrappedFuture, wait
+from prefect.tasks import TaskRunNameCallbackWithParameters
 from prefect.utilities.annotations import BaseAnnotation, unmapped
 from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
+from results_flow.errors import ResultsFlowError
 from results_flow.prefect.chunks import ItemOutcome, chunk_task
 from results_flow.prefect.decorator import check_runner_reaches, keeper_of
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
-from results_flow.prefect.runtime import CACHED_STATE_NAME, logger
+from results_flow.prefect.report import Failure, MapArtifacts, MapSummary, common_prefix
+from results_flow.prefect.runtime import CACHED_STATE_NAME, ResultKeeper, logger
 from results_flow.settings import IDS_NAMED_IN_ERRORS, MAP_MAX_IN_FLIGHT
 
 M = TypeVar("M", bound=BaseModel)
@@ -89,9 +92,12 @@ def results_map(
     and states in the arguments and in their lists, tuples, sets and dicts
     (``results_map(task, upstream.map(items))``, a list of futures, a future whose
     result is the list): it waits for them and builds
-    each ID from their results. Inputs that share a result ID are computed
+    each ID from their results; an input whose upstream failed is not run (the others
+    are), and reported at the end. Inputs that share a result ID are computed
     once. Must run in a flow (or anywhere ``task.submit`` works); it blocks until the
-    submitted runs finish.
+    submitted runs finish. In a flow run it names each item's task run after its result
+    ID and keeps a progress and a table artifact (``results_flow.prefect.report``).
+    Ctrl-C logs how many of its results are stored, then propagates.
 
     Args:
         task: a task made by ``results_task``.
@@ -121,9 +127,12 @@ def results_map(
         ValueError: the iterables differ in length or name no parameter, or
             ``chunk_size`` or ``max_in_flight`` is not a whole number of at least 1.
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
-        Exception: an upstream future's failure (noted with the parameter), or the first
-            failure among the submitted runs, once all have finished (noted with how
-            many failed and their IDs).
+        Exception: the failure of an upstream of an ``unmapped`` value or of a whole
+            iterable, at once (noted with the parameter); else, once every other input
+            has run, the first input's upstream failure (noted with how many inputs
+            it stopped, their indexes, parameters and errors), or the first failure
+            among the submitted runs (noted with how many failed and their IDs).
+        KeyboardInterrupt: re-raised, after logging how many results are stored.
     """
     return _results_map(
         task,
@@ -158,75 +167,176 @@ def _results_map(
                 f"not {bound!r}"
             )
     keeper.check_locks()  # once, before anything is submitted
-    calls_kwargs = _expand(task, keeper.bind_names(), iterables, keyword_iterables)
+    calls_kwargs, upstream = _expand(task, keeper.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
-    ids = [
-        keeper.call(task.name, keeper.bind((), kwargs), flow_name).result_id
-        for kwargs in calls_kwargs
+    # An input whose upstream failed has no ID (it is built from the upstream's result);
+    # the others run, as Task.map runs the branches whose upstream completed.
+    ids: list[str | None] = [
+        None
+        if i in upstream
+        else keeper.call(task.name, keeper.bind((), kwargs), flow_name).result_id
+        for i, kwargs in enumerate(calls_kwargs)
     ]
-    unique_ids = list(dict.fromkeys(ids))
+    unique_ids = list(dict.fromkeys(rid for rid in ids if rid is not None))
     # Stored results that no longer validate never stop the rest from being submitted:
     # "recompute" submits them too; "raise" raises after the others have run.
     found, invalid = keeper.stored_results(unique_ids, task)
     held_back = set(invalid) if keeper.on_invalid == "raise" else set()
-    first_index = {rid: i for i, rid in reversed(list(enumerate(ids)))}
+    first_index = {rid: i for i, rid in reversed(list(enumerate(ids))) if rid is not None}
     missing = [rid for rid in unique_ids if rid not in found and rid not in held_back]
     log = _logger()
     log.info(
-        "results_map %s: %d inputs, %d stored results reused, %d to run",
+        "results_map %s: %d inputs, %d stored results reused, %d to run%s",
         task.name,
         len(ids),
-        len(ids) - sum(1 for rid in ids if rid not in found),
+        sum(1 for rid in ids if rid in found),
         len(missing),
+        f", {len(upstream)} not run (their upstream failed)" if upstream else "",
     )
-    with progress_hook(progress, f"results_map {task.name}", len(unique_ids)) as hook:
-        tally = _Tally(hook, len(unique_ids))
-        for rid in unique_ids:
-            if rid in found:
-                tally.settle(rid, ItemOutcome(found[rid], computed=False))
-        if chunk_size is None:
-            finished = _bounded(
-                lambda rid: task.submit(**calls_kwargs[first_index[rid]]),
-                missing,
-                max_in_flight,
-                cancellation,
-            )
-            for rid, future in finished:
-                tally.settle(rid, _outcome_of(future))
-        else:
-            check_runner_reaches(task)  # the chunk task carries the same store
-            runner = chunk_task(task)
-            chunks = (missing[i : i + chunk_size] for i in range(0, len(missing), chunk_size))
-            finished_chunks = _bounded(
-                lambda chunk: runner.submit(
-                    [calls_kwargs[first_index[rid]] for rid in chunk], first_index[chunk[0]]
-                ),
-                chunks,
-                max_in_flight,
-                cancellation,
-            )
-            for chunk, future in finished_chunks:
-                for rid, outcome in zip(chunk, _chunk_outcomes(future, len(chunk)), strict=True):
-                    tally.settle(rid, outcome)
-    _raise_failures(task, log, missing, tally.outcomes)
+    for failure in upstream.values():
+        log.error(
+            "results_map %s: %s not run, its upstream failed: %r",
+            task.name,
+            failure.label,
+            failure.error,
+        )
+    if cancellation is not None:
+        cancellation.on_cancel = functools.partial(_log_stored, keeper, task, log, unique_ids)
+    total = len(unique_ids) + len(upstream)
+    artifacts = MapArtifacts.open(task.name, total)
+    try:
+        with progress_hook(progress, f"results_map {task.name}", total) as hook:
+            tally = _Tally([hook, artifacts.progress if artifacts else None], total)
+            for index, failure in upstream.items():
+                tally.settle_upstream(index, failure.error)
+            for rid in unique_ids:
+                if rid in found:
+                    tally.settle(rid, ItemOutcome(found[rid], computed=False))
+            if artifacts is not None:
+                artifacts.start(tally.done)
+            if chunk_size is None:
+                item_task = _named_after_ids(task, flow_name)
+                finished = _bounded(
+                    lambda rid: item_task.submit(**calls_kwargs[first_index[rid]]),
+                    missing,
+                    max_in_flight,
+                    cancellation,
+                )
+                for rid, future in finished:
+                    tally.settle(rid, _outcome_of(future))
+            else:
+                check_runner_reaches(task)  # the chunk task carries the same store
+                runner = chunk_task(task)
+                chunks = (missing[i : i + chunk_size] for i in range(0, len(missing), chunk_size))
+                finished_chunks = _bounded(
+                    lambda chunk: runner.submit(
+                        [calls_kwargs[first_index[rid]] for rid in chunk], first_index[chunk[0]]
+                    ),
+                    chunks,
+                    max_in_flight,
+                    cancellation,
+                )
+                for chunk, future in finished_chunks:
+                    outcomes = _chunk_outcomes(future, len(chunk))
+                    for rid, outcome in zip(chunk, outcomes, strict=True):
+                        tally.settle(rid, outcome)
+    except KeyboardInterrupt:
+        _log_stored(keeper, task, log, unique_ids, "interrupted")
+        raise
+    failures = sorted(
+        [(i, failure) for i, failure in upstream.items()]
+        + [
+            (first_index[rid], Failure(rid, error))
+            for rid in missing
+            if (error := tally.outcomes[rid].error) is not None
+        ]
+        + [(first_index[rid], Failure(rid, invalid[rid])) for rid in held_back],
+        key=lambda pair: pair[0],
+    )
+    computed_ids = {rid for rid in missing if tally.outcomes[rid].computed}
+    failed_ids = {failure.label for _, failure in failures}
+    computed = sum(1 for rid in ids if rid in computed_ids)
+    failed = sum(1 for rid in ids if rid is None or rid in failed_ids)
+    seconds = time.perf_counter() - started
+    if artifacts is not None:
+        summary = MapSummary(
+            task_name=task.name,
+            inputs=len(ids),
+            distinct=len(unique_ids),
+            computed=computed,
+            reused=len(ids) - computed - failed,
+            failed=failed,
+            failures=[failure for _, failure in failures],
+            store=keeper.store.describe(),
+            prefix=common_prefix(unique_ids),
+            seconds=seconds,
+        )
+        artifacts.finish(summary, tally.done)
+    _raise_failures(task, log, missing, tally.outcomes, list(upstream.items()), len(ids))
     for rid in missing:
         result = tally.outcomes[rid].result
         if result is not None:
             found[rid] = result
-    computed_ids = {rid for rid in missing if tally.outcomes[rid].computed}
     if held_back:
         keeper.invalid_found(invalid, total=len(unique_ids))
-    results = [found[rid] for rid in ids]
-    computed = sum(1 for rid in ids if rid in computed_ids)
+    results = [found[rid] for rid in ids if rid is not None]  # every ID settled, none None
     report = ResumeResults(
         results=results,
-        ids=ids,
+        ids=[rid for rid in ids if rid is not None],
         computed=computed,
         reused=len(ids) - computed,
-        seconds=time.perf_counter() - started,
+        seconds=seconds,
     )
     log.info("results_map %s: %s", task.name, report.summary())
     return report
+
+
+def _log_stored(
+    keeper: ResultKeeper,
+    task: Task[Any, Any],
+    log: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    unique_ids: list[str],
+    what: str,
+) -> None:
+    """Log how many of a stopped map's results are stored (every one kept: a rerun
+    computes only the others)."""
+    try:
+        stored = len(keeper.manager().exists_many(unique_ids))
+    except ResultsFlowError as exc:
+        log.warning(
+            "results_map %s %s; its store cannot say what is stored: %s", task.name, what, exc
+        )
+        return
+    log.warning(
+        "results_map %s %s: %d of %d results are stored in %s; run it again to compute "
+        "only the missing ones",
+        task.name,
+        what,
+        stored,
+        len(unique_ids),
+        keeper.store.describe(),
+    )
+
+
+class _ResultIdName(TaskRunNameCallbackWithParameters):
+    """A task run name: the run's result ID (Prefect passes the run's parameters).
+
+    A class, not a closure, so the task pickles to process pools and Dask workers.
+    """
+
+    def __init__(self, keeper: ResultKeeper, task_name: str, flow_name: str) -> None:
+        self.keeper, self.task_name, self.flow_name = keeper, task_name, flow_name
+
+    def __call__(self, parameters: dict[str, Any]) -> str:
+        arguments = self.keeper.bind((), parameters)
+        return self.keeper.call(self.task_name, arguments, self.flow_name).result_id
+
+
+def _named_after_ids(task: Task[Any, Any], flow_name: str) -> Task[Any, Any]:
+    """``task`` whose runs are named after their result IDs, unless it names its runs."""
+    if task.task_run_name is not None:
+        return task
+    return task.with_options(task_run_name=_ResultIdName(keeper_of(task), task.name, flow_name))
 
 
 async def aresults_map(
@@ -264,6 +374,8 @@ async def aresults_map(
     except anyio.get_cancelled_exc_class():
         with anyio.CancelScope(shield=True):  # waits for at most one submit in progress
             await anyio.to_thread.run_sync(cancellation.cancel)
+            if cancellation.on_cancel is not None:
+                await anyio.to_thread.run_sync(cancellation.on_cancel, "cancelled")
         raise
 
 
@@ -284,6 +396,8 @@ class _Cancellation:
         self._cancelled = False
         self._pending: dict[PrefectFuture[Any], Any] = {}
         self._finished: queue.SimpleQueue[PrefectFuture[Any] | None] | None = None
+        #: Called with "cancelled" after ``cancel``: logs how much the map stored.
+        self.on_cancel: Callable[[str], None] | None = None
 
     def watch(
         self,
@@ -331,26 +445,49 @@ class _Cancellation:
 
 
 class _Tally:
-    """The outcome of every settled ID, fed to the progress hook as it arrives."""
+    """The outcome of every settled ID (and input whose upstream failed), fed to the
+    progress hooks as it arrives."""
 
-    def __init__(self, hook: ProgressHook | None, total: int) -> None:
-        self.hook = hook
+    def __init__(self, hooks: list[ProgressHook | None], total: int) -> None:
+        self.hooks = [hook for hook in hooks if hook is not None]
         self.total = total
         self.outcomes: dict[str, ItemOutcome] = {}
+        self.upstream_failed = 0
+
+    @property
+    def done(self) -> int:
+        """How many events were fed."""
+        return len(self.outcomes) + self.upstream_failed
 
     def settle(self, rid: str, outcome: ItemOutcome) -> None:
         self.outcomes[rid] = outcome
-        if self.hook is not None:
-            self.hook(
-                MapProgress(
-                    result_id=rid,
-                    result=outcome.result,
-                    computed=outcome.computed,
-                    error=outcome.error,
-                    done=len(self.outcomes),
-                    total=self.total,
-                )
-            )
+        self._feed(rid, outcome.result, outcome.computed, outcome.error, None)
+
+    def settle_upstream(self, index: int, error: BaseException) -> None:
+        self.upstream_failed += 1
+        self._feed("", None, False, error, index)
+
+    def _feed(
+        self,
+        rid: str,
+        result: BaseModel | None,
+        computed: bool,
+        error: BaseException | None,
+        index: int | None,
+    ) -> None:
+        if not self.hooks:
+            return
+        event = MapProgress(
+            result_id=rid,
+            result=result,
+            computed=computed,
+            error=error,
+            done=self.done,
+            total=self.total,
+            upstream_of=index,
+        )
+        for hook in self.hooks:
+            hook(event)
 
 
 W = TypeVar("W")
@@ -409,19 +546,32 @@ def _raise_failures(
     log: logging.Logger | logging.LoggerAdapter[logging.Logger],
     missing: list[str],
     outcomes: dict[str, ItemOutcome],
+    upstream: list[tuple[int, Failure]],
+    inputs: int,
 ) -> None:
-    """Log each failed ID; re-raise the first failure (in input order) with a note."""
+    """Log each failed ID; raise the first input's upstream failure, else the first failed
+    item's error, with notes that count the failed items and the inputs whose upstream
+    failed, naming the first few (those inputs were logged when found)."""
     failed = [(rid, error) for rid in missing if (error := outcomes[rid].error) is not None]
-    if not failed:
+    if not failed and not upstream:
         return
     for rid, error in failed:
         log.error("results_map %s: %s failed: %r", task.name, rid, error)
-    named = ", ".join(rid for rid, _ in failed[:IDS_NAMED_IN_ERRORS])
-    more = ", ..." if len(failed) > IDS_NAMED_IN_ERRORS else ""
-    first = failed[0][1]
-    first.add_note(
-        f"results_map: {len(failed)} of {len(missing)} submitted items failed: {named}{more}"
-    )
+    # The root cause first: an upstream failure, else the first failed item.
+    first = upstream[0][1].error if upstream else failed[0][1]
+    if failed:
+        named = ", ".join(rid for rid, _ in failed[:IDS_NAMED_IN_ERRORS])
+        more = ", ..." if len(failed) > IDS_NAMED_IN_ERRORS else ""
+        first.add_note(
+            f"results_map: {len(failed)} of {len(missing)} submitted items failed: {named}{more}"
+        )
+    if upstream:
+        named = "; ".join(f"{f.label}: {f.error!r}" for _, f in upstream[:IDS_NAMED_IN_ERRORS])
+        more = "; ..." if len(upstream) > IDS_NAMED_IN_ERRORS else ""
+        first.add_note(
+            f"results_map {task.name!r}: {len(upstream)} of {inputs} inputs not run, their "
+            f"upstream failed: {named}{more}"
+        )
     raise first
 
 
@@ -438,8 +588,11 @@ def _expand(
     parameter_names: Sequence[str],
     iterables: tuple[Any, ...],
     keyword_iterables: dict[str, Any],
-) -> list[dict[str, Any]]:
-    """One keyword-argument dict per call, from ``Task.map``-style arguments."""
+) -> tuple[list[dict[str, Any]], dict[int, Failure]]:
+    """One keyword-argument dict per call, from ``Task.map``-style arguments, and the
+    inputs whose upstream future or state failed (by input index; their dicts hold None
+    in its place). A failed upstream of a whole iterable, or of an ``unmapped`` value,
+    fails every input: it raises, noted with the parameter."""
     if len(iterables) > len(parameter_names):
         raise ValueError(
             f"results_map {task.name!r}: {len(iterables)} positional iterables for "
@@ -456,8 +609,9 @@ def _expand(
     static = {
         k: _resolved(task, k, v.unwrap()) for k, v in named.items() if isinstance(v, unmapped)
     }
+    upstream: dict[int, Failure] = {}
     mapped = {
-        k: _resolved(task, k, _as_list(task, k, _resolved_whole(task, k, v)))
+        k: _resolved_items(task, k, _as_list(task, k, _resolved_whole(task, k, v)), upstream)
         for k, v in named.items()
         if not isinstance(v, unmapped)
     }
@@ -467,12 +621,43 @@ def _expand(
     if len(set(lengths.values())) > 1:
         raise ValueError(f"results_map {task.name!r}: iterables differ in length: {lengths}")
     rows = zip(*mapped.values(), strict=True)  # lengths checked above
-    return [{**static, **dict(zip(mapped, values, strict=True))} for values in rows]
+    calls = [{**static, **dict(zip(mapped, values, strict=True))} for values in rows]
+    return calls, dict(sorted(upstream.items()))
 
 
 def _resolved_whole(task: Task[Any, Any], name: str, value: Any) -> Any:
     """A future or state given for a whole iterable, replaced by its result."""
     return _resolved(task, name, value) if isinstance(value, PrefectFuture | State) else value
+
+
+def _resolved_items(
+    task: Task[Any, Any], name: str, values: list[Any], upstream: dict[int, Failure]
+) -> list[Any]:
+    """``values`` with the futures and states in each replaced by their results; an item
+    whose upstream failed becomes None, its failure kept in ``upstream`` (the first per
+    input), so the other inputs still run."""
+    # Only rebuild the items when they hold a future: rebuilding copies every model.
+    if not _upstream_in(values):
+        return values
+    wait([f for f in _upstream_in(values) if isinstance(f, PrefectFuture)])
+    resolved = []
+    for index, value in enumerate(values):
+        if not _upstream_in(value):
+            resolved.append(value)
+            continue
+        try:
+            resolved.append(visit_collection(value, _result_of, return_data=True))
+        except Exception as exc:  # noqa: BLE001 - reported per input, raised at the end
+            upstream.setdefault(index, Failure(f"input {index} (parameter {name!r})", exc))
+            resolved.append(None)
+    return resolved
+
+
+def _result_of(expr: Any) -> Any:
+    """The result of a Prefect future or state; anything else unchanged."""
+    if isinstance(expr, PrefectFuture | State):
+        return expr.result()
+    return expr
 
 
 def _resolved(task: Task[Any, Any], name: str, value: Any) -> Any:

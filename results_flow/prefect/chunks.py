@@ -7,8 +7,9 @@ task's input goes through the same compute-once sequence as its own run
 results_map sends only inputs it found missing. The chunk task carries the results_task's
 name (the IDs are built from it), so its runs show as ``<task>-chunk-<first>`` in the UI.
 A failing item does not stop its chunk: it is retried as the task's ``retries`` say,
-then reported in the chunk's outcomes, and the chunk run ends Completed with a message
-counting them."""
+then reported in the chunk's outcomes; each retry and failure is logged in the chunk run's
+logger with the item's result ID, and the chunk run ends Completed with a message counting
+computed and failed items and retries."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from pydantic import BaseModel
 
 from results_flow.prefect.compute_once import run_async, run_sync
 from results_flow.prefect.decorator import keeper_of
-from results_flow.prefect.runtime import ResultKeeper
+from results_flow.prefect.naming import Call
+from results_flow.prefect.runtime import ResultKeeper, run_logger
 from results_flow.records import utc_now
 
 
@@ -59,18 +61,20 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
 
         async def run_chunk_async(calls: list[dict[str, Any]], first: int) -> State[Any]:
             refresh = keeper.refreshing(task)
-            outcomes = []
+            report = _ChunkReport(attempts)
             for kwargs in calls:
+                call = keeper.call(task.name, keeper.bind((), kwargs))
                 for attempt in range(attempts):
                     try:
-                        outcome = await _akept(keeper, task.name, kwargs, refresh)
+                        outcome = await _akept(keeper, call, kwargs, refresh)
                         break
                     except Exception as exc:  # noqa: BLE001 - reported per item
                         outcome = ItemOutcome(None, computed=False, error=exc)
                         if attempt + 1 < attempts:
+                            report.retrying(call, attempt, exc, pause(attempt))
                             await anyio.sleep(pause(attempt))
-                outcomes.append(outcome)
-            return _chunk_state(outcomes)
+                report.settled(call, outcome)
+            return report.state()
 
         fn = run_chunk_async
     else:
@@ -79,18 +83,20 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
             # Once per chunk, not per item: the refresh switches (the results_task's own,
             # not the chunk task's).
             refresh = keeper.refreshing(task)
-            outcomes = []
+            report = _ChunkReport(attempts)
             for kwargs in calls:
+                call = keeper.call(task.name, keeper.bind((), kwargs))
                 for attempt in range(attempts):
                     try:
-                        outcome = _kept(keeper, task.name, kwargs, refresh)
+                        outcome = _kept(keeper, call, kwargs, refresh)
                         break
                     except Exception as exc:  # noqa: BLE001 - reported per item
                         outcome = ItemOutcome(None, computed=False, error=exc)
                         if attempt + 1 < attempts:
+                            report.retrying(call, attempt, exc, pause(attempt))
                             time.sleep(pause(attempt))
-                outcomes.append(outcome)
-            return _chunk_state(outcomes)
+                report.settled(call, outcome)
+            return report.state()
 
         fn = run_chunk
     escaped = task.name.replace("{", "{{").replace("}", "}}")
@@ -104,14 +110,11 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
     )
 
 
-def _kept(
-    keeper: ResultKeeper, task_name: str, kwargs: dict[str, Any], refresh: bool
-) -> ItemOutcome:
+def _kept(keeper: ResultKeeper, call: Call, kwargs: dict[str, Any], refresh: bool) -> ItemOutcome:
     """Compute (at most once) and store one input of a synchronous results_task. No
     lookup before the lock: results_map sends only inputs it found missing, and the
     lookup under the lock still finds a result another worker stored since."""
     started = utc_now()
-    call = keeper.call(task_name, keeper.bind((), kwargs))
     compute = functools.partial(keeper.fn, **kwargs)
     result, settled = run_sync(
         keeper, call, compute, refresh=refresh, started=started, look_first=False
@@ -120,11 +123,10 @@ def _kept(
 
 
 async def _akept(
-    keeper: ResultKeeper, task_name: str, kwargs: dict[str, Any], refresh: bool
+    keeper: ResultKeeper, call: Call, kwargs: dict[str, Any], refresh: bool
 ) -> ItemOutcome:
     """``_kept`` for an async results_task."""
     started = utc_now()
-    call = keeper.call(task_name, keeper.bind((), kwargs))
     compute = functools.partial(keeper.fn, **kwargs)
     result, settled = await run_async(
         keeper, call, compute, refresh=refresh, started=started, look_first=False
@@ -132,8 +134,43 @@ async def _akept(
     return ItemOutcome(result, computed=settled == "computed")
 
 
-def _chunk_state(outcomes: list[ItemOutcome]) -> State[Any]:
-    failed = sum(1 for outcome in outcomes if outcome.error is not None)
-    computed = sum(1 for outcome in outcomes if outcome.computed)
-    message = f"{len(outcomes)} items: {computed} computed, {failed} failed"
-    return Completed(message=message, data=outcomes)
+class _ChunkReport:
+    """What a chunk run says of its items: each retry and each failure logged in the
+    chunk run's logger with the item's result ID, and counted in its state's message."""
+
+    def __init__(self, attempts: int) -> None:
+        self.attempts = attempts
+        self.outcomes: list[ItemOutcome] = []
+        self.retries = 0
+        self.log = run_logger()
+
+    def retrying(self, call: Call, attempt: int, error: BaseException, delay: float) -> None:
+        self.retries += 1
+        self.log.warning(
+            "item %s failed (attempt %d of %d), retrying in %gs: %r",
+            call.result_id,
+            attempt + 1,
+            self.attempts,
+            delay,
+            error,
+        )
+
+    def settled(self, call: Call, outcome: ItemOutcome) -> None:
+        self.outcomes.append(outcome)
+        if outcome.error is not None:
+            self.log.error(
+                "item %s failed after %d attempt%s: %r",
+                call.result_id,
+                self.attempts,
+                "" if self.attempts == 1 else "s",
+                outcome.error,
+            )
+
+    def state(self) -> State[Any]:
+        failed = sum(1 for outcome in self.outcomes if outcome.error is not None)
+        computed = sum(1 for outcome in self.outcomes if outcome.computed)
+        message = (
+            f"{len(self.outcomes)} items: {computed} computed, {failed} failed, "
+            f"{self.retries} retries"
+        )
+        return Completed(message=message, data=self.outcomes)

@@ -1,8 +1,9 @@
 """Progress of a results_map: one ``MapProgress`` per settled result ID.
 
 ``results_map(..., progress=hook)`` calls ``hook(MapProgress)`` in the caller's thread
-once per distinct result ID: first for every ID found in the store, then for each
-computed (or failed) one as its task run, or its chunk, completes. ``progress=True``
+once per distinct result ID: first for every input whose upstream failed and every ID
+found in the store, then for each computed (or failed) one as its task run, or its
+chunk, completes. ``progress=True``
 draws a rich progress bar fed by the same events.
 """
 
@@ -21,7 +22,9 @@ class MapProgress:
 
     ``computed`` is True when this call's task run computed it, False when it was
     reused (found in the store, or stored by another run first); ``error`` is set, and
-    ``result`` is None, when its run failed.
+    ``result`` is None, when its run failed. An input whose upstream future failed has
+    no result ID (it is built from the upstream's result): its event has ``result_id``
+    ``""``, the input's index in ``upstream_of`` and the upstream's error in ``error``.
     """
 
     result_id: str
@@ -30,6 +33,7 @@ class MapProgress:
     error: BaseException | None
     done: int
     total: int
+    upstream_of: int | None = None
 
 
 ProgressHook = Callable[[MapProgress], None]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
 from prefect import State, Task, get_run_logger
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_logger
 from prefect.settings import PREFECT_TASKS_REFRESH_CACHE
@@ -200,7 +201,8 @@ class ResultKeeper:
 
     def invalid_found(self, invalid: dict[str, ResultsFlowError], *, total: int) -> None:
         """Act on stored results that no longer validate: log each ID to be recomputed
-        (``on_invalid="recompute"``), or raise one error that counts them all.
+        (``on_invalid="recompute"``; once per ID per flow run), or raise one error that
+        counts them all.
 
         Raises:
             InvalidResultsError: ``on_invalid="raise"``; counts the IDs, names the first few.
@@ -216,6 +218,8 @@ class ResultKeeper:
             )
         log = run_logger()
         for result_id in invalid:
+            if not _first_warning(result_id):
+                continue
             log.warning(
                 "stored result %r no longer validates as %s; recomputing it (on_invalid="
                 '"recompute")',
@@ -297,6 +301,33 @@ class ResultKeeper:
         state = self.__dict__.copy()
         state["_signature"] = None  # annotations may not pickle; rebuilt on first use
         return state
+
+
+#: The IDs warned of as invalid, per flow run, for the last few runs: results_map's batch
+#: read and an item's two lookups reach one ID three times; it is logged once per run.
+_WARNED: dict[str, set[str]] = {}
+_WARNED_RUNS = 16
+_WARNED_LOCK = threading.Lock()
+
+
+def _first_warning(result_id: str) -> bool:
+    """Whether ``result_id`` was not yet warned of in this flow run (always, outside any)."""
+    task_context = TaskRunContext.get()
+    flow_context = FlowRunContext.get()
+    if task_context is not None and task_context.task_run.flow_run_id is not None:
+        run = str(task_context.task_run.flow_run_id)
+    elif flow_context is not None and flow_context.flow_run is not None:
+        run = str(flow_context.flow_run.id)
+    else:
+        return True
+    with _WARNED_LOCK:
+        seen = _WARNED.setdefault(run, set())
+        while len(_WARNED) > _WARNED_RUNS:
+            del _WARNED[next(iter(_WARNED))]
+        if result_id in seen:
+            return False
+        seen.add(result_id)
+        return True
 
 
 def settled_state(call: Call, result: BaseModel, settled: Settled) -> State[Any] | BaseModel:

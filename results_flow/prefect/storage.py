@@ -12,9 +12,9 @@ from typing import ClassVar
 
 import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
-from pydantic import ConfigDict, Field, HttpUrl, SecretStr, field_validator
+from pydantic import ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
-from results_flow.backends.urls import check_store_url
+from results_flow.backends.urls import check_store_url, mask_url
 from results_flow.blobs import PrefectResultBlob
 from results_flow.errors import InvalidResultIdError, ResultNotFoundError, UntrustedRecordError
 from results_flow.ids import normalize_id
@@ -90,6 +90,21 @@ def work(x: int) -> int: ...
             "(UntrustedRecordError) and never run."
         ),
     )
+
+    store: str = Field(
+        default="",
+        title="Store",
+        description=(
+            "The store URL with only its password masked, for the UI: set from the "
+            "Store URL whenever the block is built, edited or loaded."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _show_store(self) -> ResultsStorage:
+        # Written past validate_assignment (which would run this validator again).
+        object.__setattr__(self, "store", mask_url(self.store_url.get_secret_value()))
+        return self
 
     @field_validator("store_url")
     @classmethod
@@ -185,4 +200,4 @@ def work(x: int) -> int: ...
         return await anyio.to_thread.run_sync(self.write_path, path, content)
 
     def __repr__(self) -> str:
-        return f"ResultsStorage(store_url=SecretStr('**********'), prefix={self.prefix!r})"
+        return f"ResultsStorage(store={self.store!r}, prefix={self.prefix!r})"
