@@ -209,10 +209,8 @@ def _results_map(
                 for rid, outcome in zip(chunk, _chunk_outcomes(future, len(chunk)), strict=True):
                     tally.settle(rid, outcome)
     _raise_failures(task, log, missing, tally.outcomes)
-    for rid in missing:
-        result = tally.outcomes[rid].result
-        if result is not None:
-            found[rid] = result
+    for rid in missing:  # none failed (raised above); a result may be None (Score | None)
+        found[rid] = tally.outcomes[rid].result
     computed_ids = {rid for rid in missing if tally.outcomes[rid].computed}
     if held_back:
         keeper.invalid_found(invalid, total=len(unique_ids))
