@@ -35,7 +35,7 @@ from results_flow.prefect.stores import StoreRef
 from results_flow.records import utc_now
 from results_flow.registry import ensure_registered, namespace_of
 from results_flow.result_types import adapter_of, is_model_class
-from results_flow.settings import COMPUTE_LOCK_TIMEOUT
+from results_flow.settings import COMPUTE_LOCK_TIMEOUT, IdScope, as_id_scope
 from results_flow.write_policy import as_behavior
 
 P = ParamSpec("P")
@@ -138,6 +138,7 @@ def results_task(
     hash_source: bool = False,
     refresh: bool = False,
     on_invalid: OnInvalid = "raise",
+    scope: IdScope | None = None,
     **prefect_task_options: Any,
 ) -> Callable[[Callable[P, R]], ResultsTask[P, R]]: ...
 def results_task(
@@ -156,6 +157,7 @@ def results_task(
     hash_source: bool = False,
     refresh: bool = False,
     on_invalid: OnInvalid = "raise",
+    scope: IdScope | None = None,
     **prefect_task_options: Any,
 ) -> ResultsTask[P, R] | Callable[[Callable[P, R]], ResultsTask[P, R]]:
     """Make a Prefect task whose result is validated, stored and reused by ID.
@@ -187,6 +189,12 @@ def results_task(
         on_invalid: a stored result that no longer validates as the model: ``"raise"``
             (an ``InvalidResultsError`` counting and naming them) or ``"recompute"``
             (recompute and overwrite, logging each ID).
+        scope: what the default ID starts with: ``"flow"`` (``<flow>/<task>/<key>``:
+            each flow keeps its own results) or ``"task"`` (``<task>/<key>``: the same
+            call reuses one result from any flow, subflow or renamed flow; a result
+            stored under the running flow's former ``<flow>/<task>/<key>`` is taken
+            over, copied to the new ID). Default ``RESULTS_FLOW_ID_SCOPE``, else
+            ``"flow"``. Templates (``id=``) are not affected.
 
     A model is registered under ``namespace`` (or the one it is registered in, else
     the default) when the task is decorated, so ``ResultsManager().get(id)`` without a
@@ -197,6 +205,7 @@ def results_task(
         ResultsTaskError: no return annotation (or ``model=``), a type Pydantic cannot
             validate, a generator function, or another model holds the model's name in
             that namespace.
+        ValueError: ``scope`` is neither ``"flow"`` nor ``"task"``.
     """
 
     def decorate(func: Callable[P, R]) -> ResultsTask[P, R]:
@@ -208,6 +217,7 @@ def results_task(
                 version=version,
                 ignore=frozenset(ignore),
                 code_hash=source_hash(func) if hash_source else None,
+                scope=None if scope is None else as_id_scope(scope),
             ),
             behavior=as_behavior(behavior),
             namespace=namespace,
@@ -354,7 +364,9 @@ def keeper_of(task: Task[Any, Any]) -> ResultKeeper:
 def result_id_for(
     task: Task[Any, Any], /, *args: Any, flow: str | Flow[..., Any] | None = None, **kwargs: Any
 ) -> str:
-    """The result ID that calling ``task`` with these arguments would store under.
+    """The result ID that calling ``task`` with these arguments would store under
+    (task-scoped when the task's ``scope`` or ``RESULTS_FLOW_ID_SCOPE`` says so; then
+    ``flow`` changes nothing).
 
     ``flow`` names the flow whose runs stored it (a name or the flow itself), so a
     notebook can find what a flow stored: ``result_id_for(score, 7, flow="nightly")``.
@@ -365,6 +377,7 @@ def result_id_for(
         ResultsTaskError: ``task`` was not made by ``results_task``.
         UnhashableParameterError: an argument has no canonical JSON; names it.
         InvalidResultIdError: the ID template cannot be filled or gives a bad ID.
+        ValueError: ``RESULTS_FLOW_ID_SCOPE`` is neither ``flow`` nor ``task``.
     """
     keeper = keeper_of(task)
     names = keeper.bind_names()

@@ -35,7 +35,7 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.manager import ResultsManager, SetBehavior
-from results_flow.prefect.naming import Call, IdRecipe
+from results_flow.prefect.naming import Call, IdRecipe, current_flow_name
 from results_flow.prefect.stores import StoreRef
 from results_flow.result_types import adapter_of, is_model_class, type_tag
 from results_flow.settings import refresh_requested
@@ -190,6 +190,10 @@ class ResultKeeper:
         try:
             return Stored(self.manager().get(call.result_id, self.result_type))
         except ResultNotFoundError:
+            if not refresh and call.former_id is not None:
+                taken = self.take_over({call.result_id: call.former_id})
+                if call.result_id in taken:
+                    return Stored(taken[call.result_id])
             return Stored.missing(replace=refresh)
         except (ResultValidationError, UnknownModelError, CorruptRecordError) as exc:
             self.invalid_found({call.result_id: exc}, total=1)
@@ -205,13 +209,55 @@ class ResultKeeper:
         if not self.skips or self.refreshing(task):
             return {}, {}
         try:
-            found = self.manager().get_many(result_ids, self.result_type)
+            found = dict(self.manager().get_many(result_ids, self.result_type))
+            invalid: dict[str, ResultsFlowError] = {}
         except InvalidResultsError as exc:
             found, invalid = exc.found, exc.invalid
             if self.on_invalid == "recompute":
                 self.invalid_found(invalid, total=len(result_ids))
-            return found, invalid
-        return dict(found), {}
+        flow_name = current_flow_name()
+        formers = {
+            rid: former
+            for rid in result_ids
+            if rid not in found
+            and rid not in invalid
+            and (former := self.recipe.former_id(rid, flow_name)) is not None
+        }
+        found.update(self.take_over(formers))
+        return found, invalid
+
+    def take_over(self, former_ids: Mapping[str, str]) -> dict[str, Any]:
+        """The results stored under the former, flow-scoped IDs of task-scoped ones
+        (``{new ID: former ID}``), read in one round trip and copied to the new IDs
+        (SKIP_IF_EXISTS; the former records stay). A former result that no longer
+        validates is left where it is: its call is computed again."""
+        if not former_ids:
+            return {}
+        manager = self.manager()
+        stored = manager.get_many(list(former_ids.values()), self.result_type, on_invalid="skip")
+        taken: dict[str, Any] = {}
+        for rid, former in former_ids.items():
+            if former not in stored:
+                continue
+            record = manager.record(former)
+            written = manager.set(
+                rid,
+                stored[former],
+                SetBehavior.SKIP_IF_EXISTS,
+                namespace=record.namespace,
+                metadata={**record.metadata, "copied_from": former},
+                result_type=None if is_model_class(self.result_type) else self.result_type,
+            )
+            taken[rid] = stored[former] if written else manager.get(rid, self.result_type)
+        if taken:
+            first = next(iter(taken))
+            run_logger().info(
+                "%d results taken over from their former flow-scoped IDs (%r from %r, ...)",
+                len(taken),
+                first,
+                former_ids[first],
+            )
+        return taken
 
     def invalid_found(self, invalid: dict[str, ResultsFlowError], *, total: int) -> None:
         """Act on stored results that no longer validate: log each ID to be recomputed
