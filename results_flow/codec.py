@@ -10,7 +10,6 @@ A value of another type than a model is tagged with its annotation's text
 
 from __future__ import annotations
 
-import builtins
 import json
 from collections.abc import Mapping
 from typing import Any, TypeVar, overload
@@ -21,7 +20,14 @@ from pydantic_core import PydanticSerializationError
 from results_flow.errors import ResultValidationError, UnknownModelError
 from results_flow.records import Record, load_json, utc_now
 from results_flow.registry import DEFAULT_NAMESPACE, get_model_class, namespace_of
-from results_flow.result_types import adapter_of, is_model_class, type_tag
+from results_flow.result_types import (
+    adapter_of,
+    is_builtin_tag,
+    is_model_class,
+    models_in,
+    type_from_tag,
+    type_tag,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -87,9 +93,10 @@ def _encode_typed(
         raise ResultValidationError(
             f"result {result_id!r}: {tag} does not round-trip through JSON: {exc}"
         ) from exc
-    if is_model_class(result_type):
-        namespace = namespace or namespace_of(result_type)
-    return _record(result_id, tag, namespace or DEFAULT_NAMESPACE, text, metadata)
+    if namespace is None:  # where get(id) without a type looks its models up
+        models = models_in(result_type)
+        namespace = namespace_of(models[0]) if models else DEFAULT_NAMESPACE
+    return _record(result_id, tag, namespace, text, metadata)
 
 
 def _record(
@@ -117,48 +124,69 @@ def _record(
 @overload
 def decode(result_id: str, record: Record, model_class: type[M]) -> M: ...
 @overload
-def decode(result_id: str, record: Record, model_class: None) -> BaseModel: ...
-@overload
 def decode(result_id: str, record: Record, model_class: Any) -> Any: ...
 def decode(result_id: str, record: Record, model_class: Any) -> Any:
     """Validate a stored record as ``model_class`` (a model class or any type a
-    ``TypeAdapter`` validates, such as ``list[Score]``) or as its tag's registered class.
+    ``TypeAdapter`` validates, such as ``list[Score]``), or, without one, as the type
+    its tag names: a registered model, or a type built from builtin names and the
+    models registered in its namespace (``list[Score]``; never an import).
 
     Raises:
-        UnknownModelError: no type given and the stored tag is not a registered model
-            (a tag such as ``list[Score]`` is never resolved: give the type).
+        UnknownModelError: no type given and the stored tag names a model that is not
+            registered in its namespace, or a type not built that way.
         ResultValidationError: the data does not validate.
         TypeError: ``model_class`` is no type Pydantic can validate.
     """
     if model_class is None:
-        try:
-            cls: type[BaseModel] = get_model_class(record.model_type, record.namespace)
-        except UnknownModelError as exc:
-            if record.model_type.isidentifier() and not hasattr(builtins, record.model_type):
+        tag = record.model_type
+        if tag.isidentifier() and not is_builtin_tag(tag):
+            try:
+                cls: type[BaseModel] = get_model_class(tag, record.namespace)
+            except UnknownModelError as exc:
                 raise UnknownModelError(f"result {result_id!r}: {exc}") from exc
-            raise UnknownModelError(
-                f"result {result_id!r} is stored as {record.model_type!r} (namespace "
-                f"{record.namespace!r}), not as a registered model; read it with its type: "
-                f"get({result_id!r}, {record.model_type})"
-            ) from exc
+        else:
+            return _decode_typed(result_id, record, _type_of_tag(result_id, record))
     elif is_model_class(model_class):
         cls = model_class
     else:
-        try:
-            adapter = adapter_of(model_class)
-        except TypeError as exc:
-            raise TypeError(f"result {result_id!r}: {exc}") from exc
-        try:
-            return adapter.validate_json(record.data)
-        except ValidationError as exc:
-            raise ResultValidationError(
-                f"result {result_id!r} (stored as {record.namespace}:{record.model_type}) "
-                f"does not validate as {type_tag(model_class)}: {exc}"
-            ) from exc
+        return _decode_typed(result_id, record, model_class)
     try:
         return cls.model_validate_json(record.data)
     except ValidationError as exc:
         raise ResultValidationError(
             f"result {result_id!r} (stored as {record.namespace}:{record.model_type}) "
             f"does not validate as {cls.__name__}: {exc}"
+        ) from exc
+
+
+def _type_of_tag(result_id: str, record: Record) -> Any:
+    """The type a stored tag names (see ``result_types.type_from_tag``).
+
+    Raises:
+        UnknownModelError: it names none; says how to read the result with its type.
+    """
+    try:
+        result_type = type_from_tag(record.model_type, record.namespace)
+        adapter_of(result_type)
+    except (UnknownModelError, TypeError) as exc:
+        raise UnknownModelError(
+            f"result {result_id!r} is stored as {record.model_type!r} (namespace "
+            f"{record.namespace!r}): {exc}; register its models in that namespace, or read "
+            f"it with its type: get({result_id!r}, {record.model_type})"
+        ) from exc
+    return result_type
+
+
+def _decode_typed(result_id: str, record: Record, result_type: Any) -> Any:
+    """``decode`` through the ``TypeAdapter`` of any type."""
+    try:
+        adapter = adapter_of(result_type)
+    except TypeError as exc:
+        raise TypeError(f"result {result_id!r}: {exc}") from exc
+    try:
+        return adapter.validate_json(record.data)
+    except ValidationError as exc:
+        raise ResultValidationError(
+            f"result {result_id!r} (stored as {record.namespace}:{record.model_type}) "
+            f"does not validate as {type_tag(result_type)}: {exc}"
         ) from exc

@@ -129,7 +129,7 @@ class ResultsManager:
     @overload
     def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
     @overload
-    def get(self, result_id: ResultId, model_class: None = None) -> BaseModel: ...
+    def get(self, result_id: ResultId, model_class: None = None) -> Any: ...
     @overload
     def get(self, result_id: ResultId, model_class: type[T]) -> T: ...
     @overload
@@ -137,12 +137,14 @@ class ResultsManager:
     def get(self, result_id: ResultId, model_class: Any = None) -> Any:
         """The model stored under ``result_id``, validated as ``model_class`` or as the
         registered class of its stored type tag. ``model_class`` may be any type a
-        Pydantic ``TypeAdapter`` validates (``list[Score]``), which a result stored with
-        ``result_type=`` needs: its tag is never resolved to a type.
+        Pydantic ``TypeAdapter`` validates (``list[Score]``). Without it, a tag such as
+        ``list[Score]`` is rebuilt from builtin types and the models registered in the
+        record's namespace only, never by importing anything.
 
         Raises:
             ResultNotFoundError: nothing is stored under the ID.
-            UnknownModelError: no class given and the stored tag is not registered.
+            UnknownModelError: no class given and the stored tag names a model not
+                registered in its namespace (or a type not built from those).
             ResultValidationError: the stored data does not validate as the model.
             CorruptRecordError: the stored record cannot be decoded.
             TypeError: ``model_class`` is no type Pydantic can validate.
@@ -168,7 +170,7 @@ class ResultsManager:
         model_class: None = None,
         *,
         on_invalid: OnInvalid = "raise",
-    ) -> dict[str, BaseModel]: ...
+    ) -> dict[str, Any]: ...
     @overload
     def get_many(
         self,

@@ -3,14 +3,17 @@
 A model class is stored as it always was: its class name is the record's type tag,
 in the namespace it is registered in. Any other type (``list[Score]``, ``tuple[int,
 Score]``, ``Score | None``, ``int``, ``dict[str, float]``) is stored under the text of
-the annotation as its tag (``list[Score]``), with the value's JSON as the data. That
-tag is a label for people and tools, never turned back into a type: rebuilding types
-from text would mean importing classes by name, which runs code. Reading such a
-record needs the type from the caller (``get(id, list[Score])``).
+the annotation as its tag (``list[Score]``), with the value's JSON as the data, in the
+namespace of the models it holds. ``type_from_tag`` rebuilds such a tag for ``get(id)``
+without a type from a fixed set of builtin names and the models registered in the
+record's namespace only: it never imports anything by name (importing runs code).
+Anything else in a tag (``Literal``, a datetime, a dataclass) raises
+``UnknownModelError``; the caller then gives the type (``get(id, list[Score])``).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import types
 import typing
@@ -19,6 +22,8 @@ from typing import Any, TypeGuard, Union
 from pydantic import BaseModel, TypeAdapter
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
+from results_flow.errors import UnknownModelError
+from results_flow.registry import get_model_class
 from results_flow.settings import TYPE_TAG_MAX_LENGTH
 
 
@@ -112,3 +117,114 @@ def _looks_like_type(value: object) -> bool:
 _ALIAS_TYPES: tuple[type, ...] = tuple(
     alias for alias in (getattr(typing, "TypeAliasType", None),) if isinstance(alias, type)
 )
+
+
+def models_in(result_type: object) -> list[type[BaseModel]]:
+    """The model classes a type names (``Score`` of ``dict[str, Score | None]``), in order."""
+    if is_model_class(result_type):
+        return [result_type]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(result_type):
+        found.extend(model for model in models_in(arg) if model not in found)
+    return found
+
+
+#: The names a tag may use besides registered models, and what they mean.
+_TAG_NAMES: dict[str, Any] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": bool,
+    "bytes": bytes,
+    "None": None,
+    "Any": typing.Any,
+    "list": list,
+    "tuple": tuple,
+    "dict": dict,
+    "set": set,
+    "frozenset": frozenset,
+}
+_TOKEN = re.compile(r"\s*(\.\.\.|[A-Za-z_][A-Za-z0-9_]*|[\[\],|])")
+
+
+def is_builtin_tag(tag: str) -> bool:
+    """Whether a plain tag names a builtin type (``int``) rather than a model."""
+    return tag in _TAG_NAMES
+
+
+def type_from_tag(tag: str, namespace: str) -> Any:
+    """The type a tag written by ``type_tag`` names, from builtin names and the models
+    registered in ``namespace`` only.
+
+    Raises:
+        UnknownModelError: a name that is neither builtin nor registered there, or text
+            that is no such type expression.
+    """
+    tokens: list[str] = []
+    position = 0
+    text = tag.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None:
+            raise _unreadable(tag, namespace)
+        tokens.append(match.group(1))
+        position = match.end()
+    parser = _TagParser(tokens, tag, namespace)
+    result = parser.union()
+    if parser.position != len(tokens):
+        raise _unreadable(tag, namespace)
+    return result
+
+
+def _unreadable(tag: str, namespace: str) -> UnknownModelError:
+    return UnknownModelError(
+        f"type tag {tag!r} (namespace {namespace!r}) names no type built from builtin "
+        "types and registered models"
+    )
+
+
+class _TagParser:
+    """Recursive descent over a tag's tokens: ``union := term ('|' term)*``,
+    ``term := NAME ('[' union (',' union)* ']')?`` (``...`` allowed as an argument)."""
+
+    def __init__(self, tokens: list[str], tag: str, namespace: str) -> None:
+        self.tokens = tokens
+        self.tag = tag
+        self.namespace = namespace
+        self.position = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.position] if self.position < len(self.tokens) else None
+
+    def take(self, expected: str | None = None) -> str:
+        token = self.peek()
+        if token is None or (expected is not None and token != expected):
+            raise _unreadable(self.tag, self.namespace)
+        self.position += 1
+        return token
+
+    def union(self) -> Any:
+        members = [self.term()]
+        while self.peek() == "|":
+            self.take("|")
+            members.append(self.term())
+        return members[0] if len(members) == 1 else Union[tuple(members)]  # noqa: UP007
+
+    def term(self) -> Any:
+        name = self.take()
+        if name == "...":
+            return Ellipsis
+        if not name.isidentifier():
+            raise _unreadable(self.tag, self.namespace)
+        base = _TAG_NAMES[name] if name in _TAG_NAMES else get_model_class(name, self.namespace)
+        if self.peek() != "[":
+            return base
+        self.take("[")
+        args = [self.union()]
+        while self.peek() == ",":
+            self.take(",")
+            args.append(self.union())
+        self.take("]")
+        if base not in (list, tuple, dict, set, frozenset):
+            raise _unreadable(self.tag, self.namespace)
+        return base[tuple(args)] if len(args) > 1 else base[args[0]]

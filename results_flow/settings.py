@@ -98,7 +98,7 @@ LEASE_TTL_SECONDS = 30.0
 #: timeout; 32 still keeps a 2-process Dask cluster or a 16-thread pool busy.
 MAP_MAX_IN_FLIGHT = 32
 #: Longest type tag a record keeps: the SQL stores' ``model_type`` column width (a longer
-#: annotation's text, only a label, is cut).
+#: annotation's text is cut; such a result is read with its type).
 TYPE_TAG_MAX_LENGTH = 255
 #: IDs bound in one SQL batch read: below SQLite's and PostgreSQL's parameter limits.
 SQL_IDS_PER_STATEMENT = 30_000

@@ -34,7 +34,7 @@ from results_flow.prefect.runtime import (
 from results_flow.prefect.stores import StoreRef
 from results_flow.records import utc_now
 from results_flow.registry import ensure_registered, namespace_of
-from results_flow.result_types import adapter_of, is_model_class
+from results_flow.result_types import adapter_of, is_model_class, models_in
 from results_flow.settings import COMPUTE_LOCK_TIMEOUT, IdScope, as_id_scope
 from results_flow.write_policy import as_behavior
 
@@ -196,10 +196,10 @@ def results_task(
             over, copied to the new ID). Default ``RESULTS_FLOW_ID_SCOPE``, else
             ``"flow"``. Templates (``id=``) are not affected.
 
-    A model is registered under ``namespace`` (or the one it is registered in, else
-    the default) when the task is decorated, so ``ResultsManager().get(id)`` without a
-    class reads the task's results in any process that imported the task's module.
-    A result of another type is read with its type: ``get(id, list[Score])``.
+    The models of the result type (``Score`` of ``list[Score]``) are registered under
+    ``namespace`` (or the one each is registered in, else the default) when the task is
+    decorated, so ``ResultsManager().get(id)`` without a class reads the task's results
+    in any process that imported the task's module.
 
     Raises:
         ResultsTaskError: no return annotation (or ``model=``), a type Pydantic cannot
@@ -255,21 +255,22 @@ def _build(
             f"results_task {name!r}: ignore= names no parameter: {sorted(unknown)}"
         )
     result_type = model if model is not None else result_type_from_annotation(func)
-    if is_model_class(result_type):
+    if not is_model_class(result_type):
         try:
-            # Registered here, so get(id) without a class and `results-flow verify --import
-            # <this module>` read what the task stores.
-            ensure_registered(result_type, namespace or namespace_of(result_type))
+            adapter_of(result_type)
+        except TypeError as exc:
+            raise ResultsTaskError(f"results_task {name!r}: {exc}; pass model=") from exc
+    # The models it holds (Score of list[Score]) are registered in the namespace its
+    # results are stored under, so get(id) without a class and `results-flow verify
+    # --import <this module>` read what the task stores.
+    for held in models_in(result_type):
+        try:
+            ensure_registered(held, namespace or namespace_of(held))
         except ModelRegistryError as exc:
             raise ResultsTaskError(
                 f"results_task {name!r}: cannot register its model: {exc}; pass namespace= "
                 "to store its results apart"
             ) from exc
-    else:
-        try:
-            adapter_of(result_type)
-        except TypeError as exc:
-            raise ResultsTaskError(f"results_task {name!r}: {exc}; pass model=") from exc
     keeper = ResultKeeper(
         func,
         store=store,

@@ -5,13 +5,23 @@ text, read back with the type as the same type, never guessed without it."""
 from __future__ import annotations
 
 import pytest
+from pydantic import BaseModel
 
 from results_flow import AsyncResultsManager, ResultsManager, SetBehavior
 from results_flow.codec import encode
 from results_flow.errors import ResultValidationError, UnknownModelError
+from results_flow.maintenance import verify
 from tests.backends.models import Person
 
 JOHN = Person(name="John", age=30)
+
+
+class Stray(BaseModel):
+    """Never registered: a tag naming it is not read without the type."""
+
+    x: int
+
+
 TEAM = [JOHN, Person(name="Ann", age=41)]
 
 
@@ -29,8 +39,14 @@ def test_typed_results_round_trip(manager: ResultsManager) -> None:
     assert manager.get_many(["t/weights", "t/missing"], dict[str, float]) == {
         "t/weights": {"a": 0.5}
     }
-    with pytest.raises(UnknownModelError, match=r"'t/team'.*'list\[Person\]'.*get\("):
-        manager.get("t/team")
+    # Without a type: Person is registered in the record's namespace; Stray is not.
+    assert manager.get("t/team") == TEAM and manager.get("t/none") is None
+    assert manager.get_many(["t/pair"]) == {"t/pair": (7, JOHN)}
+    manager.set("t/strays", [Stray(x=1)], result_type=list[Stray])
+    with pytest.raises(UnknownModelError, match=r"'t/strays'.*'list\[Stray\]'.*get\("):
+        manager.get("t/strays")
+    report = verify(manager)  # `results-flow verify`: typed records check as models do
+    assert [(f.id, f.kind) for f in report.failures] == [("t/strays", "unknown_model")]
     with pytest.raises(ResultValidationError, match=r"'t/bad'.*list\[Person\]"):
         manager.set("t/bad", ["not a person"], result_type=list[Person])
     assert not manager.exists("t/bad")
@@ -53,5 +69,7 @@ async def test_async_typed_results_round_trip(store_url: str) -> None:
         assert (await rm.record("t/team")).model_type == "list[Person]"
         assert await rm.get("t/team", list[Person]) == TEAM
         assert await rm.get_many(["t/team"], list[Person]) == {"t/team": TEAM}
-        with pytest.raises(UnknownModelError, match=r"list\[Person\]"):
-            await rm.get("t/team")
+        assert await rm.get("t/team") == TEAM
+        await rm.set("t/strays", {"a": Stray(x=1)}, result_type=dict[str, Stray])
+        with pytest.raises(UnknownModelError, match=r"dict\[str, Stray\]"):
+            await rm.get("t/strays")

@@ -3,8 +3,8 @@ tuple[int, Point], dict[str, Point], Point | None, unions and plain JSON values 
 stored, taken from the store on a rerun (the body does not run) and come back as the
 same type, through direct calls, .submit, .map and results_map (with and without chunks).
 
-``Point`` is not registered: a typed result is read with the task's type, never by
-resolving its stored tag."""
+``Point`` is registered by the decoration (in the default namespace), so ``get(id)``
+without a type rebuilds ``list[Point]`` from the tag."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from results_flow import ResultsManager
-from results_flow.errors import ResultsTaskError, ResultValidationError, UnknownModelError
+from results_flow.errors import ResultsTaskError, ResultValidationError
 from results_flow.prefect import result_id_for, results_map, results_task
 from tests.prefect.conftest import CallLog
 from tests.prefect.tasks import record_call
@@ -160,8 +160,10 @@ def test_any_return_type_is_stored_reused_and_returned_as_its_type(
     assert rm.record(result_id_for(weights, 3, flow="types-flow")).model_type == "dict[str, float]"
     assert same(rm.get(rid, list[Point]), first["direct"][0])
     assert same(rm.get_many([rid], list[Point]), {rid: first["direct"][0]})
-    with pytest.raises(UnknownModelError, match=r"list\[Point\]"):
-        rm.get(rid)  # the tag is never resolved to a class
+    # Without a type: rebuilt from the models the decoration registered, never imported.
+    assert same(rm.get(rid), first["direct"][0])
+    assert rm.get(result_id_for(maybe, 0, flow="types-flow")) is None
+    assert same(rm.get(result_id_for(pair, 3, flow="types-flow")), (3, Point(x=3)))
 
 
 def test_a_result_type_pydantic_cannot_validate_fails_at_decoration() -> None:
