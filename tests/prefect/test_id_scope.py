@@ -6,10 +6,11 @@ stored under the former ``<flow>/<task>/<key>`` of the running flow is taken ove
 from __future__ import annotations
 
 import pytest
-from prefect import flow
+from prefect import flow, task
+from prefect.context import TaskRunContext
 
 from results_flow import ResultsManager
-from results_flow.prefect import result_id_for, results_map, results_task
+from results_flow.prefect import RESULT_ID, result_id_for, results_map, results_task
 from results_flow.settings import ID_SCOPE_ENV
 from tests.prefect.conftest import CallLog
 from tests.prefect.tasks import Score, record_call, score
@@ -56,10 +57,23 @@ def test_task_scope_reuses_one_result_from_any_flow(store_url: str, calls: CallL
     )
 
 
+@task(name="keyed")
+def keyed() -> str | None:
+    context = TaskRunContext.get()
+    return None if context is None else RESULT_ID.compute_key(context, {"x": 1}, {})
+
+
+@flow(name="scope-cache")
+def cache_key() -> str:
+    return str(keyed())
+
+
 def test_the_project_wide_setting_and_bad_values(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result_id_for(score, 3, flow="nightly").startswith("nightly/score/")
     monkeypatch.setenv(ID_SCOPE_ENV, "task")
     assert result_id_for(score, 3, flow="nightly").startswith("score/")
+    # Prefect's own cache keys (RESULT_ID) keep naming the flow: no take-over reaches them.
+    assert cache_key().startswith("scope-cache/keyed/")
     monkeypatch.setenv(ID_SCOPE_ENV, "flows")
     with pytest.raises(ValueError, match="RESULTS_FLOW_ID_SCOPE='flows'.*flow, task"):
         result_id_for(score, 3)
