@@ -33,6 +33,7 @@ from results_flow.records import Record
 from results_flow.write_policy import SetBehavior, awrite_record
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class AsyncResultsManager:
@@ -72,23 +73,28 @@ class AsyncResultsManager:
     async def set(
         self,
         result_id: ResultId,
-        data: BaseModel,
+        data: Any,
         behavior: SetBehavior = SetBehavior.RAISE_IF_EXISTS,
         *,
         namespace: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         lock: AsyncHeldLock | None = None,
+        result_type: Any = None,
     ) -> bool:
         """See ``ResultsManager.set``."""
         rid = normalize_id(result_id)
-        record = encode(rid, data, namespace, metadata)
+        record = encode(rid, data, namespace, metadata, result_type)
         return await awrite_record(self._backend if lock is None else lock, rid, record, behavior)
 
     @overload
     async def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
     @overload
-    async def get(self, result_id: ResultId, model_class: None = None) -> BaseModel: ...
-    async def get(self, result_id: ResultId, model_class: type[M] | None = None) -> M | BaseModel:
+    async def get(self, result_id: ResultId, model_class: None = None) -> Any: ...
+    @overload
+    async def get(self, result_id: ResultId, model_class: type[T]) -> T: ...
+    @overload
+    async def get(self, result_id: ResultId, model_class: Any) -> Any: ...
+    async def get(self, result_id: ResultId, model_class: Any = None) -> Any:
         """See ``ResultsManager.get``."""
         return decode(normalize_id(result_id), await self.record(result_id), model_class)
 
@@ -107,14 +113,30 @@ class AsyncResultsManager:
         model_class: None = None,
         *,
         on_invalid: OnInvalid = "raise",
-    ) -> dict[str, BaseModel]: ...
+    ) -> dict[str, Any]: ...
+    @overload
     async def get_many(
         self,
         result_ids: Sequence[ResultId],
-        model_class: type[M] | None = None,
+        model_class: type[T],
         *,
         on_invalid: OnInvalid = "raise",
-    ) -> dict[str, M] | dict[str, BaseModel]:
+    ) -> dict[str, T]: ...
+    @overload
+    async def get_many(
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: Any,
+        *,
+        on_invalid: OnInvalid = "raise",
+    ) -> dict[str, Any]: ...
+    async def get_many(
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: Any = None,
+        *,
+        on_invalid: OnInvalid = "raise",
+    ) -> dict[str, Any]:
         """See ``ResultsManager.get_many`` (same ``on_invalid`` choices)."""
         rids = normalize_ids(result_ids)
         damaged: dict[str, ResultsFlowError] = {}

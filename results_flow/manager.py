@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 OnInvalid = Literal["raise", "skip"]
 """What ``get_many`` does with stored records that no longer validate."""
@@ -94,43 +95,59 @@ class ResultsManager:
     def set(
         self,
         result_id: ResultId,
-        data: BaseModel,
+        data: Any,
         behavior: SetBehavior = SetBehavior.RAISE_IF_EXISTS,
         *,
         namespace: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         lock: HeldLock | None = None,
+        result_type: Any = None,
     ) -> bool:
         """Store ``data`` under ``result_id``; with ``lock`` (held on that ID, from
         ``lock()``), through the lock: refused once the lock is lost.
+
+        ``data`` is a model, or, with ``result_type`` (any type a Pydantic ``TypeAdapter``
+        validates: ``list[Score]``, ``Score | None``, ``dict[str, float]``), a value
+        validated as that type and stored under its text as the type tag; read it back
+        with ``get(result_id, list[Score])``.
 
         Returns:
             True when written; False when skipped (SKIP_IF_EXISTS) or equal (RAISE_IF_DIFFERENT).
 
         Raises:
             InvalidResultIdError: the ID breaks the grammar.
-            ResultValidationError: ``data`` is not a model that round-trips through JSON.
+            ResultValidationError: ``data`` is not a model (or a ``result_type`` value)
+                that round-trips through JSON.
             ResultExistsError: RAISE_IF_EXISTS and the ID is taken.
             ResultConflictError: RAISE_IF_DIFFERENT and other data is stored.
             LockLostError: ``lock`` was lost while held; nothing was written.
         """
         rid = normalize_id(result_id)
-        record = encode(rid, data, namespace, metadata)
+        record = encode(rid, data, namespace, metadata, result_type)
         return write_record(self._backend if lock is None else lock, rid, record, behavior)
 
     @overload
     def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
     @overload
-    def get(self, result_id: ResultId, model_class: None = None) -> BaseModel: ...
-    def get(self, result_id: ResultId, model_class: type[M] | None = None) -> M | BaseModel:
+    def get(self, result_id: ResultId, model_class: None = None) -> Any: ...
+    @overload
+    def get(self, result_id: ResultId, model_class: type[T]) -> T: ...
+    @overload
+    def get(self, result_id: ResultId, model_class: Any) -> Any: ...
+    def get(self, result_id: ResultId, model_class: Any = None) -> Any:
         """The model stored under ``result_id``, validated as ``model_class`` or as the
-        registered class of its stored type tag.
+        registered class of its stored type tag. ``model_class`` may be any type a
+        Pydantic ``TypeAdapter`` validates (``list[Score]``). Without it, a tag such as
+        ``list[Score]`` is rebuilt from builtin types and the models registered in the
+        record's namespace only, never by importing anything.
 
         Raises:
             ResultNotFoundError: nothing is stored under the ID.
-            UnknownModelError: no class given and the stored tag is not registered.
+            UnknownModelError: no class given and the stored tag names a model not
+                registered in its namespace (or a type not built from those).
             ResultValidationError: the stored data does not validate as the model.
             CorruptRecordError: the stored record cannot be decoded.
+            TypeError: ``model_class`` is no type Pydantic can validate.
         """
         rid = normalize_id(result_id)
         record = self._backend.read(rid)
@@ -153,14 +170,30 @@ class ResultsManager:
         model_class: None = None,
         *,
         on_invalid: OnInvalid = "raise",
-    ) -> dict[str, BaseModel]: ...
+    ) -> dict[str, Any]: ...
+    @overload
     def get_many(
         self,
         result_ids: Sequence[ResultId],
-        model_class: type[M] | None = None,
+        model_class: type[T],
         *,
         on_invalid: OnInvalid = "raise",
-    ) -> dict[str, M] | dict[str, BaseModel]:
+    ) -> dict[str, T]: ...
+    @overload
+    def get_many(
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: Any,
+        *,
+        on_invalid: OnInvalid = "raise",
+    ) -> dict[str, Any]: ...
+    def get_many(
+        self,
+        result_ids: Sequence[ResultId],
+        model_class: Any = None,
+        *,
+        on_invalid: OnInvalid = "raise",
+    ) -> dict[str, Any]:
         """The stored models among ``result_ids`` (missing IDs left out), in one backend call.
 
         Every record is read and validated before anything is raised. A record that does
@@ -298,7 +331,7 @@ def sorted_reads(
 def decode_many(
     result_ids: Sequence[str],
     records: Mapping[str, Record],
-    model_class: type[M] | None,
+    model_class: Any,
     on_invalid: OnInvalid,
     damaged: Mapping[str, ResultsFlowError] | None = None,
 ) -> dict[str, Any]:

@@ -4,6 +4,7 @@ embedded SQLite store in ``./results_store/results.db``."""
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 STORE_ENV = "RESULTS_FLOW_STORE"
 DEFAULT_STORE_URL = "sqlite:///results_store/results.db"
@@ -32,6 +33,39 @@ def refresh_requested() -> bool:
     if value in _FALSE:
         return False
     raise ValueError(f"{REFRESH_ENV}={value!r}: use 1 or 0 (also true/false, yes/no, on/off)")
+
+
+ID_SCOPE_ENV = "RESULTS_FLOW_ID_SCOPE"
+IdScope = Literal["flow", "task"]
+"""What a results_task's default result ID starts with: ``"flow"`` gives
+``<flow>/<task>/<key>`` (each flow keeps its own results), ``"task"`` gives
+``<task>/<key>`` (the same call reuses one result from any flow)."""
+ID_SCOPES: tuple[IdScope, ...] = ("flow", "task")
+#: The flow scope keeps the IDs every store written before issue 22 holds.
+DEFAULT_ID_SCOPE: IdScope = "flow"
+
+
+def as_id_scope(value: str, where: str = "scope") -> IdScope:
+    """``value`` as an ID scope.
+
+    Raises:
+        ValueError: not one of ``ID_SCOPES``; names ``where`` and the allowed values.
+    """
+    for scope in ID_SCOPES:
+        if value == scope:
+            return scope
+    raise ValueError(f"{where}={value!r}: the ID scope must be one of {', '.join(ID_SCOPES)}")
+
+
+def id_scope() -> IdScope:
+    """The project-wide ID scope: ``RESULTS_FLOW_ID_SCOPE``, else ``DEFAULT_ID_SCOPE``.
+
+    Raises:
+        ValueError: any other value than ``flow`` or ``task`` (a typo must not silently
+            change every ID).
+    """
+    value = os.environ.get(ID_SCOPE_ENV, "").strip().lower()
+    return as_id_scope(value, ID_SCOPE_ENV) if value else DEFAULT_ID_SCOPE
 
 
 # --- The table of defaults: each one name, one value, one line of why. ----------------
@@ -75,6 +109,9 @@ MAP_MAX_IN_FLIGHT = 32
 MAP_ARTIFACT_UPDATE_SECONDS = 0.5
 #: Failed items a results_map's table artifact lists one by one (the rest are counted).
 MAP_ARTIFACT_FAILURES = 20
+#: Longest type tag a record keeps: the SQL stores' ``model_type`` column width (a longer
+#: annotation's text is cut; such a result is read with its type).
+TYPE_TAG_MAX_LENGTH = 255
 #: IDs bound in one SQL batch read: below SQLite's and PostgreSQL's parameter limits.
 SQL_IDS_PER_STATEMENT = 30_000
 #: Records one maintenance or transfer step reads and writes at a time: bounds memory.

@@ -273,10 +273,8 @@ def _results_map(
         )
         artifacts.finish(summary, tally.done)
     _raise_failures(task, log, missing, tally.outcomes, list(upstream.items()), len(ids))
-    for rid in missing:
-        result = tally.outcomes[rid].result
-        if result is not None:
-            found[rid] = result
+    for rid in missing:  # none failed (raised above); a result may be None (Score | None)
+        found[rid] = tally.outcomes[rid].result
     if held_back:
         keeper.invalid_found(invalid, total=len(unique_ids))
     results = [found[rid] for rid in ids if rid is not None]  # every ID settled, none None

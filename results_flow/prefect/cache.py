@@ -38,7 +38,11 @@ class ResultIdPolicy(CachePolicy):
         Raises:
             UnhashableParameterError: an input has no canonical JSON; names it.
         """
-        recipe = IdRecipe(template=self.id, version=self.version, ignore=frozenset(self.ignore))
+        # Flow-scoped whatever RESULTS_FLOW_ID_SCOPE says: the keys Prefect stored stay
+        # valid (results_task's take-over of former IDs does not reach Prefect's cache).
+        recipe = IdRecipe(
+            template=self.id, version=self.version, ignore=frozenset(self.ignore), scope="flow"
+        )
         return recipe.call(task_ctx.task.name, inputs or {}).result_id
 
 

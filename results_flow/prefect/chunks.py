@@ -24,7 +24,6 @@ import anyio
 from prefect import State, Task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
-from pydantic import BaseModel
 
 from results_flow.prefect.compute_once import run_async, run_sync
 from results_flow.prefect.decorator import keeper_of
@@ -38,7 +37,7 @@ class ItemOutcome:
     """What became of one result ID: its result and whether it was computed now, or
     the error its run ended with."""
 
-    result: BaseModel | None
+    result: Any  # the task's result type (None also when the run failed)
     computed: bool
     error: BaseException | None = None
 

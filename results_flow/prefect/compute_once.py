@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 import anyio.to_thread
-from pydantic import BaseModel
 
 from results_flow.backends.held import HeldLock
 from results_flow.backends.locks import held_in_thread
@@ -57,7 +56,7 @@ class Save:
 
 
 Step = Lookup | Acquire | Compute | Save
-Sequence = Generator[Step, Any, tuple[BaseModel, Settled]]
+Sequence = Generator[Step, Any, tuple[Any, Settled]]
 
 
 def compute_once(keeper: ResultKeeper, *, started: datetime, look_first: bool = True) -> Sequence:
@@ -69,13 +68,13 @@ def compute_once(keeper: ResultKeeper, *, started: datetime, look_first: bool = 
     """
     if look_first and keeper.lock:  # most reruns find their result: no lock for those
         stored: Stored = yield Lookup(since=None)
-        if stored.result is not None:
+        if stored.found:
             return stored.result, "stored"
     if keeper.lock:
         yield Acquire()
     # The lock holder before us may have stored (or refreshed) it.
     stored = yield Lookup(since=started if keeper.lock else None)
-    if stored.result is not None:
+    if stored.found:
         return stored.result, "stored"
     value = yield Compute()
     result, fresh = yield Save(value, replace=stored.replace)
@@ -90,7 +89,7 @@ def run_sync(
     refresh: bool,
     started: datetime,
     look_first: bool = True,
-) -> tuple[BaseModel, Settled]:
+) -> tuple[Any, Settled]:
     """Drive ``compute_once`` for a synchronous function.
 
     Raises:
@@ -108,7 +107,7 @@ def run_sync(
             try:
                 step = steps.send(outcome)
             except StopIteration as done:
-                settled: tuple[BaseModel, Settled] = done.value
+                settled: tuple[Any, Settled] = done.value
                 return settled
             if isinstance(step, Lookup):
                 outcome = keeper.lookup(call, refresh=refresh, since=step.since)
@@ -129,7 +128,7 @@ async def run_async(
     refresh: bool,
     started: datetime,
     look_first: bool = True,
-) -> tuple[BaseModel, Settled]:
+) -> tuple[Any, Settled]:
     """``run_sync`` for a coroutine function: the store's calls run in worker threads
     and the lock is held by a thread of its own, so the event loop never blocks.
 
@@ -145,7 +144,7 @@ async def run_async(
             try:
                 step = steps.send(outcome)
             except StopIteration as done:
-                settled: tuple[BaseModel, Settled] = done.value
+                settled: tuple[Any, Settled] = done.value
                 return settled
             if isinstance(step, Lookup):
                 lookup = functools.partial(keeper.lookup, refresh=refresh, since=step.since)

@@ -18,7 +18,6 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 from prefect import Flow, State, Task
 from prefect.context import FlowRunContext
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel
 
 from results_flow.errors import ModelRegistryError, ResultsTaskError
 from results_flow.hashing import source_hash
@@ -35,7 +34,8 @@ from results_flow.prefect.runtime import (
 from results_flow.prefect.stores import StoreRef
 from results_flow.records import utc_now
 from results_flow.registry import ensure_registered, namespace_of
-from results_flow.settings import COMPUTE_LOCK_TIMEOUT
+from results_flow.result_types import adapter_of, is_model_class, models_in
+from results_flow.settings import COMPUTE_LOCK_TIMEOUT, IdScope, as_id_scope
 from results_flow.write_policy import as_behavior
 
 P = ParamSpec("P")
@@ -131,13 +131,14 @@ def results_task(
     version: str | None = None,
     behavior: SetBehavior = SetBehavior.SKIP_IF_EXISTS,
     namespace: str | None = None,
-    model: type[BaseModel] | None = None,
+    model: Any = None,
     ignore: Iterable[str] = (),
     lock: bool = True,
     lock_timeout: float = COMPUTE_LOCK_TIMEOUT,
     hash_source: bool = False,
     refresh: bool = False,
     on_invalid: OnInvalid = "raise",
+    scope: IdScope | None = None,
     **prefect_task_options: Any,
 ) -> Callable[[Callable[P, R]], ResultsTask[P, R]]: ...
 def results_task(
@@ -149,13 +150,14 @@ def results_task(
     version: str | None = None,
     behavior: SetBehavior = SetBehavior.SKIP_IF_EXISTS,
     namespace: str | None = None,
-    model: type[BaseModel] | None = None,
+    model: Any = None,
     ignore: Iterable[str] = (),
     lock: bool = True,
     lock_timeout: float = COMPUTE_LOCK_TIMEOUT,
     hash_source: bool = False,
     refresh: bool = False,
     on_invalid: OnInvalid = "raise",
+    scope: IdScope | None = None,
     **prefect_task_options: Any,
 ) -> ResultsTask[P, R] | Callable[[Callable[P, R]], ResultsTask[P, R]]:
     """Make a Prefect task whose result is validated, stored and reused by ID.
@@ -172,7 +174,11 @@ def results_task(
         version: a version that refines the ID; bump it to recompute.
         behavior: what to do when the ID exists; SKIP_IF_EXISTS reuses the result.
         namespace: the registry namespace the result is stored under.
-        model: the result's model; default the return annotation.
+        model: the result's type; default the return annotation. A Pydantic model, or
+            any type Pydantic validates (``list[Score]``, ``tuple[int, Score]``,
+            ``Score | None``, ``dict[str, float]``, ``int``): the value is validated as
+            it, stored as JSON tagged with the type's text (``list[Score]``) and
+            returned as that type, computed or taken from the store.
         ignore: parameters left out of the ID (clients, loggers, credentials).
         lock: compute each ID once across threads and processes.
         lock_timeout: seconds to wait while another worker computes the same ID
@@ -183,14 +189,23 @@ def results_task(
         on_invalid: a stored result that no longer validates as the model: ``"raise"``
             (an ``InvalidResultsError`` counting and naming them) or ``"recompute"``
             (recompute and overwrite, logging each ID).
+        scope: what the default ID starts with: ``"flow"`` (``<flow>/<task>/<key>``:
+            each flow keeps its own results) or ``"task"`` (``<task>/<key>``: the same
+            call reuses one result from any flow, subflow or renamed flow; a result
+            stored under the running flow's former ``<flow>/<task>/<key>`` is taken
+            over, copied to the new ID). Default ``RESULTS_FLOW_ID_SCOPE``, else
+            ``"flow"``. Templates (``id=``) are not affected.
 
-    The model is registered under ``namespace`` (or the one it is registered in, else
-    the default) when the task is decorated, so ``ResultsManager().get(id)`` without a
-    class reads the task's results in any process that imported the task's module.
+    The models of the result type (``Score`` of ``list[Score]``) are registered under
+    ``namespace`` (or the one each is registered in, else the default) when the task is
+    decorated, so ``ResultsManager().get(id)`` without a class reads the task's results
+    in any process that imported the task's module.
 
     Raises:
-        ResultsTaskError: no Pydantic model for the result, a generator function, or
-            another model holds the model's name in that namespace.
+        ResultsTaskError: no return annotation (or ``model=``), a type Pydantic cannot
+            validate, a generator function, or another model holds the model's name in
+            that namespace.
+        ValueError: ``scope`` is neither ``"flow"`` nor ``"task"``.
     """
 
     def decorate(func: Callable[P, R]) -> ResultsTask[P, R]:
@@ -202,6 +217,7 @@ def results_task(
                 version=version,
                 ignore=frozenset(ignore),
                 code_hash=source_hash(func) if hash_source else None,
+                scope=None if scope is None else as_id_scope(scope),
             ),
             behavior=as_behavior(behavior),
             namespace=namespace,
@@ -223,7 +239,7 @@ def _build(
     recipe: IdRecipe,
     behavior: SetBehavior,
     namespace: str | None,
-    model: type[BaseModel] | None,
+    model: Any,
     lock: bool,
     lock_timeout: float,
     refresh: bool,
@@ -238,20 +254,27 @@ def _build(
         raise ResultsTaskError(
             f"results_task {name!r}: ignore= names no parameter: {sorted(unknown)}"
         )
-    model = model or model_from_annotation(func)
-    try:
-        # Registered here, so get(id) without a class and `results-flow verify --import
-        # <this module>` read what the task stores.
-        ensure_registered(model, namespace or namespace_of(model))
-    except ModelRegistryError as exc:
-        raise ResultsTaskError(
-            f"results_task {name!r}: cannot register its model: {exc}; pass namespace= "
-            "to store its results apart"
-        ) from exc
+    result_type = model if model is not None else result_type_from_annotation(func)
+    if not is_model_class(result_type):
+        try:
+            adapter_of(result_type)
+        except TypeError as exc:
+            raise ResultsTaskError(f"results_task {name!r}: {exc}; pass model=") from exc
+    # The models it holds (Score of list[Score]) are registered in the namespace its
+    # results are stored under, so get(id) without a class and `results-flow verify
+    # --import <this module>` read what the task stores.
+    for held in models_in(result_type):
+        try:
+            ensure_registered(held, namespace or namespace_of(held))
+        except ModelRegistryError as exc:
+            raise ResultsTaskError(
+                f"results_task {name!r}: cannot register its model: {exc}; pass namespace= "
+                "to store its results apart"
+            ) from exc
     keeper = ResultKeeper(
         func,
         store=store,
-        model=model,
+        result_type=result_type,
         recipe=recipe,
         behavior=behavior,
         namespace=namespace,
@@ -268,11 +291,11 @@ def _build(
     return ResultsTask(fn=cast(Callable[P, R], _wrap(keeper)), **options)
 
 
-def model_from_annotation(func: Callable[..., Any]) -> type[BaseModel]:
-    """The Pydantic model a function's return annotation names.
+def result_type_from_annotation(func: Callable[..., Any]) -> Any:
+    """The result type a function's return annotation names (a model or any type).
 
     Raises:
-        ResultsTaskError: no annotation, or not a BaseModel subclass.
+        ResultsTaskError: no return annotation, or one that cannot be resolved.
     """
     name = getattr(func, "__qualname__", repr(func))
     try:
@@ -281,13 +304,12 @@ def model_from_annotation(func: Callable[..., Any]) -> type[BaseModel]:
         raise ResultsTaskError(
             f"results_task {name!r}: cannot resolve the return annotation ({exc}); pass model="
         ) from exc
-    annotation = hints.get("return")
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    raise ResultsTaskError(
-        f"results_task {name!r}: the return annotation {annotation!r} is not a pydantic "
-        "BaseModel subclass; annotate the return type or pass model="
-    )
+    if "return" not in hints:
+        raise ResultsTaskError(
+            f"results_task {name!r}: no return annotation; annotate the return type "
+            "(a pydantic model, list[Score], dict[str, float], ...) or pass model="
+        )
+    return hints["return"]
 
 
 def _wrap(keeper: ResultKeeper) -> Callable[..., Any]:
@@ -343,7 +365,9 @@ def keeper_of(task: Task[Any, Any]) -> ResultKeeper:
 def result_id_for(
     task: Task[Any, Any], /, *args: Any, flow: str | Flow[..., Any] | None = None, **kwargs: Any
 ) -> str:
-    """The result ID that calling ``task`` with these arguments would store under.
+    """The result ID that calling ``task`` with these arguments would store under
+    (task-scoped when the task's ``scope`` or ``RESULTS_FLOW_ID_SCOPE`` says so; then
+    ``flow`` changes nothing).
 
     ``flow`` names the flow whose runs stored it (a name or the flow itself), so a
     notebook can find what a flow stored: ``result_id_for(score, 7, flow="nightly")``.
@@ -354,6 +378,7 @@ def result_id_for(
         ResultsTaskError: ``task`` was not made by ``results_task``.
         UnhashableParameterError: an argument has no canonical JSON; names it.
         InvalidResultIdError: the ID template cannot be filled or gives a bad ID.
+        ValueError: ``RESULTS_FLOW_ID_SCOPE`` is neither ``flow`` nor ``task``.
     """
     keeper = keeper_of(task)
     names = keeper.bind_names()

@@ -3,8 +3,11 @@
 The default ID is ``<flow name>/<task name>/<key>``: ``<key>`` hashes the canonical
 JSON of the bound arguments (defaults applied, ``ignore`` left out), plus the
 ``version`` and the source hash when given. Outside a flow run the flow segment is
-``no-flow``. An ``id`` template such as ``"scores/{item.id}"`` is filled from the
-bound arguments and from ``{flow}``, ``{task}``, ``{key}`` and ``{version}``; a
+``no-flow``. With the ``task`` ID scope (``results_task(scope="task")`` or
+``RESULTS_FLOW_ID_SCOPE=task``) the default ID is ``<task name>/<key>``, the same in
+every flow; its flow-scoped ID of the running flow is its ``former_id``, where a store
+written before keeps the result. An ``id`` template such as ``"scores/{item.id}"``
+is filled from the bound arguments and from ``{flow}``, ``{task}``, ``{key}`` and ``{version}``; a
 version (or source hash) the template does not mention is appended to its last
 segment as ``@<version>`` (``@<hash>``).
 """
@@ -26,6 +29,7 @@ from prefect.utilities.collections import visit_collection
 from results_flow.errors import InvalidResultIdError, UnhashableParameterError
 from results_flow.hashing import canonical_value, digest_of
 from results_flow.ids import SEPARATOR, normalize_id, safe_segment, split_id
+from results_flow.settings import IdScope, id_scope
 
 NO_FLOW = "no-flow"
 """The flow segment of IDs built outside a flow run."""
@@ -39,6 +43,9 @@ class Call:
     flow_name: str
     task_name: str
     parameters: dict[str, Any]
+    #: The flow-scoped ID this call had before its task's IDs became task-scoped (None
+    #: for flow-scoped IDs and templates): a result stored there is taken over.
+    former_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,17 @@ class IdRecipe:
     version: str | None = None
     ignore: frozenset[str] = field(default_factory=frozenset)
     code_hash: str | None = None
+    #: ``"flow"`` or ``"task"``; None: the project-wide ``RESULTS_FLOW_ID_SCOPE``.
+    scope: IdScope | None = None
+
+    def task_scoped(self) -> bool:
+        """Whether this call's default IDs leave the flow out (read at each call, so
+        the setting may change between runs)."""
+        return self.template is None and (self.scope or id_scope()) == "task"
+
+    def former_id(self, result_id: str, flow_name: str) -> str | None:
+        """The flow-scoped ID of a task-scoped default ID, in flow ``flow_name``."""
+        return _with_flow(result_id, flow_name) if self.task_scoped() else None
 
     def call(
         self,
@@ -61,8 +79,10 @@ class IdRecipe:
         Raises:
             UnhashableParameterError: an argument has no canonical JSON; names it.
             InvalidResultIdError: the template cannot be filled or gives a bad ID.
+            ValueError: ``RESULTS_FLOW_ID_SCOPE`` is neither ``flow`` nor ``task``.
         """
         flow = current_flow_name() if flow_name is None else flow_name
+        task_scoped = self.task_scoped()
         parameters = self.canonical_parameters(task_name, arguments)
         hashed: dict[str, Any] = {"parameters": parameters}
         if self.version is not None:
@@ -72,13 +92,16 @@ class IdRecipe:
         # Hashing is a third of building an ID; a template without {key} needs none.
         key = digest_of(hashed) if self.template is None or self._template_uses_key else ""
         try:
-            if self.template is None:
-                result_id = normalize_id(f"{_segment(flow)}/{_segment(task_name)}/{key}")
-            else:
+            if self.template is not None:
                 result_id = self._fill(task_name, arguments, flow, key)
+            elif task_scoped:
+                result_id = normalize_id(f"{_segment(task_name)}/{key}")
+            else:
+                result_id = normalize_id(f"{_segment(flow)}/{_segment(task_name)}/{key}")
         except InvalidResultIdError as exc:
             raise InvalidResultIdError(f"task {task_name!r}: {exc}") from exc
-        return Call(result_id, flow, task_name, parameters)
+        former = _with_flow(result_id, flow) if task_scoped else None
+        return Call(result_id, flow, task_name, parameters, former)
 
     @functools.cached_property
     def _template_uses_key(self) -> bool:
@@ -146,6 +169,11 @@ class IdRecipe:
             )
         # fill_template's text is a valid ID already: one check fewer per ID without a suffix.
         return normalize_id(text + suffix) if suffix else text
+
+
+def _with_flow(result_id: str, flow_name: str) -> str:
+    """A task-scoped default ID as it reads in flow scope: the flow's segment in front."""
+    return f"{_segment(flow_name)}{SEPARATOR}{result_id}"
 
 
 def fill_template(template: str, fields: Mapping[str, Any]) -> str:

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-from pydantic import BaseModel
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -28,7 +27,7 @@ class MapProgress:
     """
 
     result_id: str
-    result: BaseModel | None
+    result: Any
     computed: bool
     error: BaseException | None
     done: int

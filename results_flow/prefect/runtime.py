@@ -36,8 +36,9 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.manager import ResultsManager, SetBehavior
-from results_flow.prefect.naming import Call, IdRecipe
+from results_flow.prefect.naming import Call, IdRecipe, current_flow_name
 from results_flow.prefect.stores import StoreRef
+from results_flow.result_types import adapter_of, is_model_class, type_tag
 from results_flow.settings import refresh_requested
 
 logger = get_logger("results_flow.prefect")
@@ -54,23 +55,35 @@ ON_INVALID_CHOICES: tuple[OnInvalid, ...] = ("raise", "recompute")
 
 
 class Stored(NamedTuple):
-    """What a lookup found: a reusable result, or whether the stored record must be
-    replaced (a refresh, or an invalid record under ``on_invalid="recompute"``)."""
+    """What a lookup found: a reusable result (``found``; it may itself be None, for a
+    ``Score | None`` task), or whether the stored record must be replaced (a refresh, or
+    an invalid record under ``on_invalid="recompute"``)."""
 
-    result: BaseModel | None
+    result: Any
     replace: bool = False
+    found: bool = True
+
+    @classmethod
+    def missing(cls, *, replace: bool) -> Stored:
+        """Nothing to reuse."""
+        return cls(None, replace=replace, found=False)
 
 
 class ResultKeeper:
-    """Keeps one results_task's results: its store, model, ID recipe and policies, and the
-    steps around each call (build the ID, look up, validate, store)."""
+    """Keeps one results_task's results: its store, result type, ID recipe and policies,
+    and the steps around each call (build the ID, look up, validate, store).
+
+    The result type is a Pydantic model class (stored as it always was) or any type a
+    ``TypeAdapter`` validates (``list[Score]``, ``Score | None``, ``int``), stored under
+    its annotation's text and returned as that type whether computed or taken from the
+    store (``results_flow.result_types``)."""
 
     def __init__(
         self,
         fn: Callable[..., Any],
         *,
         store: StoreRef,
-        model: type[BaseModel],
+        result_type: Any,
         recipe: IdRecipe,
         behavior: SetBehavior,
         namespace: str | None,
@@ -85,7 +98,9 @@ class ResultKeeper:
         self.on_invalid: OnInvalid = on_invalid
         self.fn = fn
         self.store = store
-        self.model = model
+        self.result_type = result_type
+        #: The result type's name in messages and its records' type tag.
+        self.type_name = type_tag(result_type)
         self.recipe = recipe
         self.behavior = behavior
         self.namespace = namespace
@@ -164,26 +179,30 @@ class ResultKeeper:
         """
         if refresh:
             if since is None:
-                return Stored(None, replace=True)
+                return Stored.missing(replace=True)
             try:
                 record = self.manager().record(call.result_id)
             except ResultNotFoundError:
-                return Stored(None, replace=True)
+                return Stored.missing(replace=True)
             if record.updated_at < since:
-                return Stored(None, replace=True)
+                return Stored.missing(replace=True)
         if not self.skips:
-            return Stored(None, replace=refresh)
+            return Stored.missing(replace=refresh)
         try:
-            return Stored(self.manager().get(call.result_id, self.model))
+            return Stored(self.manager().get(call.result_id, self.result_type))
         except ResultNotFoundError:
-            return Stored(None, replace=refresh)
+            if not refresh and call.former_id is not None:
+                taken = self.take_over({call.result_id: call.former_id})
+                if call.result_id in taken:
+                    return Stored(taken[call.result_id])
+            return Stored.missing(replace=refresh)
         except (ResultValidationError, UnknownModelError, CorruptRecordError) as exc:
             self.invalid_found({call.result_id: exc}, total=1)
-            return Stored(None, replace=True)
+            return Stored.missing(replace=True)
 
     def stored_results(
         self, result_ids: Sequence[str], task: Task[Any, Any] | None
-    ) -> tuple[dict[str, BaseModel], dict[str, ResultsFlowError]]:
+    ) -> tuple[dict[str, Any], dict[str, ResultsFlowError]]:
         """For ``results_map``: the stored results to reuse among ``result_ids``, read in one
         round trip (none when refreshing or not reusing), and the IDs whose stored result
         no longer validates. Under ``on_invalid="recompute"`` those are logged and are to
@@ -191,13 +210,55 @@ class ResultKeeper:
         if not self.skips or self.refreshing(task):
             return {}, {}
         try:
-            found = self.manager().get_many(result_ids, self.model)
+            found = dict(self.manager().get_many(result_ids, self.result_type))
+            invalid: dict[str, ResultsFlowError] = {}
         except InvalidResultsError as exc:
             found, invalid = exc.found, exc.invalid
             if self.on_invalid == "recompute":
                 self.invalid_found(invalid, total=len(result_ids))
-            return found, invalid
-        return dict(found), {}
+        flow_name = current_flow_name()
+        formers = {
+            rid: former
+            for rid in result_ids
+            if rid not in found
+            and rid not in invalid
+            and (former := self.recipe.former_id(rid, flow_name)) is not None
+        }
+        found.update(self.take_over(formers))
+        return found, invalid
+
+    def take_over(self, former_ids: Mapping[str, str]) -> dict[str, Any]:
+        """The results stored under the former, flow-scoped IDs of task-scoped ones
+        (``{new ID: former ID}``), read in one round trip and copied to the new IDs
+        (SKIP_IF_EXISTS; the former records stay). A former result that no longer
+        validates is left where it is: its call is computed again."""
+        if not former_ids:
+            return {}
+        manager = self.manager()
+        stored = manager.get_many(list(former_ids.values()), self.result_type, on_invalid="skip")
+        taken: dict[str, Any] = {}
+        for rid, former in former_ids.items():
+            if former not in stored:
+                continue
+            record = manager.record(former)
+            written = manager.set(
+                rid,
+                stored[former],
+                SetBehavior.SKIP_IF_EXISTS,
+                namespace=record.namespace,
+                metadata={**record.metadata, "copied_from": former},
+                result_type=None if is_model_class(self.result_type) else self.result_type,
+            )
+            taken[rid] = stored[former] if written else manager.get(rid, self.result_type)
+        if taken:
+            first = next(iter(taken))
+            run_logger().info(
+                "%d results taken over from their former flow-scoped IDs (%r from %r, ...)",
+                len(taken),
+                first,
+                former_ids[first],
+            )
+        return taken
 
     def invalid_found(self, invalid: dict[str, ResultsFlowError], *, total: int) -> None:
         """Act on stored results that no longer validate: log each ID to be recomputed
@@ -214,7 +275,7 @@ class ResultKeeper:
                 invalid,
                 total=total,
                 hint=f'pass on_invalid="recompute" to recompute and overwrite them '
-                f"(task model {self.model.__name__})",
+                f"(task type {self.type_name})",
             )
         log = run_logger()
         for result_id in invalid:
@@ -224,7 +285,7 @@ class ResultKeeper:
                 "stored result %r no longer validates as %s; recomputing it (on_invalid="
                 '"recompute")',
                 result_id,
-                self.model.__name__,
+                self.type_name,
             )
 
     def check_locks(self) -> None:
@@ -238,27 +299,31 @@ class ResultKeeper:
             if not backend.offers_locks:
                 raise ResultsTaskError(no_locks_message(backend))
 
-    def validate(self, call: Call, value: Any) -> BaseModel:
-        """``value`` as an instance of the task's model.
+    def validate(self, call: Call, value: Any) -> Any:
+        """``value`` as a value of the task's result type (a model instance, or e.g. a
+        list of them for ``list[Score]``).
 
         Raises:
-            ResultValidationError: it does not validate; names the task, model and ID.
+            ResultValidationError: it does not validate; names the task, type and ID.
         """
-        if isinstance(value, self.model):
-            return value
+        model = self.result_type
         try:
+            if not is_model_class(model):
+                return adapter_of(model).validate_python(value)
+            if isinstance(value, model):
+                return value
             if isinstance(value, BaseModel):
-                return self.model.model_validate(value.model_dump())
-            return self.model.model_validate(value)
+                return model.model_validate(value.model_dump())
+            return model.model_validate(value)
         except ValidationError as exc:
             raise ResultValidationError(
                 f"task {call.task_name!r} returned a {type(value).__name__} that does not "
-                f"validate as {self.model.__name__} (result {call.result_id!r}): {exc}"
+                f"validate as {self.type_name} (result {call.result_id!r}): {exc}"
             ) from exc
 
     def save(
         self, call: Call, value: Any, *, replace: bool = False, lock: HeldLock | None = None
-    ) -> tuple[BaseModel, bool]:
+    ) -> tuple[Any, bool]:
         """Validate and store a computed value (overwriting what is stored when ``replace``),
         through ``lock`` when one is held on the ID (refused once it is lost).
 
@@ -275,9 +340,11 @@ class ResultKeeper:
             namespace=self.namespace,
             metadata=self.metadata(call),
             lock=lock,
+            # A model is stored as it always was (its class's tag); other types by theirs.
+            result_type=None if is_model_class(self.result_type) else self.result_type,
         )
         if not written and self.skips:
-            return manager.get(call.result_id, self.model), False
+            return manager.get(call.result_id, self.result_type), False
         return result, True
 
     def metadata(self, call: Call) -> dict[str, Any]:
@@ -330,14 +397,14 @@ def _first_warning(result_id: str) -> bool:
         return True
 
 
-def settled_state(call: Call, result: BaseModel, settled: Settled) -> State[Any] | BaseModel:
+def settled_state(call: Call, result: Any, settled: Settled) -> Any:
     """What a run settled by ``ResultKeeper.keep`` returns."""
     if settled == "stored":
         return cached_state(call, result)
     return computed_state(call, result, fresh=settled == "computed")
 
 
-def cached_state(call: Call, result: BaseModel) -> State[Any] | BaseModel:
+def cached_state(call: Call, result: Any) -> Any:
     """What a run whose result was taken from the store returns (see ``state_or_result``)."""
     logger.debug("task %r: result %r taken from the store", call.task_name, call.result_id)
     return state_or_result(
@@ -349,7 +416,7 @@ def cached_state(call: Call, result: BaseModel) -> State[Any] | BaseModel:
     )
 
 
-def computed_state(call: Call, result: BaseModel, fresh: bool) -> State[Any] | BaseModel:
+def computed_state(call: Call, result: Any, fresh: bool) -> Any:
     """What a run that computed its result (``fresh``) or lost a race to store it returns."""
     if not fresh:
         return state_or_result(
@@ -362,12 +429,11 @@ def computed_state(call: Call, result: BaseModel, fresh: bool) -> State[Any] | B
     return state_or_result(Completed(message=f"Stored as {call.result_id}", data=result))
 
 
-def state_or_result(state: State[Any]) -> State[Any] | BaseModel:
+def state_or_result(state: State[Any]) -> Any:
     """The state for Prefect's task engine; the bare result for a plain ``task.fn(...)``
     call outside any task run, which has no run to name."""
     if TaskRunContext.get() is None:
-        data: BaseModel = state.data
-        return data
+        return state.data
     return state
 
 
