@@ -48,6 +48,7 @@ from results_flow.backends.leases import LeaseLock, lease
 from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     InvalidResultIdError,
+    ResultsFlowError,
     StoreError,
     StoreUnavailableError,
     UnsupportedStoreUrlError,
@@ -459,6 +460,8 @@ class ObjectStoreBackend(ResultsBackend):
         except FileNotFoundError as exc:
             if _bucket_gone(exc):
                 raise self._no_bucket(exc) from exc
+        except ResultsFlowError:
+            raise  # our own (a damaged record read in the block) pass through unmapped
         except Exception as exc:
             raise self._mapped(exc, key) from exc
 

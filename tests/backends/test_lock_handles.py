@@ -20,6 +20,9 @@ class Note(BaseModel):
 
 def test_sync_lock_handle_writes_its_own_id(store_url: str) -> None:
     rm = ResultsManager.from_url(store_url)
+    if not rm.backend.offers_locks:
+        rm.close()
+        pytest.skip("a custom store written to the contract alone has no lock()")
     try:
         with rm.lock("jobs/a", timeout=30) as held:
             assert isinstance(held, HeldLock)
@@ -44,6 +47,10 @@ async def test_async_lock_handle_writes_its_own_id(store_url: str) -> None:
     if store_url.startswith("memory://"):
         pytest.skip("a memory store lives in one manager: the async twin is another store")
     rm, sync = AsyncResultsManager.from_url(store_url), ResultsManager.from_url(store_url)
+    if not sync.backend.offers_locks:
+        await rm.close()
+        sync.close()
+        pytest.skip("a custom store written to the contract alone has no lock()")
     try:
         async with rm.lock("jobs/a", timeout=30) as held:
             assert isinstance(held, AsyncHeldLock)
