@@ -21,17 +21,16 @@ from typing import Any, Generic, TypeVar, overload
 
 import anyio
 import anyio.to_thread
-from prefect import State, Task, get_run_logger
+from prefect import Task, get_run_logger
 from prefect.exceptions import MissingContextError
-from prefect.futures import PrefectFuture, PrefectWrappedFuture, wait
+from prefect.futures import PrefectFuture, PrefectWrappedFuture
 from prefect.tasks import TaskRunNameCallbackWithParameters
-from prefect.utilities.annotations import BaseAnnotation, unmapped
-from prefect.utilities.collections import visit_collection
 from pydantic import BaseModel
 
 from results_flow.errors import ResultsFlowError
 from results_flow.prefect.chunks import ItemOutcome, chunk_task
 from results_flow.prefect.decorator import check_runner_reaches, keeper_of
+from results_flow.prefect.map_inputs import expand_inputs
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
 from results_flow.prefect.report import Failure, MapArtifacts, MapSummary, common_prefix
@@ -167,7 +166,7 @@ def _results_map(
                 f"not {bound!r}"
             )
     keeper.check_locks()  # once, before anything is submitted
-    calls_kwargs, upstream = _expand(task, keeper.bind_names(), iterables, keyword_iterables)
+    calls_kwargs, upstream = expand_inputs(task, keeper.bind_names(), iterables, keyword_iterables)
     flow_name = current_flow_name()
     # An input whose upstream failed has no ID (it is built from the upstream's result);
     # the others run, as Task.map runs the branches whose upstream completed.
@@ -579,147 +578,6 @@ def _exception_of(future: PrefectFuture[Any]) -> BaseException:
     except BaseException as exc:  # noqa: BLE001 - handed back to the caller unchanged
         return exc
     return RuntimeError(f"task run {future.task_run_id} ended {future.state.type.value}")
-
-
-def _expand(
-    task: Task[Any, Any],
-    parameter_names: Sequence[str],
-    iterables: tuple[Any, ...],
-    keyword_iterables: dict[str, Any],
-) -> tuple[list[dict[str, Any]], dict[int, Failure]]:
-    """One keyword-argument dict per call, from ``Task.map``-style arguments, and the
-    inputs whose upstream future or state failed (by input index; their dicts hold None
-    in its place). A failed upstream of a whole iterable, or of an ``unmapped`` value,
-    fails every input: it raises, noted with the parameter."""
-    if len(iterables) > len(parameter_names):
-        raise ValueError(
-            f"results_map {task.name!r}: {len(iterables)} positional iterables for "
-            f"{len(parameter_names)} parameters"
-        )
-    named: dict[str, Any] = dict(zip(parameter_names, iterables, strict=False))
-    for name, value in keyword_iterables.items():
-        if name in named:
-            raise ValueError(f"results_map {task.name!r}: parameter {name!r} given twice")
-        named[name] = value
-    unknown = set(named) - set(parameter_names)
-    if unknown:
-        raise ValueError(f"results_map {task.name!r}: no parameter named {sorted(unknown)}")
-    static = {
-        k: _resolved(task, k, v.unwrap()) for k, v in named.items() if isinstance(v, unmapped)
-    }
-    upstream: dict[int, Failure] = {}
-    mapped = {
-        k: _resolved_items(task, k, _as_list(task, k, _resolved_whole(task, k, v)), upstream)
-        for k, v in named.items()
-        if not isinstance(v, unmapped)
-    }
-    lengths = {k: len(v) for k, v in mapped.items()}
-    if not mapped:
-        raise ValueError(f"results_map {task.name!r}: give at least one iterable to map over")
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"results_map {task.name!r}: iterables differ in length: {lengths}")
-    rows = zip(*mapped.values(), strict=True)  # lengths checked above
-    calls = [{**static, **dict(zip(mapped, values, strict=True))} for values in rows]
-    return calls, dict(sorted(upstream.items()))
-
-
-def _resolved_whole(task: Task[Any, Any], name: str, value: Any) -> Any:
-    """A future or state given for a whole iterable, replaced by its result."""
-    return _resolved(task, name, value) if isinstance(value, PrefectFuture | State) else value
-
-
-def _resolved_items(
-    task: Task[Any, Any], name: str, values: list[Any], upstream: dict[int, Failure]
-) -> list[Any]:
-    """``values`` with the futures and states in each replaced by their results; an item
-    whose upstream failed becomes None, its failure kept in ``upstream`` (the first per
-    input), so the other inputs still run."""
-    # Only rebuild the items when they hold a future: rebuilding copies every model.
-    if not _upstream_in(values):
-        return values
-    wait([f for f in _upstream_in(values) if isinstance(f, PrefectFuture)])
-    resolved = []
-    for index, value in enumerate(values):
-        if not _upstream_in(value):
-            resolved.append(value)
-            continue
-        try:
-            resolved.append(visit_collection(value, _result_of, return_data=True))
-        except Exception as exc:  # noqa: BLE001 - reported per input, raised at the end
-            upstream.setdefault(index, Failure(f"input {index} (parameter {name!r})", exc))
-            resolved.append(None)
-    return resolved
-
-
-def _result_of(expr: Any) -> Any:
-    """The result of a Prefect future or state; anything else unchanged."""
-    if isinstance(expr, PrefectFuture | State):
-        return expr.result()
-    return expr
-
-
-def _resolved(task: Task[Any, Any], name: str, value: Any) -> Any:
-    """``value`` with every Prefect future and state in it replaced by its result.
-
-    Raises:
-        Exception: a future or state that did not complete; the note names the parameter.
-    """
-
-    def resolve(expr: Any) -> Any:
-        try:
-            if isinstance(expr, PrefectFuture):
-                return expr.result()
-            if isinstance(expr, State):
-                return expr.result()
-        except Exception as exc:
-            exc.add_note(
-                f"results_map {task.name!r}: an upstream input of parameter {name!r} failed"
-            )
-            raise
-        return expr
-
-    # Only rebuild the arguments when they hold a future: rebuilding copies every model.
-    found = _upstream_in(value)
-    if not found:
-        return value
-    wait([f for f in found if isinstance(f, PrefectFuture)])
-    return visit_collection(value, resolve, return_data=True)
-
-
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
-
-
-def _upstream_in(value: Any) -> list[Any]:
-    """The futures and states in ``value`` and its lists, tuples, sets and dicts.
-
-    A plain walk: ``visit_collection`` would also open every model, seconds for
-    100,000 inputs.
-    """
-    found: list[Any] = []
-    stack = [value]
-    while stack:
-        expr = stack.pop()
-        if type(expr) in _PLAIN:
-            continue
-        if isinstance(expr, PrefectFuture | State):
-            found.append(expr)
-        elif isinstance(expr, list | tuple | set | frozenset):
-            stack.extend(expr)
-        elif isinstance(expr, dict):
-            stack.extend(expr.keys())
-            stack.extend(expr.values())
-        elif isinstance(expr, BaseAnnotation):
-            stack.append(expr.unwrap())
-    return found
-
-
-def _as_list(task: Task[Any, Any], name: str, value: Any) -> list[Any]:
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        raise ValueError(
-            f"results_map {task.name!r}: parameter {name!r} needs an iterable "
-            "(wrap a constant in prefect.unmapped)"
-        )
-    return list(value)
 
 
 def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
