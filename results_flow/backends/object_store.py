@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import re
 import threading
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from results_flow.backends.base import ResultsBackend, unique
+from results_flow.backends.descriptors import NO_DESCRIPTORS_HINT, out_of_descriptors
 from results_flow.backends.leases import LeaseLock, lease
 from results_flow.backends.urls import mask_url
 from results_flow.errors import (
@@ -595,10 +595,10 @@ class ObjectStoreBackend(ResultsBackend):
 
         where = self.where(key) if key else self.location
         message = _safe_message(exc)
-        if _out_of_descriptors():
+        if out_of_descriptors():
             return StoreUnavailableError(
-                f"{where}: cannot open a connection or event loop ({message}); this process "
-                "has no file descriptor left (EMFILE): raise `ulimit -n` or run fewer threads"
+                f"{where}: cannot open a connection or event loop ({message}); "
+                f"{NO_DESCRIPTORS_HINT}"
             )
         if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or (
             listing and any(word in message for word in _REFUSED)
@@ -623,16 +623,6 @@ def _bucket_gone(exc: BaseException) -> bool:
     """Whether an obstore "not found" or "precondition" error says the bucket is gone
     (S3 and Azure name it in the error body; a missing object says NoSuchKey)."""
     return any(word in str(exc) for word in _BUCKET_GONE)
-
-
-def _out_of_descriptors() -> bool:
-    """Whether this process can open no more files now (obstore then says only that a
-    connection failed, asyncio raises a bare OSError)."""
-    try:
-        os.close(os.open(os.devnull, os.O_RDONLY))
-    except OSError as exc:
-        return exc.errno in (errno.EMFILE, errno.ENFILE)
-    return False
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -10,8 +10,6 @@ SQLite settings, one retry rule (``Retry``) and one driver-error mapping
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from results_flow.backends.descriptors import NO_DESCRIPTORS_HINT, out_of_descriptors
 from results_flow.backends.pg_bounds import PgBounds, bound_psycopg_pool, is_unavailable
 from results_flow.errors import (
     ResultsFlowError,
@@ -173,11 +172,8 @@ def mapped_error(exc: BaseException, location: str) -> StoreError:
         )
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError):
         why = _first_line(exc)
-        if _out_of_descriptors():
-            why += (
-                "; this process has no file descriptor left (EMFILE): raise `ulimit -n` "
-                "or run fewer threads, each of which keeps its own connection"
-            )
+        if out_of_descriptors():
+            why += f"; {NO_DESCRIPTORS_HINT}"
         return StoreUnavailableError(f"cannot reach or open {location}: {why}")
     return StoreError(f"database operation on {location} failed: {_first_line(exc)}")
 
@@ -296,16 +292,6 @@ async def atransaction(
             raise  # our own errors (some are OSErrors) pass through unmapped
         except _JUDGED as exc:
             await asyncio.sleep(retry.pause(exc))
-
-
-def _out_of_descriptors() -> bool:
-    """Whether this process can open no more files now: SQLite then says only "unable
-    to open database file", and libpq "could not create socket"."""
-    try:
-        os.close(os.open(os.devnull, os.O_RDONLY))
-    except OSError as exc:
-        return exc.errno in (errno.EMFILE, errno.ENFILE)
-    return False
 
 
 def _first_line(exc: BaseException) -> str:
