@@ -174,3 +174,6 @@ VALIDATION_MESSAGE_LIMIT = 1000
 #: Deepest type a Prefect result blob may record: far beyond any annotation, and well
 #: below the ~200 levels at which pydantic's schema builder overflows the stack.
 MAX_TYPE_DEPTH = 64
+#: Flow runs whose "no longer validates" warnings a process remembers (to log each ID
+#: once per run): a few recent runs, so the memory stays bounded in a long-lived worker.
+WARNED_FLOW_RUNS = 16

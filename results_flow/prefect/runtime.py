@@ -39,7 +39,7 @@ from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.naming import Call, IdRecipe, current_flow_name
 from results_flow.prefect.stores import StoreRef
 from results_flow.result_types import adapter_of, is_model_class, type_tag
-from results_flow.settings import refresh_requested
+from results_flow.settings import WARNED_FLOW_RUNS, refresh_requested
 
 logger = get_logger("results_flow.prefect")
 
@@ -373,7 +373,6 @@ class ResultKeeper:
 #: The IDs warned of as invalid, per flow run, for the last few runs: results_map's batch
 #: read and an item's two lookups reach one ID three times; it is logged once per run.
 _WARNED: dict[str, set[str]] = {}
-_WARNED_RUNS = 16
 _WARNED_LOCK = threading.Lock()
 
 
@@ -389,7 +388,7 @@ def _first_warning(result_id: str) -> bool:
         return True
     with _WARNED_LOCK:
         seen = _WARNED.setdefault(run, set())
-        while len(_WARNED) > _WARNED_RUNS:
+        while len(_WARNED) > WARNED_FLOW_RUNS:
             del _WARNED[next(iter(_WARNED))]
         if result_id in seen:
             return False
