@@ -42,7 +42,7 @@ deploy-e2e: $(STAMP)
 	$(BIN)/python deployments/e2e.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check results_flow tests examples bench deployments
