@@ -378,7 +378,11 @@ for name, call in {"get_many": lambda: rm.get_many(ids, Item),
     peaks[name] = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert len(found) == 1, found
-print(json.dumps(peaks))
+print(json.dumps(peaks), flush=True)
+# Measured: leave without interpreter teardown. A process that ran S3 batch reads can
+# abort (SIGABRT) while the interpreter tears down, in about 1 run of 5 here; that is
+# an open defect of its own (see the issue notes), not what this test measures.
+import os; os._exit(0)
 """
 
 
