@@ -9,7 +9,7 @@ alone decides whether the lock still protects it:
   handle writes through the backend as it is;
 - locks that can be lost while the holder runs (a PostgreSQL session that ended, an
   object-store lease taken over after its TTL) set ``fences_writes`` and override
-  ``insert``/``upsert``/``delete``: the write happens only while the lock is provably
+  ``_insert``/``_upsert``/``_delete``: the write happens only while the lock is provably
   still held (in the lock's own session, or conditional on the lease), else it is
   refused with ``LockLostError`` and nothing is written.
 
@@ -96,18 +96,30 @@ class HeldLock:
         """``ResultsBackend.insert`` of the locked ID, refused once the lock is lost."""
         self._own(result_id)
         self.check()
-        return self.backend.insert(result_id, record)
+        return self._insert(result_id, record)
 
     def upsert(self, result_id: str, record: Record) -> None:
         """``ResultsBackend.upsert`` of the locked ID, refused once the lock is lost."""
         self._own(result_id)
         self.check()
-        self.backend.upsert(result_id, record)
+        self._upsert(result_id, record)
 
     def delete(self, result_id: str) -> bool:
         """``ResultsBackend.delete`` of the locked ID, refused once the lock is lost."""
         self._own(result_id)
         self.check()
+        return self._delete(result_id)
+
+    # How a write reaches the store once it is known to be the lock's own: a plain backend
+    # write here; a fenced handle writes in its lock session, or conditional on its lease.
+
+    def _insert(self, result_id: str, record: Record) -> Record | None:
+        return self.backend.insert(result_id, record)
+
+    def _upsert(self, result_id: str, record: Record) -> None:
+        self.backend.upsert(result_id, record)
+
+    def _delete(self, result_id: str) -> bool:
         return self.backend.delete(result_id)
 
     def _own(self, result_id: str) -> None:

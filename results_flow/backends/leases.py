@@ -235,16 +235,13 @@ class LeaseLock(HeldLock):
         """Before each put or delete of the record: prove the lease (``Lease.prove``)."""
         self.lease.prove(self.lost_error)
 
-    def insert(self, result_id: str, record: Record) -> Record | None:
-        self._own(result_id)
+    def _insert(self, result_id: str, record: Record) -> Record | None:
         return self.store.insert(result_id, record, fence=self.fence)
 
-    def upsert(self, result_id: str, record: Record) -> None:
-        self._own(result_id)
+    def _upsert(self, result_id: str, record: Record) -> None:
         self.store.upsert(result_id, record, fence=self.fence)
 
-    def delete(self, result_id: str) -> bool:
-        self._own(result_id)
+    def _delete(self, result_id: str) -> bool:
         return self.store.delete(result_id, fence=self.fence)
 
 

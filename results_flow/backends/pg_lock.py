@@ -342,16 +342,13 @@ class PgHeldLock(HeldLock):
             return "its database session ended"
         return None
 
-    def insert(self, result_id: str, record: Record) -> Record | None:
-        self._own(result_id)
+    def _insert(self, result_id: str, record: Record) -> Record | None:
         return self._write(lambda rows: run_plan(insert_plan(result_id, record), rows))
 
-    def upsert(self, result_id: str, record: Record) -> None:
-        self._own(result_id)
+    def _upsert(self, result_id: str, record: Record) -> None:
         self._write(lambda rows: run_plan(upsert_plan(result_id, record), rows))
 
-    def delete(self, result_id: str) -> bool:
-        self._own(result_id)
+    def _delete(self, result_id: str) -> bool:
         return self._write(lambda rows: run_plan(delete_plan(result_id), rows))
 
     def _write(self, work: Callable[[RowTransaction], T]) -> T:
