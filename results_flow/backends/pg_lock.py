@@ -361,7 +361,9 @@ class PgHeldLock(HeldLock):
         self.check()
 
         def attempt(retry: Retry) -> T:
-            return self.session.run(lambda conn: self.rows.transaction_on(conn, work, retry))
+            outcomes = self.session.run(lambda c: self.rows.transaction_on(c, [work], retry))
+            outcome: T = outcomes[0]
+            return outcome
 
         try:
             result = retrying(attempt, Retry(write=True, busy_timeout=0.0, location=self.location))

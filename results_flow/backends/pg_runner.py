@@ -8,8 +8,9 @@ same bounded pool, connect arguments and ``pg_bounds`` timeouts), runs the SQL t
 ``Statements`` compiled for psycopg in autocommit (one statement, no BEGIN/ROLLBACK;
 a batch read runs its statements one after another on that connection), and gives the
 connection back. A write is BEGIN, its statements and COMMIT on such a connection, as a
-raw psycopg transaction is: through Core, ``set`` ran at 0.56x the rate of a raw
-INSERT ... ON CONFLICT with commit. A connection that died in the pool is invalidated
+raw psycopg transaction is (through Core, ``set`` ran at 0.56x the rate of a raw
+INSERT ... ON CONFLICT with commit); writes of this process that commit at the same
+moment share it (``group_commit``). A connection that died in the pool is invalidated
 and the call runs once more, as ``sql_engine.Retry`` says for every SQL path (a write
 only when it failed before COMMIT).
 """
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Engine
 
+from results_flow.backends.group_commit import GroupCommit, Write, run_each
 from results_flow.backends.pg_bounds import WATCHDOG
 from results_flow.backends.sql_engine import Retry, retrying
 from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
@@ -42,6 +44,8 @@ class PsycopgRowRunner:
         positional = PGDialect_psycopg(paramstyle="format")  # type: ignore[no-untyped-call]
         self.statements = compiled_statements(statements, positional)
         self.location = location
+        # The statement bounds (pg_bounds) bound each batch; a write waits for no other bound.
+        self._group = GroupCommit(self._commit, wait=None, location=location)
 
     def first(self, name: str, values: dict[str, Any]) -> Row | None:
         statement = self.statements[name]
@@ -59,23 +63,28 @@ class PsycopgRowRunner:
         )
 
     def write(self, work: Callable[[RowTransaction], T]) -> T:
-        def attempt(retry: Retry) -> T:
+        return self._group.write(work)
+
+    def _commit(self, writes: Sequence[Write]) -> list[Any]:
+        """``writes`` in one transaction on a pooled connection, retried as ``Retry`` says."""
+
+        def attempt(retry: Retry) -> list[Any]:
             return self._autocommit(
-                "BEGIN ... COMMIT", lambda conn: self.transaction_on(conn, work, retry)
+                "BEGIN ... COMMIT", lambda conn: self.transaction_on(conn, writes, retry)
             )
 
         return retrying(attempt, Retry(write=True, busy_timeout=0.0, location=self.location))
 
     def transaction_on(
-        self, conn: psycopg.Connection[Any], work: Callable[[RowTransaction], T], retry: Retry
-    ) -> T:
-        """``work`` between BEGIN and COMMIT on ``conn``, an autocommit connection (a
-        pooled one, or a lock session), rolled back on any error; once it is done only
-        COMMIT is left, which ``retry`` never runs again."""
+        self, conn: psycopg.Connection[Any], writes: Sequence[Write], retry: Retry
+    ) -> list[Any]:
+        """``writes`` between BEGIN and COMMIT on ``conn``, an autocommit connection (a
+        pooled one, or a lock session), rolled back on any error; once they are done only
+        COMMIT is left, which ``retry`` never runs again. Their outcomes, in order."""
         with conn.transaction():
-            result = work(CompiledTransaction(conn.execute, self.statements))
+            outcomes = run_each(writes, CompiledTransaction(conn.execute, self.statements))
             retry.worked = True
-        return result
+        return outcomes
 
     def close(self) -> None:
         """Nothing of its own: the connections belong to the engine's pool."""

@@ -59,3 +59,25 @@ def clear_race_writer(url: str, worker: int, rounds: int) -> list[str]:
             except (ResultsFlowError, OSError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
     return errors
+
+
+def batched_writers(url: str, acks_path: str, threads: int) -> None:
+    """``threads`` threads write new IDs until killed; each ID is appended to
+    ``acks_path`` once its ``set`` returned (one ``write`` per line: whole lines)."""
+    import threading
+
+    rm = ResultsManager.from_url(url)
+    acks = os.open(acks_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    start = os.getpid()
+
+    def write(worker: int) -> None:
+        count = 0
+        while True:
+            rid = f"kill/{start}/{worker}/{count}"
+            rm.set(rid, Item(index=count, writer="x" * (count % 300)))
+            os.write(acks, f"{rid}\n".encode())
+            count += 1
+
+    for worker in range(threads):
+        threading.Thread(target=write, args=(worker,), daemon=True).start()
+    threading.Event().wait()
