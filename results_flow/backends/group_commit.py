@@ -97,7 +97,9 @@ class GroupCommit:
 
     ``commit(writes)`` runs the writes in one transaction, committed (retried as the
     runner's rule says), and returns their outcomes in order; ``wait`` bounds how long a
-    write waits for other batches before it is taken (None: no bound of its own).
+    write waits for other batches before it is taken (None: no bound of its own);
+    ``lanes`` batches may commit at once (SQLite: 1, its one writer; PostgreSQL: a few
+    connections, as the server flushes concurrent commits together).
     """
 
     def __init__(
@@ -106,10 +108,12 @@ class GroupCommit:
         *,
         wait: float | None,
         location: str,
+        lanes: int = 1,
     ) -> None:
         self.commit = commit
         self.wait = wait
         self.location = location
+        self.lanes = lanes
         self._reset()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget_after_fork(ref()))
@@ -117,7 +121,7 @@ class GroupCommit:
     def _reset(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._queue: list[_Pending[Any]] = []
-        self._leading = False
+        self._leaders = 0  # batches being committed
 
     def write(self, write: Callable[[RowTransaction], T]) -> T:
         """``write``'s outcome once the transaction that holds it has committed.
@@ -130,7 +134,7 @@ class GroupCommit:
         deadline = None if self.wait is None else time.monotonic() + self.wait
         with self._cond:
             self._queue.append(pending)
-            while self._leading and not pending.done:
+            while not pending.done and (pending.taken or self._leaders >= self.lanes):
                 left = None if deadline is None or pending.taken else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     self._queue.remove(pending)
@@ -139,18 +143,18 @@ class GroupCommit:
                         f"for {self.wait}s"
                     )
                 self._cond.wait(left)
-            if not pending.done:
-                self._leading = True
-                batch, self._queue = self._queue, []
-                for queued in batch:
-                    queued.taken = True
-        if not pending.done:
-            try:
-                self._lead(batch)
-            finally:
-                with self._cond:
-                    self._leading = False
-                    self._cond.notify_all()
+            if pending.done:
+                return pending.outcome()  # type: ignore[no-any-return]
+            self._leaders += 1  # this thread leads the next batch: every write queued now
+            batch, self._queue = self._queue, []
+            for queued in batch:
+                queued.taken = True
+        try:
+            self._lead(batch)
+        finally:
+            with self._cond:
+                self._leaders -= 1
+                self._cond.notify_all()
         return pending.outcome()  # type: ignore[no-any-return]
 
     def _lead(self, batch: list[_Pending[Any]]) -> None:

@@ -31,6 +31,7 @@ from results_flow.backends.sql_engine import Retry, retrying
 from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
 from results_flow.backends.sql_statements import Statements, compiled_statements
 from results_flow.errors import StoreUnavailableError
+from results_flow.settings import PG_GROUP_COMMIT_LANES
 
 T = TypeVar("T")
 
@@ -44,8 +45,11 @@ class PsycopgRowRunner:
         positional = PGDialect_psycopg(paramstyle="format")  # type: ignore[no-untyped-call]
         self.statements = compiled_statements(statements, positional)
         self.location = location
-        # The statement bounds (pg_bounds) bound each batch; a write waits for no other bound.
-        self._group = GroupCommit(self._commit, wait=None, location=location)
+        # The statement bounds (pg_bounds) bound each batch; a write waits for no other
+        # bound. Several batches at once (see PG_GROUP_COMMIT_LANES).
+        self._group = GroupCommit(
+            self._commit, wait=None, location=location, lanes=PG_GROUP_COMMIT_LANES
+        )
 
     def first(self, name: str, values: dict[str, Any]) -> Row | None:
         statement = self.statements[name]

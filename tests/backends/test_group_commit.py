@@ -57,6 +57,9 @@ class HeldFirstCommit:
         self.commit = group.commit
         self.sizes: list[int] = []
         group.commit = self  # type: ignore[method-assign]
+        # One batch at a time (PostgreSQL commits several at once): the writes queued
+        # behind the held commit then wait for its lane and form one batch.
+        group.lanes = 1
 
     def __call__(self, writes: Sequence[Any]) -> list[Any]:
         self.sizes.append(len(writes))

@@ -1,0 +1,231 @@
+"""Concurrent durable writes: ``set`` throughput at 1, 8 and 32 threads of one process,
+results_flow's SQLite and PostgreSQL stores side by side with the raw drivers at the
+same durability (issue 25: group commit).
+
+Run with ``make bench`` (``.venv/bin/python bench/concurrent_writes.py``); writes the
+"concurrent-writes" section of BENCHMARKS.md. Each cell: durable writes per second,
+the best of ``--repeat`` rounds, each round writing ``--writes`` fresh IDs split evenly
+over the threads, the subjects taking turns round by round.
+
+* results_flow: ``ResultsManager.set`` (``RAISE_IF_EXISTS``) of a fresh ID on one
+  manager shared by the threads; a write returns once the commit holding it is done
+  (writers that commit at the same moment share it: ``backends/group_commit.py``).
+* raw sqlite3: a connection per thread, WAL and ``synchronous=FULL`` as the store uses,
+  INSERT + COMMIT per write (SQLite's busy handler makes the threads take turns).
+* raw psycopg: a connection per thread, INSERT ... ON CONFLICT DO NOTHING + commit per
+  write (the server's own WAL flush may serve several at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from report import machine, table, write_section
+from store import PG_SERVER, Sample, postgres_database, samples
+
+from results_flow import ResultsManager
+from results_flow.backends.sql_engine import SQLITE_PRAGMAS
+
+THREADS = (1, 8, 32)
+COMMAND = "make bench  (= .venv/bin/python bench/concurrent_writes.py)"
+
+#: A subject: given a round's IDs and models, returns a write function for one ID.
+Writer = Callable[[str, Sample], None]
+
+
+class Ours:
+    name = "results_flow"
+
+    def __init__(self, url: str) -> None:
+        self.rm = ResultsManager.from_url(url)
+
+    def writer(self) -> Writer:
+        return lambda rid, model: self.rm.set(rid, model) and None
+
+    def close(self) -> None:
+        self.rm.close()
+
+
+class RawSqlite:
+    name = "raw sqlite3"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.local = threading.local()
+        self.opened: list[sqlite3.Connection] = []
+        conn = self._conn()
+        conn.execute("CREATE TABLE IF NOT EXISTS raw_results (id TEXT PRIMARY KEY, data TEXT)")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            for name, value in SQLITE_PRAGMAS.items():
+                conn.execute(f"PRAGMA {name} = {value}")
+            self.local.conn = conn
+            self.opened.append(conn)
+        return conn
+
+    def writer(self) -> Writer:
+        def write(rid: str, model: Sample) -> None:
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO raw_results VALUES (?, ?)", (rid, model.model_dump_json()))
+            conn.execute("COMMIT")
+
+        return write
+
+    def close(self) -> None:
+        for conn in self.opened:
+            conn.close()
+
+
+class RawPostgres:
+    name = "raw psycopg"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        self.local = threading.local()
+        self.opened: list[psycopg.Connection] = []
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS raw_results (id text PRIMARY KEY, data jsonb)")
+
+    def writer(self) -> Writer:
+        import psycopg
+
+        def write(rid: str, model: Sample) -> None:
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = psycopg.connect(self.url)
+                self.opened.append(conn)
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO raw_results (id, data) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                    (rid, model.model_dump_json()),
+                )
+
+        return write
+
+    def close(self) -> None:
+        for conn in self.opened:
+            conn.close()
+
+
+def rate(subject: Ours | RawSqlite | RawPostgres, threads: int, prefix: str, writes: int) -> float:
+    """Durable writes per second of ``writes`` fresh IDs over ``threads`` threads."""
+    models = samples(writes)
+    ids = [f"{prefix}/t{threads}/{i:06d}" for i in range(writes)]
+    write = subject.writer()
+    per_thread = [list(range(t, writes, threads)) for t in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        warm = [f"{prefix}/warm{threads}/{i}" for i in range(threads * 2)]
+        list(pool.map(lambda rid: write(rid, models[0]), warm))
+        start = time.perf_counter()
+        list(pool.map(lambda idx: [write(ids[i], models[i]) for i in idx], per_thread))
+        elapsed = time.perf_counter() - start
+    return writes / elapsed
+
+
+def measure(
+    make: list[Callable[[], Ours | RawSqlite | RawPostgres]], writes: int, repeat: int
+) -> dict[str, dict[int, float]]:
+    subjects = [m() for m in make]
+    best: dict[str, dict[int, float]] = {s.name: dict.fromkeys(THREADS, 0.0) for s in subjects}
+    try:
+        for round_ in range(repeat):
+            for threads in THREADS:
+                for subject in subjects:
+                    got = rate(subject, threads, f"r{round_}", writes)
+                    best[subject.name][threads] = max(best[subject.name][threads], got)
+    finally:
+        for subject in subjects:
+            subject.close()
+    return best
+
+
+def load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=1_600, help="writes per round and cell")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds (best kept)")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    load_before = load()
+    results: dict[str, dict[str, dict[int, float]]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        results["SQLite"] = measure(
+            [lambda: Ours(f"sqlite:///{root / 'ours.db'}"), lambda: RawSqlite(root / "raw.db")],
+            args.writes,
+            args.repeat,
+        )
+    with postgres_database() as pg_url:
+        if pg_url is not None:
+            results["PostgreSQL"] = measure(
+                [lambda: Ours(pg_url), lambda: RawPostgres(pg_url)], args.writes, args.repeat
+            )
+    rows = []
+    for database, subjects in results.items():
+        for name, by_threads in subjects.items():
+            one = by_threads[1]
+            cells = [f"{by_threads[t]:,.0f}/s ({by_threads[t] / one:.1f}x)" for t in THREADS]
+            rows.append([database, name, *cells])
+    sqlite_gain = results["SQLite"]["results_flow"][32] / results["SQLite"]["results_flow"][1]
+    aims = [
+        [
+            "32 concurrent durable writers on SQLite vs one",
+            f"{sqlite_gain:.1f}x the rate",
+            ">= 5x",
+            "met" if sqlite_gain >= 5 else "NOT met",
+        ]
+    ]
+    for database, subjects in results.items():
+        raw = next(name for name in subjects if name != "results_flow")
+        ratios = [subjects["results_flow"][t] / subjects[raw][t] for t in THREADS]
+        aims.append(
+            [
+                f"{database}: results_flow rate / {raw} rate at "
+                + ", ".join(str(t) for t in THREADS)
+                + " threads",
+                " / ".join(f"{r:.2f}x" for r in ratios),
+                "(no aim)",
+                "",
+            ]
+        )
+    body = "\n\n".join(
+        [
+            "## Concurrent durable writes: set throughput at 1, 8 and 32 threads",
+            f"{machine()}, 2 CPUs, load average {load_before} at the start, {load()} at "
+            f"the end. Command: `{COMMAND}`. PostgreSQL: {PG_SERVER} (loopback TCP).",
+            f"Each cell: durable writes per second (best of {args.repeat} rounds of "
+            f"{args.writes:,} fresh IDs split over the threads), and in brackets the rate "
+            "against the same subject on one thread. results_flow: `ResultsManager.set` "
+            "on one manager shared by the threads; raw: a connection per thread, one "
+            "INSERT and one COMMIT per write, WAL and `synchronous=FULL` on SQLite as the "
+            "store uses.",
+            table(["database", "writer", *(f"{t} threads" for t in THREADS)], rows),
+            table(["aim (issue 25)", "measured", "target", "verdict"], aims),
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        write_section("concurrent-writes", body)
+
+
+if __name__ == "__main__":
+    main()
