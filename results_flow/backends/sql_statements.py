@@ -197,12 +197,14 @@ def record_from_row(row: Sequence[Any]) -> Record:
         decoded = {} if metadata == "{}" else load_json(metadata)
         if not isinstance(decoded, dict):
             raise TypeError(f"metadata is a JSON {type(decoded).__name__}, not an object")
+        created = parse_time(created_at)
         return Record(
             model_type=model_type,
             namespace=namespace,
             data=data,
-            created_at=parse_time(created_at),
-            updated_at=parse_time(updated_at),
+            created_at=created,
+            # Never overwritten, a record has one time twice: parse it once.
+            updated_at=created if updated_at == created_at else parse_time(updated_at),
             metadata=decoded,
         )
     except (TypeError, ValueError) as exc:
