@@ -20,9 +20,11 @@ Errors are rare, so the common path pays no SAVEPOINT per write. A failure of th
 batch's own transaction (BEGIN, COMMIT, a store that stays busy) is every write's
 failure, as it would be each one's alone.
 
-Written once for every SQL runner: ``SqliteRowRunner`` and ``PsycopgRowRunner`` give
-their pooled writes one group each, and a PostgreSQL lock session one of its own, so
-writes made for a held lock commit in the session that holds it (the fence).
+Written once for the driver runners: ``SqliteRowRunner`` and ``PsycopgRowRunner`` give
+their writes one group each (``AsyncSqlBackend`` writes through them too). A write made
+for a PostgreSQL held lock does not join a group: it commits alone in the session that
+holds the lock (``pg_lock.PgHeldLock``), which is its fence. SQLite's held locks die
+only with the process, so their writes join the group as any other.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """AsyncSqlBackend: the SQL backend on SQLAlchemy's asyncio engine (aiosqlite, asyncpg).
 
 Same table, statements and rules as ``SqlBackend``; only the I/O is awaited, so the
-event loop never blocks on the database.
+event loop never blocks on the database. Reads run on the asyncio engine; one-row writes
+and locks go through the sync twin (``SqlBackend`` on the same table) in worker threads,
+so both APIs share one group commit per process and one fencing rule.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -23,13 +26,6 @@ from results_flow.backends.sql_engine import (
     atransaction,
     make_engine,
     read_engine,
-)
-from results_flow.backends.sql_plans import (
-    Plan,
-    arun_plan,
-    delete_plan,
-    insert_plan,
-    upsert_plan,
 )
 from results_flow.backends.sql_statements import (
     DEFAULT_TABLE,
@@ -176,13 +172,13 @@ class AsyncSqlBackend(AsyncResultsBackend):
         return await self._run(query, write=False)
 
     async def insert(self, result_id: str, record: Record) -> Record | None:
-        return await self._run_plan(lambda: insert_plan(result_id, record))
+        return await self._write(lambda twin: twin.insert(result_id, record))
 
     async def upsert(self, result_id: str, record: Record) -> None:
-        await self._run_plan(lambda: upsert_plan(result_id, record))
+        await self._write(lambda twin: twin.upsert(result_id, record))
 
     async def delete(self, result_id: str) -> bool:
-        return await self._run_plan(lambda: delete_plan(result_id))
+        return await self._write(lambda twin: twin.delete(result_id))
 
     async def clear(self) -> None:
         async def write(conn: AsyncConnection) -> None:
@@ -207,12 +203,13 @@ class AsyncSqlBackend(AsyncResultsBackend):
         # The sync store's lock, held in a thread of its own: one lock implementation
         # (and one fencing rule for the writes made under it) for both APIs, and its
         # sessions never come from this store's pool.
-        locks = self._lock_twin()
+        locks = self._sync_twin()
         wait = self.lock_timeout if timeout is None else timeout
         return async_held(self, lambda: locks.lock(result_id, wait))
 
-    def _lock_twin(self) -> SqlBackend:
-        """The synchronous store over the same table, whose ``lock`` this store uses."""
+    def _sync_twin(self) -> SqlBackend:
+        """The synchronous store over the same table, whose ``lock`` and one-row writes
+        this store uses."""
         with self._loop_guard:
             if self._locks is None:
                 from results_flow.backends.sql import SqlBackend
@@ -239,10 +236,14 @@ class AsyncSqlBackend(AsyncResultsBackend):
         await self._transaction(create, write=True)
         self._table_ready = True
 
-    async def _run_plan(self, plan: Callable[[], Plan[T]]) -> T:
-        """A write plan (``sql_plans``) in one write transaction; a retried transaction
-        runs a fresh plan."""
-        return await self._run(lambda conn: arun_plan(plan(), conn, self._sql), write=True)
+    async def _write(self, write: Callable[[SqlBackend], T]) -> T:
+        """A one-row write through the sync twin, in a worker thread: the writes of both
+        APIs in this process share its group commit (``group_commit``: one commit for
+        the writes that arrive together, each acknowledged once durable) and its one
+        writer, rather than an asyncio connection contending with it for SQLite's
+        write lock. A thread hop costs microseconds; the commit it joins, an fsync."""
+        twin = await anyio.to_thread.run_sync(self._sync_twin)
+        return await anyio.to_thread.run_sync(write, twin)
 
     async def _run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
         await self._ensure_table()

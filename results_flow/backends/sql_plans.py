@@ -2,10 +2,10 @@
 
 A plan is a generator that yields the one-row statements it needs (``First``: the first
 row a statement returns; ``Count``: the rows it changed) and gets each outcome sent
-back. ``run_plan`` drives it on a ``RowTransaction`` (``SqlBackend``'s row runners),
-``arun_plan`` on an asyncio connection (``AsyncSqlBackend``), so the decisions of a
-write (an insert that met a conflict reads the stored record; one deleted meanwhile
-tries again) live here alone and the twins only run I/O.
+back. ``run_plan`` drives it on a ``RowTransaction`` (``SqlBackend``'s row runners, and
+through them the group commit that ``AsyncSqlBackend`` writes through too), so the
+decisions of a write (an insert that met a conflict reads the stored record; one deleted
+meanwhile tries again) live here alone.
 """
 
 from __future__ import annotations
@@ -14,11 +14,9 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from results_flow.backends.sql_engine import RetryTransaction
 from results_flow.backends.sql_runner import Row, RowTransaction
-from results_flow.backends.sql_statements import Statements, record_from_row, row_values
+from results_flow.backends.sql_statements import record_from_row, row_values
 from results_flow.records import Record
 
 T = TypeVar("T")
@@ -81,16 +79,3 @@ def run_plan(plan: Plan[T], rows: RowTransaction) -> T:
             outcome = rows.first(step.name, step.values)
         else:
             outcome = rows.count(step.name, step.values)
-
-
-async def arun_plan(plan: Plan[T], conn: AsyncConnection, statements: Statements) -> T:
-    """Drive ``plan`` inside an asyncio write transaction on ``conn``."""
-    outcome: Any = None
-    while True:
-        try:
-            step = plan.send(outcome)
-        except StopIteration as done:
-            result: T = done.value
-            return result
-        executed = await conn.execute(getattr(statements, step.name), step.values)
-        outcome = executed.first() if isinstance(step, First) else executed.rowcount

@@ -17,6 +17,7 @@ from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from prefect import Flow, State, Task
 from prefect.context import FlowRunContext
+from prefect.results import ResultRecord, ResultRecordMetadata  # type: ignore[attr-defined]
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from results_flow.errors import ModelRegistryError, ResultsTaskError
@@ -108,8 +109,17 @@ class ResultsTask(Task[P, R]):
 def unwrap_state(value: Any) -> Any:
     """The data of a state our wrapper returned; anything else unchanged."""
     if isinstance(value, State):
+        data = value.data
+        # Our Completed states carry the result itself; State.result() would hand it back
+        # through a coroutine run on Prefect's loop thread (a sixth of a direct call).
+        if value.is_completed() and data is not None and not isinstance(data, _RECORDS):
+            return data
         return value.result()
     return value
+
+
+#: Where a state keeps a persisted result instead of the result itself.
+_RECORDS = (ResultRecord, ResultRecordMetadata)
 
 
 async def _unwrap_later(awaitable: typing.Awaitable[Any]) -> Any:
