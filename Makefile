@@ -51,6 +51,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/concurrent_writes.py
+	$(BIN)/python bench/fill.py
 	$(BIN)/python bench/file_reads.py
 	$(BIN)/python bench/resume.py
 	$(BIN)/python bench/resume.py --chunked
