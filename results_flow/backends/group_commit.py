@@ -32,10 +32,9 @@ from __future__ import annotations
 import copy
 import os
 import threading
-import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from results_flow.backends.sql_runner import RowTransaction
 from results_flow.errors import StoreBusyError, StoreError
@@ -71,12 +70,17 @@ def run_each(writes: Sequence[Write], rows: RowTransaction) -> list[Any]:
 class _Pending(Generic[T]):
     """One write waiting for the commit that holds it."""
 
-    __slots__ = ("done", "error", "shared", "taken", "value", "write")
+    __slots__ = ("batch", "done", "error", "shared", "taken", "value", "wake", "write")
 
     def __init__(self, write: Write) -> None:
         self.write = write
         self.taken = False  # in a batch being committed: it may land, so it cannot give up
         self.done = False
+        #: Released once the write is done, or when its thread is to lead ``batch``: each
+        #: writer waits on its own lock (one Condition woke every writer at each commit).
+        self.wake = threading.Lock()
+        self.wake.acquire()
+        self.batch: list[_Pending[Any]] | None = None
         self.value: Any = None
         self.error: BaseException | None = None
         self.shared = False  # the error is the whole batch's, raised in several threads
@@ -121,7 +125,7 @@ class GroupCommit:
         os.register_at_fork(after_in_child=lambda: _forget_after_fork(ref()))
 
     def _reset(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
         self._queue: list[_Pending[Any]] = []
         self._leaders = 0  # batches being committed
 
@@ -133,31 +137,56 @@ class GroupCommit:
             StoreError: the write's own error, or its batch's, as the runner raised it.
         """
         pending: _Pending[T] = _Pending(write)
-        deadline = None if self.wait is None else time.monotonic() + self.wait
-        with self._cond:
+        with self._mutex:
             self._queue.append(pending)
-            while not pending.done and (pending.taken or self._leaders >= self.lanes):
-                left = None if deadline is None or pending.taken else deadline - time.monotonic()
-                if left is not None and left <= 0:
+            batch = self._take() if self._leaders < self.lanes else None
+        if batch is None:
+            self._wait(pending)
+            if pending.done:
+                return pending.outcome()  # type: ignore[no-any-return]
+            # Not done, so woken to lead: the leader before handed this batch over.
+            batch = cast("list[_Pending[Any]]", pending.batch)
+        successor = None
+        try:
+            self._lead(batch)
+        finally:
+            with self._mutex:
+                self._leaders -= 1
+                if self._queue and self._leaders < self.lanes:
+                    successor = self._queue[0]
+                    successor.batch = self._take()
+            for done in batch:
+                if done is not pending:
+                    done.wake.release()
+            if successor is not None:
+                successor.wake.release()
+        return pending.outcome()  # type: ignore[no-any-return]
+
+    def _take(self) -> list[_Pending[Any]]:
+        """Under the mutex: every queued write, as the next batch (one more leader)."""
+        self._leaders += 1
+        batch, self._queue = self._queue, []
+        for queued in batch:
+            queued.taken = True
+        return batch
+
+    def _wait(self, pending: _Pending[Any]) -> None:
+        """Until ``pending`` is done or its thread is to lead; a write not yet taken into
+        a batch gives up after ``wait`` seconds.
+
+        Raises:
+            StoreBusyError: not taken in time; nothing written.
+        """
+        timeout = -1 if self.wait is None else self.wait
+        while not pending.wake.acquire(timeout=timeout):
+            with self._mutex:
+                if not pending.taken and pending.batch is None:
                     self._queue.remove(pending)
                     raise StoreBusyError(
                         f"{self.location} stayed locked by other writers of this process "
                         f"for {self.wait}s"
                     )
-                self._cond.wait(left)
-            if pending.done:
-                return pending.outcome()  # type: ignore[no-any-return]
-            self._leaders += 1  # this thread leads the next batch: every write queued now
-            batch, self._queue = self._queue, []
-            for queued in batch:
-                queued.taken = True
-        try:
-            self._lead(batch)
-        finally:
-            with self._cond:
-                self._leaders -= 1
-                self._cond.notify_all()
-        return pending.outcome()  # type: ignore[no-any-return]
+            timeout = -1  # taken: it may land, so it waits for its outcome
 
     def _lead(self, batch: list[_Pending[Any]]) -> None:
         """Commit ``batch`` and give each write its outcome (this thread's included)."""

@@ -24,7 +24,7 @@ import pytest
 
 from results_flow import ResultsManager
 from results_flow.backends.group_commit import GroupCommit
-from results_flow.errors import ResultExistsError
+from results_flow.errors import ResultExistsError, StoreBusyError
 from tests.backends.conftest import url_for
 from tests.backends.models import Item
 
@@ -184,3 +184,30 @@ def test_writes_of_several_threads_all_land(rm: ResultsManager) -> None:
     assert all(
         stored[f"gc/t{w}/{i}"] == Item(index=i, writer=f"w{w}") for w in range(8) for i in range(50)
     )
+
+
+def test_a_write_not_taken_into_a_batch_in_time_gives_up_and_writes_nothing(
+    rm: ResultsManager,
+) -> None:
+    """While a commit is held, a queued write waits ``wait`` seconds, then raises
+    ``StoreBusyError`` naming the store; the held write still lands."""
+    group = group_of(rm)
+    group.lanes, group.wait = 1, 0.2
+    entered, release = threading.Event(), threading.Event()
+    commit = group.commit
+
+    def held(writes: Sequence[Any]) -> list[Any]:
+        entered.set()
+        release.wait(60)
+        return commit(writes)
+
+    group.commit = held  # type: ignore[method-assign]
+    with ThreadPoolExecutor(2) as pool:
+        first = pool.submit(rm.set, "gc/first", Item(index=1))
+        assert entered.wait(60)
+        second = pool.submit(rm.set, "gc/second", Item(index=2))
+        with pytest.raises(StoreBusyError, match="other writers of this process"):
+            second.result(timeout=60)
+        release.set()
+        assert first.result(timeout=60) is True
+    assert rm.exists("gc/first") and not rm.exists("gc/second")
