@@ -114,6 +114,9 @@ MAP_ARTIFACT_FAILURES = 20
 TYPE_TAG_MAX_LENGTH = 255
 #: IDs bound in one SQL batch read: below SQLite's and PostgreSQL's parameter limits.
 SQL_IDS_PER_STATEMENT = 30_000
+#: Characters of a metadata value a SQL store's indexed column keeps (flow, task, flow run,
+#: version): names and UUIDs fit whole; a longer value is found through its first ones.
+INDEX_KEY_MAX_LENGTH = 255
 #: Records one maintenance or transfer step reads and writes at a time: bounds memory.
 RECORDS_PER_STEP = 1000
 #: SQLite's work (virtual machine steps) allowed between two rows of an original
