@@ -8,7 +8,7 @@ longer validate as their registered model, the one judgement that needs models.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,10 +30,11 @@ def record_query(
     task: str | None = None,
     flow_run: str | None = None,
     version: str | None = None,
-    params: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | Sequence[str] | None = None,
     older_than: timedelta | None = None,
 ) -> RecordQuery:
-    """The query of ``find``'s arguments (a prefix may end with one ``/``).
+    """The query of ``find``'s arguments (a prefix may end with one ``/``); ``params``
+    a mapping or ``name=value`` strings.
 
     Raises:
         InvalidResultIdError: the prefix breaks the ID grammar.
@@ -68,11 +69,16 @@ def find_plan(query: RecordQuery, *, invalid: bool) -> CallPlan[list[str]]:
     for start in range(0, len(ids), RECORDS_PER_STEP):
         batch = ids[start : start + RECORDS_PER_STEP]
         records = yield from read_plan(batch)
-        chosen.extend(rid for rid in batch if rid in records and not _valid(rid, records[rid]))
+        chosen.extend(rid for rid in batch if rid in records and not still_valid(rid, records[rid]))
     return chosen
 
 
-def _valid(result_id: str, record: Record) -> bool:
+def still_valid(result_id: str, record: Record) -> bool:
+    """Whether the record validates as its registered model.
+
+    Raises:
+        UnknownModelError: its model is not registered (says to import it).
+    """
     try:
         decode(result_id, record, None)
     except ResultValidationError:

@@ -159,6 +159,11 @@ FILE_WRITE_ATTEMPTS = 20
 FILE_NAMES_CACHED = 65_536
 #: How many IDs an error message names before "and N more" (bad records, failed map items).
 IDS_NAMED_IN_ERRORS = 5
+#: Problems ``results-flow verify`` prints one by one (after its summary); ``--limit``
+#: changes it and ``--json`` lists all: 2,000 bad records printed ~9,800 lines.
+VERIFY_LINES = 20
+#: IDs ``rm`` and ``gc`` show before asking to delete them (``--dry-run`` lists all).
+PLAN_IDS_SHOWN = 10
 #: How deep canonical JSON of a task's arguments may nest: deeper is almost surely a cycle.
 HASH_MAX_DEPTH = 64
 #: Datasets a ``DatabaseDataManager`` keeps in memory after reading them.
