@@ -163,7 +163,8 @@ def ls(
     else:
         for row in rows:
             line = (row.id, row.model_type, row.namespace, when(row.updated_at), str(row.size))
-            app.console.out("\t".join(map(plain, line)), highlight=False)
+            # Straight to the file: rich would expand the tabs into spaces.
+            print("\t".join(map(plain, line)), file=app.console.file)
     if not ids:
         note("no results" + ("" if query == RecordQuery() else f" {query.describe()}"))
     return 0
