@@ -10,7 +10,7 @@ import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 from rich.filesize import decimal
@@ -40,6 +40,7 @@ from results_flow.cli_app import (
     when,
 )
 from results_flow.errors import MaintenanceError
+from results_flow.maintenance import parse_age
 from results_flow.manager import ResultsManager
 from results_flow.query import RecordQuery, human_age, parse_params
 from results_flow.settings import PLAN_IDS_SHOWN, VERIFY_LINES
@@ -86,34 +87,26 @@ class Filters:
 
     def find(self, store: ResultsManager, prefix: str | None) -> list[str]:
         """``store.find`` with these filters (check them first with ``query``)."""
-        return store.find(
-            prefix,
-            flow=self.flow,
-            task=self.task,
-            flow_run=self.flow_run,
-            version=self.version,
-            params=dict(parse_params(self.param)),
-            older_than=None if self.older_than is None else maintenance.parse_age(self.older_than),
-            invalid=self.invalid,
-        )
+        return store.find(prefix, **self._made_by(), invalid=self.invalid)
 
     def query(self, prefix: str | None) -> RecordQuery:
-        """The query of these filters under ``prefix``.
+        """The query of these filters under ``prefix`` (``invalid`` aside).
 
         Raises:
             MaintenanceError: a malformed age or parameter (a usage error).
             InvalidResultIdError: the prefix breaks the ID grammar.
         """
-        age = None if self.older_than is None else maintenance.parse_age(self.older_than)
-        return finding.record_query(
-            prefix,
-            flow=self.flow,
-            task=self.task,
-            flow_run=self.flow_run,
-            version=self.version,
-            params=dict(parse_params(self.param)),
-            older_than=age,
-        )
+        return finding.record_query(prefix, **self._made_by())
+
+    def _made_by(self) -> dict[str, Any]:
+        return {
+            "flow": self.flow,
+            "task": self.task,
+            "flow_run": self.flow_run,
+            "version": self.version,
+            "params": dict(parse_params(self.param)),
+            "older_than": None if self.older_than is None else parse_age(self.older_than),
+        }
 
 
 @app.command(version_flags=[])
