@@ -170,7 +170,8 @@ def plan_gc(
     - ``max_size``: after the rules above, the oldest records until the rest holds at
       most that many bytes (``stats`` sizes).
 
-    A record that cannot be decoded is never chosen (``verify`` names it).
+    A record that cannot be decoded is never deleted (``verify`` names it). An age alone
+    is answered by the store's ``find_ids`` (an index on SQL stores), not a scan.
 
     Raises:
         MaintenanceError: no rule given; ``older_than`` negative or before the year 1;
@@ -186,6 +187,18 @@ def plan_gc(
         raise MaintenanceError(f"gc needs a size of zero or more, got {max_size}")
     started = now or utc_now()
     cutoff = None if older_than is None else cutoff_of(older_than, started)
+    only_age = keep_versions is None and not invalid and max_size is None
+    if only_age and cutoff is not None:  # the store answers it (by an index on SQL stores)
+        query = RecordQuery(prefix=normalized_prefix(prefix), updated_before=cutoff)
+        aged = backend_of(store).find_ids(query)
+        return DeletePlan(
+            location=backend_of(store).location,
+            ids=aged,
+            prefix=query.prefix,
+            cutoff=cutoff,
+            planned_at=started,
+            reasons={_age_reason(cutoff): len(aged)} if aged else {},
+        )
     entries = []
     rejected = []
     for result_id, item in scan(store, prefix, progress=progress):
@@ -201,8 +214,7 @@ def plan_gc(
             chosen.setdefault(result_id, reason)
 
     if cutoff is not None:
-        when = f"{cutoff:%Y-%m-%d %H:%M:%S}"
-        choose(f"last updated before {when}", (e.id for e in entries if e.updated_at < cutoff))
+        choose(_age_reason(cutoff), (e.id for e in entries if e.updated_at < cutoff))
     if keep_versions is not None:
         noun = "version" if keep_versions == 1 else f"{keep_versions} versions"
         choose(f"older than the newest {noun} of their task", _old_versions(entries, keep_versions))
@@ -213,15 +225,17 @@ def plan_gc(
     reasons: dict[str, int] = defaultdict(int)
     for reason in chosen.values():
         reasons[reason] += 1
-    only_age = keep_versions is None and not invalid and max_size is None
     return DeletePlan(
         location=backend_of(store).location,
         ids=sorted(chosen),
         prefix=normalized_prefix(prefix),
-        cutoff=cutoff if only_age else None,
         planned_at=started,
         reasons=dict(reasons),
     )
+
+
+def _age_reason(cutoff: datetime) -> str:
+    return f"last updated before {cutoff:%Y-%m-%d %H:%M:%S}"
 
 
 def _old_versions(entries: Sequence[_Entry], keep: int) -> list[str]:
