@@ -3,9 +3,10 @@
 A thin layer over ``results_flow.maintenance``, ``cleanup`` and ``transfer``: each
 command parses its options, opens the store, makes one library call and formats the
 answer (rich tables for people, ``--json`` for scripts). A named results_flow error
-becomes one line on stderr and exit code 1; usage errors exit with 2. Importing this module does not
-import Prefect, so the command starts fast. The app and what commands share live in
-``results_flow.cli_app``; ``ls``, ``rm``, ``gc`` and ``verify`` in ``results_flow.cli_find``.
+becomes one line on stderr and exit code 1; usage errors exit with 2. Importing this
+module does not import Prefect, so the command starts fast. The app and what commands
+share live in ``results_flow.cli_app`` (imported here under the names this module has
+always used); ``ls``, ``rm``, ``gc`` and ``verify`` in ``results_flow.cli_find``.
 """
 
 from __future__ import annotations
@@ -27,27 +28,27 @@ from results_flow.cli_app import (
     Prefix,
     PrefixArg,
     app,
-    cell,
-    conflict_hint,
-    fail,
-    handles_errors,
-    is_pipe,
-    is_stdout,
-    json_view,
-    note,
-    opened,
-    print_json,
-    progress_bar,
-    render,
-    say,
-    transferred,
-    when,
 )
+from results_flow.cli_app import cell as _cell
+from results_flow.cli_app import conflict_hint as _conflict_hint
+from results_flow.cli_app import fail as _fail
+from results_flow.cli_app import handles_errors as _handles_errors
+from results_flow.cli_app import is_pipe as _is_pipe
+from results_flow.cli_app import is_stdout as _is_stdout
+from results_flow.cli_app import json_view as _json_view
+from results_flow.cli_app import note as _note
+from results_flow.cli_app import opened as _store
+from results_flow.cli_app import print_json as _json
+from results_flow.cli_app import progress_bar as _progress
+from results_flow.cli_app import render as _out
+from results_flow.cli_app import say as _say
+from results_flow.cli_app import transferred as _transferred
+from results_flow.cli_app import when as _time
 from results_flow.manager import SetBehavior
 
 
 @app.command
-@handles_errors
+@_handles_errors
 def show(result_id: str, /, *, common: Common | None = None) -> int:
     """Show one stored result: its model, times, metadata and data (long strings wrap).
 
@@ -57,24 +58,24 @@ def show(result_id: str, /, *, common: Common | None = None) -> int:
         The result's ID, e.g. ``projects/p1/results/analysis``.
     """
     opts = common or Common()
-    with opened(opts) as store:
+    with _store(opts) as store:
         record = store.record(result_id)
     doc = maintenance.envelope(result_id, record)
     if opts.json:
-        return print_json(doc)
+        return _json(doc)
     table = Table.grid(padding=(0, 2))
-    table.add_row("ID", cell(doc["id"]))
-    table.add_row("model", cell(f"{record.namespace}:{record.model_type}"))
-    table.add_row("created", when(record.created_at))
-    table.add_row("updated", when(record.updated_at))
+    table.add_row("ID", _cell(doc["id"]))
+    table.add_row("model", _cell(f"{record.namespace}:{record.model_type}"))
+    table.add_row("created", _time(record.created_at))
+    table.add_row("updated", _time(record.updated_at))
     table.add_row("size", decimal(maintenance.document_size(record)))
-    table.add_row("metadata", json_view(doc["metadata"]))
-    render(Group(table, Text("data", style="bold"), json_view(doc["data"])))
+    table.add_row("metadata", _json_view(doc["metadata"]))
+    _out(Group(table, Text("data", style="bold"), _json_view(doc["data"])))
     return 0
 
 
 @app.command
-@handles_errors
+@_handles_errors
 def stats(
     prefix: PrefixArg = None,
     /,
@@ -90,14 +91,14 @@ def stats(
         How many leading ID segments make one prefix group.
     """
     opts = common or Common()
-    with opened(opts) as store, progress_bar("stats") as bar:
+    with _store(opts) as store, _progress("stats") as bar:
         report = maintenance.stats(store, prefix, depth=depth, progress=bar)
     if opts.json:
-        return print_json(report)
-    say(f"{report.count} results, {decimal(report.size)} in {report.location}")
+        return _json(report)
+    _say(f"{report.count} results, {decimal(report.size)} in {report.location}")
     if report.count:
-        span = f"{when(report.oldest_update)} and {when(report.newest_update)}"
-        say(f"last updated between {span}")
+        span = f"{_time(report.oldest_update)} and {_time(report.newest_update)}"
+        _say(f"last updated between {span}")
     for title, groups in (
         ("prefix", report.by_prefix),
         ("model", report.by_model),
@@ -106,15 +107,15 @@ def stats(
         if groups:
             table = Table(title, "results", "size", title=f"by {title}", title_justify="left")
             for key, group in groups.items():
-                table.add_row(cell(key), str(group.count), decimal(group.size))
-            render(table)
+                table.add_row(_cell(key), str(group.count), decimal(group.size))
+            _out(table)
     if report.corrupt:
-        note(f"{report.corrupt} record(s) cannot be decoded and are not counted; run verify")
+        _note(f"{report.corrupt} record(s) cannot be decoded and are not counted; run verify")
     return 0
 
 
 @app.command
-@handles_errors
+@_handles_errors
 def export(
     file: FileArg,
     /,
@@ -132,14 +133,14 @@ def export(
         Only IDs equal to or below this one.
     """
     opts = common or Common()
-    with opened(opts) as store, progress_bar("export") as bar:
+    with _store(opts) as store, _progress("export") as bar:
         target = sys.stdout if file == "-" else file
         report = transfer.export_jsonl(store, target, prefix, progress=bar)
-    return transferred(report, opts, "exported", to_stderr=file == "-" or is_stdout(file))
+    return _transferred(report, opts, "exported", to_stderr=file == "-" or _is_stdout(file))
 
 
 @app.command(name="import")
-@handles_errors
+@_handles_errors
 def import_(
     file: FileArg | None = None,
     /,
@@ -169,33 +170,33 @@ def import_(
     if file is not None and from_resultsmanager is None:
         # A missing or malformed file must not leave a new, empty store; a pipe
         # (``<(zcat x.gz)``, a FIFO) can be read only once, so it is not read first.
-        if file != "-" and not is_pipe(file):
+        if file != "-" and not _is_pipe(file):
             transfer.check_jsonl(file)
         with (
-            conflict_hint(),
-            opened(opts, create=True) as store,
-            progress_bar("import") as bar,
+            _conflict_hint(),
+            _store(opts, create=True) as store,
+            _progress("import") as bar,
         ):
             source = sys.stdin if file == "-" else file
             report = transfer.import_jsonl(store, source, on_conflict=on_conflict, progress=bar)
     elif from_resultsmanager is not None and file is None:
         legacy.check_resultsmanager_store(from_resultsmanager)  # likewise
         with (
-            conflict_hint(),
-            opened(opts, create=True) as store,
-            progress_bar("import") as bar,
+            _conflict_hint(),
+            _store(opts, create=True) as store,
+            _progress("import") as bar,
         ):
             report = legacy.import_resultsmanager(
                 store, from_resultsmanager, on_conflict=on_conflict, progress=bar
             )
     else:
-        fail("import needs FILE or --from-resultsmanager PATH (one of them)")
+        _fail("import needs FILE or --from-resultsmanager PATH (one of them)")
         return 2
-    return transferred(report, opts, "imported")
+    return _transferred(report, opts, "imported")
 
 
 @app.command
-@handles_errors
+@_handles_errors
 def migrate(
     *,
     to: str,
@@ -218,13 +219,13 @@ def migrate(
     """
     opts = common or Common()
     with (
-        conflict_hint(),
-        opened(opts) as source,
-        opened(Common(store=to), create=True) as target,
-        progress_bar("migrate") as bar,
+        _conflict_hint(),
+        _store(opts) as source,
+        _store(Common(store=to), create=True) as target,
+        _progress("migrate") as bar,
     ):
         report = transfer.migrate(source, target, prefix, on_conflict=on_conflict, progress=bar)
-    return transferred(report, opts, "copied")
+    return _transferred(report, opts, "copied")
 
 
 def main() -> None:
