@@ -176,7 +176,9 @@ def main() -> None:
     body = "\n\n".join(
         [
             "## rm: batched deletes against one at a time (issue 23 item 2)",
-            f"{machine()}, {os.cpu_count()} CPUs. Command: `python bench/rm.py` ({count:,} "
+            f"{machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the "
+            f"end (a shared machine: absolute times move with it, the ratios less). "
+            f"Command: `python bench/rm.py` ({count:,} "
             f"records, median of {args.rounds} rounds, the order alternating; each way on a "
             "freshly filled store).",
             f"{count:,} records of one task. *one at a time* calls `ResultsManager.delete` per "
