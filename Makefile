@@ -15,7 +15,7 @@ export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 $(STAMP): pyproject.toml constraints.txt tests/custom_backend/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,s3,dev,bench]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,s3,dev,bench,docs]"
 	$(BIN)/python -m pip install --quiet --no-deps -e tests/custom_backend
 	touch $(STAMP)
 
