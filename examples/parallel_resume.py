@@ -123,7 +123,8 @@ def report(summary: RunSummary) -> str:
         f"{summary.items} results: {summary.computed} computed, {summary.reused} reused "
         f"from the store ({summary.seconds:.2f} s)\n"
         f"store: {where(summary.store)}\n"
-        f"look:  {shlex.quote(cli_command())} ls {summary.prefix} --store {shlex.quote(summary.store)}"
+        f"look:  {shlex.quote(cli_command())} ls {summary.prefix} "
+        f"--store {shlex.quote(summary.store)}"
     )
 
 
