@@ -190,6 +190,11 @@ def main() -> None:
             "since the plan, and `delete_many`. Ratio: one-at-a-time time / this way's time "
             "(higher is faster).",
             table(["store", "way", "total", "per record", "vs one at a time"], rows),
+            "The file store has no batch delete: both ways unlink each record under its ID's "
+            "lock, so its rows differ by the disk's noise only (a profile on this machine: "
+            "the unlink itself is the time); its gain is on the command line, one process "
+            "instead of one per ID. *rm by filter* also reads the records back before it "
+            "deletes them.",
             "The command line on SQLite, as a user runs it: one `results-flow rm ID --yes` "
             f"process took {single:.2f} s (median of 5: interpreter start, imports, opening "
             f"the store), so {count:,} IDs one per call would take about {minutes:.0f} minutes; "
