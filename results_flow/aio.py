@@ -19,18 +19,20 @@ from pydantic import BaseModel
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, unique
 from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.urls import async_backend_from_url
-from results_flow.codec import decode, encode
+from results_flow.codec import encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
 from results_flow.ids import ResultId, normalize_id, normalize_ids
 from results_flow.manager import (
+    GetOnInvalid,
     OnInvalid,
     decode_many,
+    decode_one,
     not_found,
     resolve_backend,
     sorted_reads,
 )
 from results_flow.records import Record
-from results_flow.write_policy import SetBehavior, awrite_record
+from results_flow.write_policy import SetBehavior, awrite_back, awrite_record
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -87,16 +89,31 @@ class AsyncResultsManager:
         return await awrite_record(self._backend if lock is None else lock, rid, record, behavior)
 
     @overload
-    async def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
+    async def get(
+        self, result_id: ResultId, model_class: type[M], *, on_invalid: GetOnInvalid = "raise"
+    ) -> M: ...
     @overload
-    async def get(self, result_id: ResultId, model_class: None = None) -> Any: ...
+    async def get(
+        self, result_id: ResultId, model_class: None = None, *, on_invalid: GetOnInvalid = "raise"
+    ) -> Any: ...
     @overload
-    async def get(self, result_id: ResultId, model_class: type[T]) -> T: ...
+    async def get(
+        self, result_id: ResultId, model_class: type[T], *, on_invalid: GetOnInvalid = "raise"
+    ) -> T: ...
     @overload
-    async def get(self, result_id: ResultId, model_class: Any) -> Any: ...
-    async def get(self, result_id: ResultId, model_class: Any = None) -> Any:
+    async def get(
+        self, result_id: ResultId, model_class: Any, *, on_invalid: GetOnInvalid = "raise"
+    ) -> Any: ...
+    async def get(
+        self, result_id: ResultId, model_class: Any = None, *, on_invalid: GetOnInvalid = "raise"
+    ) -> Any:
         """See ``ResultsManager.get``."""
-        return decode(normalize_id(result_id), await self.record(result_id), model_class)
+        rid = normalize_id(result_id)
+        record = await self.record(rid)
+        decoded = decode_one(rid, record, model_class, on_invalid)
+        if decoded.rewrite is not None:
+            await awrite_back(self._backend, {rid: (record, decoded.rewrite)})
+        return decoded.value
 
     @overload
     async def get_many(
@@ -144,7 +161,9 @@ class AsyncResultsManager:
             records = await self._backend.read_many(rids)
         except CorruptRecordError:
             records, damaged = await _read_each(self._backend, rids)
-        return decode_many(rids, records, model_class, on_invalid, damaged)
+        batch = decode_many(rids, records, model_class, on_invalid, damaged)
+        await awrite_back(self._backend, batch.rewrites)
+        return batch.result()
 
     async def record(self, result_id: ResultId) -> Record:
         """See ``ResultsManager.record``."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Self
+from typing import Protocol, Self
 
 import anyio.to_thread
 
@@ -93,6 +93,21 @@ class ResultsBackend(ABC):
         for result_id in self.list_ids():
             self.delete(result_id)
 
+    def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """Store ``record`` in place of ``seen`` (read earlier) only if the ID still holds
+        that very version (``Record.same_version``); True when written.
+
+        This default reads and writes under the ID's lock (when the store offers one),
+        through the held lock: a writer that holds the lock (a compute-once results_task)
+        cannot come in between; a plain ``set`` that takes no lock still can. A store
+        with an atomic conditional write overrides it (the SQL stores: the row is read
+        ``FOR UPDATE`` in the write's own transaction).
+        """
+        if not self.offers_locks:
+            return replace_through(self, result_id, record, seen)
+        with self.lock(result_id) as held:
+            return replace_through(held, result_id, record, seen)
+
     def unfit_reason(self, result_id: str, record: Record) -> str | None:
         """Why this store cannot hold ``record`` (a value over a length limit, a character
         it cannot keep), or None when it fits; copies between stores check it first."""
@@ -166,6 +181,16 @@ class AsyncResultsBackend(ABC):
     async def clear(self) -> None:
         """See ``ResultsBackend.clear``."""
 
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """See ``ResultsBackend.replace_if_unchanged``. This default takes no lock (an
+        async store's lock is optional): a writer may come in between the read and
+        the write; the built-in async stores do better."""
+        current = await self.read(result_id)
+        if current is None or not current.same_version(seen):
+            return False
+        await self.upsert(result_id, record)
+        return True
+
     @abstractmethod
     async def close(self) -> None:
         """See ``ResultsBackend.close``."""
@@ -218,6 +243,11 @@ class ThreadedAsyncBackend(AsyncResultsBackend):
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.backend.close)
 
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        return await anyio.to_thread.run_sync(
+            self.backend.replace_if_unchanged, result_id, record, seen
+        )
+
     def lock(
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractAsyncContextManager[AsyncHeldLock]:
@@ -233,6 +263,22 @@ async def async_held(
     of its own, see ``held_in_thread``) and yield its handle for the async API."""
     async with held_in_thread(open_lock) as held:
         yield AsyncHeldLock(held, backend)
+
+
+class _ReadWrite(Protocol):
+    def read(self, result_id: str) -> Record | None: ...
+
+    def upsert(self, result_id: str, record: Record) -> None: ...
+
+
+def replace_through(store: _ReadWrite, result_id: str, record: Record, seen: Record) -> bool:
+    """``replace_if_unchanged`` on ``store`` (a backend, or a lock held on the ID): read,
+    and write only if the ID still holds ``seen``."""
+    current = store.read(result_id)
+    if current is None or not current.same_version(seen):
+        return False
+    store.upsert(result_id, record)
+    return True
 
 
 def no_locks_message(backend: ResultsBackend | AsyncResultsBackend) -> str:
