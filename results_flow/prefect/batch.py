@@ -178,9 +178,10 @@ def _results_map(
     ]
     unique_ids = list(dict.fromkeys(rid for rid in ids if rid is not None))
     # Stored results that no longer validate never stop the rest from being submitted:
-    # "recompute" submits them too; "raise" raises after the others have run.
+    # "recompute" submits them too; "raise" raises after the others have run ("migrate"
+    # upgraded and wrote back what it could before they were counted as invalid).
     found, invalid = keeper.stored_results(unique_ids, task)
-    held_back = set(invalid) if keeper.on_invalid == "raise" else set()
+    held_back = set(invalid) if keeper.invalid.otherwise == "raise" else set()
     first_index = {rid: i for i, rid in reversed(list(enumerate(ids))) if rid is not None}
     missing = [rid for rid in unique_ids if rid not in found and rid not in held_back]
     log = _logger()

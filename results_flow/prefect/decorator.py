@@ -187,8 +187,11 @@ def results_task(
         refresh: always recompute and overwrite the stored result (its creation time is
             kept); also ``RESULTS_FLOW_REFRESH=1`` or Prefect's ``refresh_cache``.
         on_invalid: a stored result that no longer validates as the model: ``"raise"``
-            (an ``InvalidResultsError`` counting and naming them) or ``"recompute"``
-            (recompute and overwrite, logging each ID).
+            (an ``InvalidResultsError`` counting and naming them), ``"recompute"``
+            (recompute and overwrite, logging each ID), or ``"migrate"`` (bring it to
+            the model through the upgrades registered with ``@upgrades(Model)`` and
+            write it back; one that no upgrade accepts raises, or is recomputed with
+            ``("migrate", "recompute")``).
         scope: what the default ID starts with: ``"flow"`` (``<flow>/<task>/<key>``:
             each flow keeps its own results) or ``"task"`` (``<task>/<key>``: the same
             call reuses one result from any flow, subflow or renamed flow; a result

@@ -35,11 +35,12 @@ from results_flow.errors import (
     ResultValidationError,
     UnknownModelError,
 )
-from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.manager import GetOnInvalid, ResultsManager, SetBehavior
 from results_flow.prefect.naming import Call, IdRecipe, current_flow_name
 from results_flow.prefect.stores import StoreRef
 from results_flow.result_types import adapter_of, is_model_class, type_tag
 from results_flow.settings import WARNED_FLOW_RUNS, refresh_requested
+from results_flow.upgrades import invalid_policy
 
 logger = get_logger("results_flow.prefect")
 
@@ -49,9 +50,15 @@ Settled = Literal["stored", "computed", "raced"]
 """How ``ResultKeeper.keep`` settled a call: its result taken from the store, computed
 and stored here, or computed here while another run stored it first (theirs kept)."""
 
-OnInvalid = Literal["raise", "recompute"]
-"""What a results_task does with a stored result that no longer validates."""
-ON_INVALID_CHOICES: tuple[OnInvalid, ...] = ("raise", "recompute")
+OnInvalid = (
+    Literal["raise", "recompute", "migrate"]
+    | tuple[Literal["migrate"], Literal["raise", "recompute"]]
+)
+"""What a results_task does with a stored result that no longer validates: raise,
+recompute it, or upgrade it (``"migrate"``, see ``results_flow.upgrades``) and then
+raise (``"migrate"``) or recompute (``("migrate", "recompute")``) if no upgrade accepts it."""
+#: The choices besides "migrate", the default first.
+ON_INVALID_CHOICES: tuple[str, ...] = ("raise", "recompute")
 
 
 class Stored(NamedTuple):
@@ -92,10 +99,10 @@ class ResultKeeper:
         refresh: bool = False,
         on_invalid: OnInvalid = "raise",
     ) -> None:
-        if on_invalid not in ON_INVALID_CHOICES:
-            raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, not {on_invalid!r}")
         self.refresh = refresh
         self.on_invalid: OnInvalid = on_invalid
+        #: ``on_invalid`` read: upgrade first or not, and raise or recompute otherwise.
+        self.invalid = invalid_policy(on_invalid, ON_INVALID_CHOICES)
         self.fn = fn
         self.store = store
         self.result_type = result_type
@@ -156,6 +163,7 @@ class ResultKeeper:
             if name not in ("refresh", "on_invalid"):
                 raise TypeError(f"ResultKeeper.replace: unknown option {name!r}")
             setattr(clone, name, value)
+        clone.invalid = invalid_policy(clone.on_invalid, ON_INVALID_CHOICES)
         return clone
 
     def refreshing(self, task: Task[Any, Any] | None) -> bool:
@@ -189,7 +197,9 @@ class ResultKeeper:
         if not self.skips:
             return Stored.missing(replace=refresh)
         try:
-            return Stored(self.manager().get(call.result_id, self.result_type))
+            return Stored(
+                self.manager().get(call.result_id, self.result_type, on_invalid=self.get_on_invalid)
+            )
         except ResultNotFoundError:
             if not refresh and call.former_id is not None:
                 taken = self.take_over({call.result_id: call.former_id})
@@ -210,11 +220,15 @@ class ResultKeeper:
         if not self.skips or self.refreshing(task):
             return {}, {}
         try:
-            found = dict(self.manager().get_many(result_ids, self.result_type))
+            found = dict(
+                self.manager().get_many(
+                    result_ids, self.result_type, on_invalid=self.get_on_invalid
+                )
+            )
             invalid: dict[str, ResultsFlowError] = {}
         except InvalidResultsError as exc:
             found, invalid = exc.found, exc.invalid
-            if self.on_invalid == "recompute":
+            if self.invalid.otherwise == "recompute":
                 self.invalid_found(invalid, total=len(result_ids))
         flow_name = current_flow_name()
         formers = {
@@ -226,6 +240,12 @@ class ResultKeeper:
         }
         found.update(self.take_over(formers))
         return found, invalid
+
+    @property
+    def get_on_invalid(self) -> GetOnInvalid:
+        """How the store reads this task's results: upgrading them (``"migrate"``) or not;
+        a record still invalid then raises, and ``on_invalid``'s other choice decides."""
+        return "migrate" if self.invalid.migrate else "raise"
 
     def take_over(self, former_ids: Mapping[str, str]) -> dict[str, Any]:
         """The results stored under the former, flow-scoped IDs of task-scoped ones
@@ -270,22 +290,26 @@ class ResultKeeper:
         """
         if not invalid:
             return
-        if self.on_invalid == "raise":
+        if self.invalid.otherwise == "raise":
+            hint = (
+                'pass on_invalid=("migrate", "recompute") to recompute those no upgrade accepts'
+                if self.invalid.migrate
+                else 'pass on_invalid="recompute" to recompute and overwrite them, or register '
+                'upgrades (@upgrades) and pass on_invalid="migrate"'
+            )
             raise InvalidResultsError.of(
-                invalid,
-                total=total,
-                hint=f'pass on_invalid="recompute" to recompute and overwrite them '
-                f"(task type {self.type_name})",
+                invalid, total=total, hint=f"{hint} (task type {self.type_name})"
             )
         log = run_logger()
         for result_id in invalid:
             if not _first_warning(result_id):
                 continue
             log.warning(
-                "stored result %r no longer validates as %s; recomputing it (on_invalid="
-                '"recompute")',
+                "stored result %r no longer validates as %s%s; recomputing it (on_invalid=%s)",
                 result_id,
                 self.type_name,
+                " and no upgrade brings it there" if self.invalid.migrate else "",
+                '("migrate", "recompute")' if self.invalid.migrate else '"recompute"',
             )
 
     def check_locks(self) -> None:
