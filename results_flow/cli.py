@@ -32,7 +32,7 @@ from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
 
-from results_flow import legacy, maintenance, transfer
+from results_flow import legacy, maintenance, transfer, upgrade_store
 from results_flow import stray as stray_files
 from results_flow.errors import (
     MaintenanceError,
@@ -41,7 +41,7 @@ from results_flow.errors import (
     ResultsFlowError,
 )
 from results_flow.manager import ResultsManager, SetBehavior
-from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV
+from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV, UPGRADE_FAILURES_SHOWN
 
 P = ParamSpec("P")
 
@@ -306,6 +306,67 @@ def verify(
         _note(f"stray file (no record): {orphan}")
     _say(f"{report.valid} of {report.checked} results valid in {report.location}")
     return 0 if report.ok else 1
+
+
+@app.command
+@_handles_errors
+def upgrade(
+    prefix: PrefixArg = None,
+    /,
+    *,
+    import_: Annotated[tuple[str, ...], Parameter(name="--import", negative=())] = (),
+    dry_run: Annotated[bool, Parameter(name="--dry-run", negative=())] = False,
+    limit: Annotated[int, Parameter(name="--limit")] = UPGRADE_FAILURES_SHOWN,
+    common: Common | None = None,
+) -> int:
+    """Bring stored results to their current models through the upgrades registered
+    with @upgrades, writing them back; report converted, failed and untouched. Exit 1
+    if any failed.
+
+    Parameters
+    ----------
+    import_
+        A module to import first so its @register_model classes and @upgrades
+        functions are known (repeatable; the current directory is searched first).
+    dry_run
+        Convert in memory and report, but write nothing.
+    limit
+        Failures listed at most (--json lists all).
+    """
+    opts = common or Common()
+    with contextlib.redirect_stdout(sys.stderr):  # keep what the modules print out of --json
+        maintenance.import_model_modules(import_)
+    with _store(opts) as store, _progress("upgrade") as bar:
+        report = upgrade_store.upgrade_store(store, prefix, dry_run=dry_run, progress=bar)
+    code = 0 if report.ok else 1
+    if opts.json:
+        _json(report)
+        return code
+    if report.failed:
+        table = Table("ID", "problem", "model", "message", title="failed", title_justify="left")
+        for failure in report.failed[: max(limit, 0)]:
+            table.add_row(
+                _cell(failure.id),
+                failure.kind.replace("_", " "),
+                _cell(failure.model or "-"),
+                _cell(failure.message, lines=True),
+            )
+        _out(table)
+        if len(report.failed) > limit:
+            _note(f"{len(report.failed) - max(limit, 0)} more failures not shown; --json lists all")
+    if any(failure.kind == "unknown_model" for failure in report.failed):
+        _note("records of unregistered models: pass --import MODULE for their models and upgrades")
+    if report.changed:
+        _note(
+            f"{len(report.changed)} result(s) were written again while upgrading and are left "
+            "as written; run upgrade again to check them"
+        )
+    verb = "would convert" if report.dry_run else "converted"
+    _say(
+        f"{verb} {len(report.converted)}, failed {len(report.failed)}, untouched "
+        f"{report.untouched} of {report.checked} results in {report.location}"
+    )
+    return code
 
 
 @app.command
