@@ -70,7 +70,6 @@ _PREFECT_NAMES = frozenset(
         "result_id_for",
         "results_map",
         "results_task",
-    "upgrades",
     }
 )
 
