@@ -90,29 +90,55 @@ class AsyncResultsManager:
 
     @overload
     async def get(
-        self, result_id: ResultId, model_class: type[M], *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: type[M],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
     ) -> M: ...
     @overload
     async def get(
-        self, result_id: ResultId, model_class: None = None, *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: None = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
     ) -> Any: ...
     @overload
     async def get(
-        self, result_id: ResultId, model_class: type[T], *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: type[T],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
     ) -> T: ...
     @overload
     async def get(
-        self, result_id: ResultId, model_class: Any, *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: Any,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
     ) -> Any: ...
     async def get(
-        self, result_id: ResultId, model_class: Any = None, *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: Any = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
     ) -> Any:
         """See ``ResultsManager.get``."""
         rid = normalize_id(result_id)
         record = await self.record(rid)
         decoded = decode_one(rid, record, model_class, on_invalid)
         if decoded.rewrite is not None:
-            await awrite_back(self._backend, {rid: (record, decoded.rewrite)})
+            writer = self._backend if lock is None else lock
+            await awrite_back(writer, {rid: (record, decoded.rewrite)})
         return decoded.value
 
     @overload

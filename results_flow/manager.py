@@ -139,22 +139,47 @@ class ResultsManager:
 
     @overload
     def get(
-        self, result_id: ResultId, model_class: type[M], *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: type[M],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
     ) -> M: ...
     @overload
     def get(
-        self, result_id: ResultId, model_class: None = None, *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: None = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
     ) -> Any: ...
     @overload
     def get(
-        self, result_id: ResultId, model_class: type[T], *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: type[T],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
     ) -> T: ...
     @overload
     def get(
-        self, result_id: ResultId, model_class: Any, *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: Any,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
     ) -> Any: ...
     def get(
-        self, result_id: ResultId, model_class: Any = None, *, on_invalid: GetOnInvalid = "raise"
+        self,
+        result_id: ResultId,
+        model_class: Any = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
     ) -> Any:
         """The model stored under ``result_id``, validated as ``model_class`` or as the
         registered class of its stored type tag. ``model_class`` may be any type a
@@ -164,7 +189,8 @@ class ResultsManager:
 
         With ``on_invalid="migrate"``, a record that does not validate is brought to its
         model by the model's registered upgrades (``results_flow.upgrades``) and written
-        back, unless the ID was written again since it was read.
+        back, unless the ID was written again since it was read; with ``lock`` (held on
+        the ID, from ``lock()``), written back through the lock, as ``set`` writes.
 
         Raises:
             ResultNotFoundError: nothing is stored under the ID.
@@ -182,7 +208,7 @@ class ResultsManager:
             raise not_found(rid, self._backend.location)
         decoded = decode_one(rid, record, model_class, on_invalid)
         if decoded.rewrite is not None:
-            write_back(self._backend, {rid: (record, decoded.rewrite)})
+            write_back(self._backend if lock is None else lock, {rid: (record, decoded.rewrite)})
         return decoded.value
 
     @overload

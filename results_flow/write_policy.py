@@ -19,6 +19,7 @@ from results_flow.records import Record
 
 if TYPE_CHECKING:
     from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
+    from results_flow.backends.held import AsyncHeldLock, HeldLock
 
 Rewrites = Mapping[str, tuple[Record, Record]]
 """Upgraded records to write back: ID -> (the record read, the record replacing it)."""
@@ -114,10 +115,11 @@ async def awrite_record(
     return resolve_insert(behavior, result_id, record, existing, backend.location)
 
 
-def write_back(backend: ResultsBackend, rewrites: Rewrites) -> set[str]:
+def write_back(backend: ResultsBackend | HeldLock, rewrites: Rewrites) -> set[str]:
     """Write upgraded records back, each only if its ID still holds the record that was
     read (``replace_if_unchanged``): a write made since is kept, never overwritten by
-    an upgrade of what it replaced.
+    an upgrade of what it replaced. Through a lock held on the ID (``backend`` is a
+    ``HeldLock``) the write goes through that lock, as ``set(..., lock=)`` does.
 
     Returns:
         The IDs written back (the others changed since they were read).
@@ -127,7 +129,7 @@ def write_back(backend: ResultsBackend, rewrites: Rewrites) -> set[str]:
     }
 
 
-async def awrite_back(backend: AsyncResultsBackend, rewrites: Rewrites) -> set[str]:
+async def awrite_back(backend: AsyncResultsBackend | AsyncHeldLock, rewrites: Rewrites) -> set[str]:
     """``write_back`` on an async backend."""
     return {
         rid

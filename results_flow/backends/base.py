@@ -11,11 +11,11 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Protocol, Self
+from typing import Self
 
 import anyio.to_thread
 
-from results_flow.backends.held import AsyncHeldLock, HeldLock
+from results_flow.backends.held import AsyncHeldLock, HeldLock, areplace_through, replace_through
 from results_flow.backends.locks import held_in_thread
 from results_flow.errors import StoreError, UnsupportedStoreUrlError
 from results_flow.records import Record
@@ -185,11 +185,7 @@ class AsyncResultsBackend(ABC):
         """See ``ResultsBackend.replace_if_unchanged``. This default takes no lock (an
         async store's lock is optional): a writer may come in between the read and
         the write; the built-in async stores do better."""
-        current = await self.read(result_id)
-        if current is None or not current.same_version(seen):
-            return False
-        await self.upsert(result_id, record)
-        return True
+        return await areplace_through(self, result_id, record, seen)
 
     @abstractmethod
     async def close(self) -> None:
@@ -263,22 +259,6 @@ async def async_held(
     of its own, see ``held_in_thread``) and yield its handle for the async API."""
     async with held_in_thread(open_lock) as held:
         yield AsyncHeldLock(held, backend)
-
-
-class _ReadWrite(Protocol):
-    def read(self, result_id: str) -> Record | None: ...
-
-    def upsert(self, result_id: str, record: Record) -> None: ...
-
-
-def replace_through(store: _ReadWrite, result_id: str, record: Record, seen: Record) -> bool:
-    """``replace_if_unchanged`` on ``store`` (a backend, or a lock held on the ID): read,
-    and write only if the ID still holds ``seen``."""
-    current = store.read(result_id)
-    if current is None or not current.same_version(seen):
-        return False
-    store.upsert(result_id, record)
-    return True
 
 
 def no_locks_message(backend: ResultsBackend | AsyncResultsBackend) -> str:

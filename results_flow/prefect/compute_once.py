@@ -110,7 +110,7 @@ def run_sync(
                 settled: tuple[Any, Settled] = done.value
                 return settled
             if isinstance(step, Lookup):
-                outcome = keeper.lookup(call, refresh=refresh, since=step.since)
+                outcome = keeper.lookup(call, refresh=refresh, since=step.since, lock=held)
             elif isinstance(step, Acquire):
                 lock = keeper.manager().lock(call.result_id, keeper.lock_timeout)
                 held = outcome = stack.enter_context(lock)
@@ -147,7 +147,9 @@ async def run_async(
                 settled: tuple[Any, Settled] = done.value
                 return settled
             if isinstance(step, Lookup):
-                lookup = functools.partial(keeper.lookup, refresh=refresh, since=step.since)
+                lookup = functools.partial(
+                    keeper.lookup, refresh=refresh, since=step.since, lock=held
+                )
                 outcome = await to_thread(lookup, call)
             elif isinstance(step, Acquire):
                 lock = functools.partial(keeper.manager().lock, call.result_id, keeper.lock_timeout)

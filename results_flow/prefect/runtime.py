@@ -175,11 +175,20 @@ class ResultKeeper:
         own = getattr(task, "refresh_cache", None)
         return bool(own if own is not None else PREFECT_TASKS_REFRESH_CACHE.value())
 
-    def lookup(self, call: Call, *, refresh: bool = False, since: datetime | None = None) -> Stored:
+    def lookup(
+        self,
+        call: Call,
+        *,
+        refresh: bool = False,
+        since: datetime | None = None,
+        lock: HeldLock | None = None,
+    ) -> Stored:
         """The stored, validated result of ``call`` when this task reuses results.
 
         With ``refresh`` nothing is reused, except a result stored at or after ``since``
-        (another worker refreshed it while this one waited for the lock).
+        (another worker refreshed it while this one waited for the lock). With ``lock``
+        (held on the ID), a result upgraded under ``on_invalid="migrate"`` is written
+        back through it (the store's own lock on the ID is taken already).
 
         Raises:
             InvalidResultsError: the stored result no longer validates, or is damaged,
@@ -198,7 +207,9 @@ class ResultKeeper:
             return Stored.missing(replace=refresh)
         try:
             return Stored(
-                self.manager().get(call.result_id, self.result_type, on_invalid=self.get_on_invalid)
+                self.manager().get(
+                    call.result_id, self.result_type, on_invalid=self.get_on_invalid, lock=lock
+                )
             )
         except ResultNotFoundError:
             if not refresh and call.former_id is not None:

@@ -220,3 +220,24 @@ def test_upgrade_store_converts_in_bulk_and_reports(rm: ResultsManager) -> None:
     assert rm.record("other/a").data == '{"value": 1.0}'  # outside the prefix
     again = upgrade_store(rm, "s")
     assert (again.converted, again.untouched, len(again.failed)) == ([], 3, 3)
+
+
+def test_get_under_a_held_lock_writes_back_through_it(rm: ResultsManager) -> None:
+    """A compute-once task looks its result up again while holding the ID's lock: the
+    write-back must go through that lock, not wait for the store's lock on the same ID."""
+    plant(rm, "l/one", {"value": 1.0})
+    with rm.lock("l/one", timeout=5) as held:
+        assert rm.get("l/one", Point, on_invalid="migrate", lock=held) == Point(x=1.0, unit="m")
+    assert rm.get("l/one", Point) == Point(x=1.0, unit="m")
+
+    async def under_async_lock() -> Point:
+        arm = AsyncResultsManager(backend=rm.backend)
+        try:
+            async with arm.lock("l/two", timeout=5) as held:
+                return await arm.get("l/two", Point, on_invalid="migrate", lock=held)
+        finally:
+            await close_async_twin(arm.backend)
+
+    plant(rm, "l/two", {"x": 2.0})
+    assert asyncio.run(under_async_lock()) == Point(x=2.0, unit="m")
+    assert rm.get("l/two", Point) == Point(x=2.0, unit="m")
