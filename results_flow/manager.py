@@ -34,7 +34,7 @@ from results_flow.gc_pause import collection_paused
 from results_flow.ids import ResultId, normalize_id, normalize_ids
 from results_flow.records import Record
 from results_flow.settings import default_store_url
-from results_flow.upgrades import invalid_policy
+from results_flow.upgrades import InvalidPolicy, invalid_policy
 from results_flow.write_policy import SetBehavior, write_back, write_record
 
 __all__ = [
@@ -396,9 +396,9 @@ class DecodedBatch:
     """A batch of records read as their type: the values (``found``), the bad IDs with
     their errors (``invalid``), the upgraded records to write back (``rewrites``)."""
 
-    def __init__(self, total: int, otherwise: str) -> None:
+    def __init__(self, total: int, policy: InvalidPolicy) -> None:
         self.total = total
-        self.otherwise = otherwise
+        self.policy = policy
         self.found: dict[str, Any] = {}
         self.invalid: dict[str, ResultsFlowError] = {}
         self.rewrites: dict[str, tuple[Record, Record]] = {}
@@ -409,14 +409,14 @@ class DecodedBatch:
         Raises:
             InvalidResultsError: bad records and the choice for them is to raise.
         """
-        if self.invalid and self.otherwise == "raise":
-            raise InvalidResultsError.of(
-                self.invalid,
-                self.found,
-                total=self.total,
-                hint='pass on_invalid="skip" to leave them out, or register upgrades '
-                '(@upgrades) and pass on_invalid="migrate"',
+        if self.invalid and self.policy.otherwise == "raise":
+            hint = (
+                'pass on_invalid=("migrate", "skip") to leave out those no upgrade accepts'
+                if self.policy.migrate
+                else 'pass on_invalid="skip" to leave them out, or register upgrades '
+                '(@upgrades) and pass on_invalid="migrate"'
             )
+            raise InvalidResultsError.of(self.invalid, self.found, total=self.total, hint=hint)
         return self.found
 
 
@@ -449,7 +449,7 @@ def decode_many(
     """
     policy = invalid_policy(on_invalid, ON_INVALID_CHOICES)
     read = decode_or_upgrade if policy.migrate else _plain
-    batch = DecodedBatch(len(records) + len(damaged or {}), policy.otherwise)
+    batch = DecodedBatch(len(records) + len(damaged or {}), policy)
     batch.invalid.update(damaged or {})
     with collection_paused():  # every model made here stays alive: nothing to collect
         for rid in result_ids:

@@ -107,6 +107,7 @@ def test_get_many_migrate_upgrades_across_versions_and_writes_back(rm: ResultsMa
     with pytest.raises(InvalidResultsError, match="^1 of 4") as caught:
         rm.get_many(ids, Point, on_invalid="migrate")  # "migrate" alone: the rest raises
     assert isinstance(caught.value.invalid["p/bad"], UpgradeFailedError)
+    assert 'pass on_invalid=("migrate", "skip")' in str(caught.value)
     assert "older shapes: PointV1, PointV2" in str(caught.value.invalid["p/bad"])
     assert caught.value.found == {
         "p/v1": Point(x=1.5, unit="m"),
