@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -242,3 +244,45 @@ def test_get_under_a_held_lock_writes_back_through_it(rm: ResultsManager) -> Non
     plant(rm, "l/two", {"x": 2.0})
     assert asyncio.run(under_async_lock()) == Point(x=2.0, unit="m")
     assert rm.get("l/two", Point) == Point(x=2.0, unit="m")
+
+
+@pytest.mark.postgres
+def test_postgres_write_back_waits_for_a_concurrent_write_and_keeps_it(postgres_url: str) -> None:
+    """The row is read FOR UPDATE in the write-back's transaction: a write-back that meets
+    an uncommitted write waits for it, then sees it and writes nothing. (A plain read
+    would have compared the old committed row and then overwritten the newer write.)"""
+    import psycopg
+
+    rm = ResultsManager.from_url(postgres_url)
+    try:
+        seen = plant(rm, "c/one", {"value": 1.0})
+        upgraded = Record("Point", NS, '{"x":1.0,"unit":"m"}')
+        with psycopg.connect(postgres_url) as other:
+            other.execute(
+                "UPDATE results_flow_records SET data = %s, updated_at = now() WHERE id = %s",
+                ('{"x": 7.0, "unit": "concurrent"}', "c/one"),
+            )  # left uncommitted: the row stays locked
+            outcome: list[bool] = []
+            writer = threading.Thread(
+                target=lambda: outcome.append(
+                    rm.backend.replace_if_unchanged("c/one", upgraded, seen)
+                )
+            )
+            writer.start()
+            with psycopg.connect(postgres_url, autocommit=True) as watch:
+                while (
+                    writer.is_alive()
+                    and not watch.execute(
+                        "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE %s AND pid <> %s",
+                        ("%results_flow_records%", other.info.backend_pid),
+                    ).fetchone()
+                ):
+                    time.sleep(0.01)
+            assert writer.is_alive()  # blocked on the row, not done
+            other.commit()
+        writer.join()
+        assert outcome == [False]
+        assert rm.get("c/one", Point) == Point(x=7.0, unit="concurrent")
+    finally:
+        rm.close()
