@@ -21,7 +21,7 @@ from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.urls import async_backend_from_url
 from results_flow.codec import decode, encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
-from results_flow.ids import ResultId, normalize_id, normalize_ids
+from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.manager import (
     OnInvalid,
     decode_many,
@@ -164,7 +164,8 @@ class AsyncResultsManager:
 
     async def list_ids(self, prefix: ResultId | None = None) -> list[str]:
         """See ``ResultsManager.list_ids``."""
-        return await self._backend.list_ids(None if prefix is None else normalize_id(prefix))
+        rprefix = None if prefix is None else normalize_id(prefix)
+        return listed(await self._backend.list_ids(rprefix), rprefix)
 
     async def delete(self, result_id: ResultId, *, lock: AsyncHeldLock | None = None) -> bool:
         """See ``ResultsManager.delete``."""

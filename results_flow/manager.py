@@ -31,7 +31,7 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.gc_pause import collection_paused
-from results_flow.ids import ResultId, normalize_id, normalize_ids
+from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.records import Record
 from results_flow.settings import default_store_url
 from results_flow.write_policy import SetBehavior, write_record
@@ -207,12 +207,28 @@ class ResultsManager:
             InvalidResultsError: ``on_invalid="raise"`` and stored records do not validate.
         """
         rids = normalize_ids(result_ids)
-        damaged: dict[str, ResultsFlowError] = {}
-        try:
-            records = self._backend.read_many(rids)
-        except CorruptRecordError:
-            records, damaged = read_each(self._backend, rids)
+        records, damaged = self._read_records(rids)
         return decode_many(rids, records, model_class, on_invalid, damaged)
+
+    def read_records(
+        self, result_ids: Sequence[ResultId]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        """The raw stored envelopes among ``result_ids`` (missing IDs left out), in one
+        backend call, and the errors of those that cannot be decoded (read one by one
+        then, so one damaged record spoils no other): what ``get_many`` validates.
+
+        Raises:
+            InvalidResultIdError: an ID breaks the grammar.
+        """
+        return self._read_records(normalize_ids(result_ids))
+
+    def _read_records(
+        self, rids: list[str]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        try:
+            return self._backend.read_many(rids), {}
+        except CorruptRecordError:
+            return read_each(self._backend, rids)
 
     def record(self, result_id: ResultId) -> Record:
         """The raw stored envelope (type tag, namespace, JSON data, times, metadata).
@@ -235,8 +251,12 @@ class ResultsManager:
         return self._backend.exists_many(normalize_ids(result_ids))
 
     def list_ids(self, prefix: ResultId | None = None) -> list[str]:
-        """Sorted stored IDs equal to ``prefix`` or below it by whole segments."""
-        return self._backend.list_ids(None if prefix is None else normalize_id(prefix))
+        """Sorted stored IDs equal to ``prefix`` or below it by whole segments.
+
+        results_flow's own records (``_results_flow/...``, failure records) are listed
+        only under a prefix that names them."""
+        rprefix = None if prefix is None else normalize_id(prefix)
+        return listed(self._backend.list_ids(rprefix), rprefix)
 
     def delete(self, result_id: ResultId, *, lock: HeldLock | None = None) -> bool:
         """Remove the result; True when one was stored. With ``lock``, see ``set``."""
