@@ -139,12 +139,22 @@ class AsyncResultsManager:
     ) -> dict[str, Any]:
         """See ``ResultsManager.get_many`` (same ``on_invalid`` choices)."""
         rids = normalize_ids(result_ids)
-        damaged: dict[str, ResultsFlowError] = {}
-        try:
-            records = await self._backend.read_many(rids)
-        except CorruptRecordError:
-            records, damaged = await _read_each(self._backend, rids)
+        records, damaged = await self._read_records(rids)
         return decode_many(rids, records, model_class, on_invalid, damaged)
+
+    async def read_records(
+        self, result_ids: Sequence[ResultId]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        """See ``ResultsManager.read_records``."""
+        return await self._read_records(normalize_ids(result_ids))
+
+    async def _read_records(
+        self, rids: list[str]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        try:
+            return await self._backend.read_many(rids), {}
+        except CorruptRecordError:
+            return await _read_each(self._backend, rids)
 
     async def record(self, result_id: ResultId) -> Record:
         """See ``ResultsManager.record``."""
