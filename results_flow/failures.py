@@ -27,7 +27,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from results_flow.errors import InvalidResultIdError
-from results_flow.ids import RESERVED_ROOT, SEPARATOR, common_prefix, normalize_id
+from results_flow.ids import RESERVED_ROOT, SEPARATOR, normalize_id
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.registry import register_model
 
@@ -92,12 +92,29 @@ def failures_under(store: ResultsManager, prefix: str | None = None) -> dict[str
 
 
 def failures_among(store: ResultsManager, result_ids: Sequence[str]) -> dict[str, ItemFailure]:
-    """The failure records of ``result_ids``: one listing under their common prefix."""
+    """The failure records of ``result_ids``: one listing under a prefix they share."""
     if not result_ids:
         return {}
+    under = failures_under(store, shared_folder(result_ids) or None)
+    if not under:
+        return {}
     wanted = set(result_ids)
-    under = failures_under(store, common_prefix(list(result_ids)) or None)
     return {rid: failure for rid, failure in under.items() if rid in wanted}
+
+
+def shared_folder(result_ids: Sequence[str]) -> str:
+    """Whole segments that every ID continues below (``a/b`` for ``a/b/x`` and
+    ``a/b/y``; ``""`` when none): the text the least and the greatest ID share, cut
+    back to its last ``/``. Every ID between them shares that text, so this costs a
+    ``min`` and a ``max``, not a split of every ID (results_map passes every ID it maps)."""
+    least, greatest = min(result_ids), max(result_ids)
+    same = 0
+    for a, b in zip(least, greatest, strict=False):
+        if a != b:
+            break
+        same += 1
+    shared = least[:same]
+    return shared[: max(shared.rfind(SEPARATOR), 0)]
 
 
 def record_failures(store: ResultsManager, failures: Iterable[ItemFailure]) -> int:

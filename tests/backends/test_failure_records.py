@@ -11,8 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel
 
-from results_flow import ResultsManager, register_model
-from results_flow import maintenance, transfer
+from results_flow import ResultsManager, maintenance, register_model, transfer
 from results_flow.aio import AsyncResultsManager
 from results_flow.failures import (
     FAILURES_ROOT,
@@ -22,6 +21,7 @@ from results_flow.failures import (
     failures_among,
     failures_under,
     record_failures,
+    shared_folder,
 )
 from results_flow.lineage import lineage
 
@@ -128,3 +128,10 @@ def test_lineage_walks_the_inputs_kept_in_metadata(manager: ResultsManager) -> N
         ("raw/gone", "y", True),
     ]
     assert lineage(manager, "raw/1").inputs == []
+
+
+def test_failures_are_looked_up_under_whole_segments_every_id_shares() -> None:
+    assert shared_folder(["flow/t/h1", "flow/t/h2"]) == "flow/t"
+    assert shared_folder(["a/b", "a/b/c", "a/bc"]) == "a"  # "a/b" is no folder of "a/bc"
+    assert shared_folder(["ab/c", "ab-d/e"]) == ""
+    assert shared_folder(["one"]) == ""

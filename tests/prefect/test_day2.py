@@ -293,7 +293,7 @@ def test_ls_failed_reads_failure_records_without_a_server(store_url: str) -> Non
     def run() -> None:
         results_map(fragile, [6, 7])
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="7 refused"):
         run()
     out = Console(file=io.StringIO(), width=300)
     code = app(
