@@ -173,16 +173,13 @@ def _ls_failed(opts: Common, prefix: str | None) -> int:
     if not rows:
         _note("no failure records" + ("" if prefix is None else f" under {prefix!r}"))
         return 0
-    table = Table("ID", "runs failed", "attempts", "failed at", "error", box=None)
+    # Two lines per record, never cut at the terminal's width: the ID and counts, the error.
     for row in rows:
-        table.add_row(
-            _cell(row.result_id),
-            str(row.runs_failed),
-            str(row.attempts),
-            _time(row.failed_at),
-            _cell(f"{row.error_type}: {row.message}", lines=True),
+        _say(
+            f"{row.result_id}  failed {row.runs_failed} run(s) in a row, last "
+            f"{_time(row.failed_at)} after {row.attempts} attempt(s)"
         )
-    _out(table)
+        _say(f"    {row.error_type}: {row.message}")
     return 0
 
 
