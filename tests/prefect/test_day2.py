@@ -254,32 +254,38 @@ def test_results_computed_from_upstream_results_keep_their_ids(
     store_url: str, chunk_size: int | None, downstream: ResultsTask[Any, Any]
 ) -> None:
     @flow(name="day2-lineage")
-    def run(items: list[int]) -> tuple[list[str], list[str], list[str]]:
-        futures = load.map(items)
-        from_futures = results_map(downstream, futures, chunk_size=chunk_size)
-        loaded = results_map(load, items)
-        # A ResumeResults chained straight into the next map (these IDs are reused).
-        chained = results_map(downstream, loaded, chunk_size=chunk_size)
-        return loaded.ids, from_futures.ids, chained.ids
+    def from_futures(items: list[int]) -> list[str]:
+        return results_map(downstream, load.map(items), chunk_size=chunk_size).ids
 
-    loaded, from_futures, chained = run([1, 2, 3])
-    assert chained == from_futures
+    @flow(name="day2-lineage")
+    def chained(items: list[int]) -> tuple[list[str], list[str]]:
+        loaded = results_map(load, items)
+        return loaded.ids, results_map(downstream, loaded, chunk_size=chunk_size).ids
+
     store = ResultsManager.from_url(store_url)
-    for upstream, rid in zip(loaded, from_futures, strict=True):
+    computed = from_futures([1, 2, 3])
+    loaded = [result_id_for(load, i, flow="day2-lineage") for i in (1, 2, 3)]
+    for upstream, rid in zip(loaded, computed, strict=True):
         assert store.record(rid).metadata["inputs"] == {"score": [upstream]}
     assert "inputs" not in store.record(loaded[0]).metadata
+    for rid in computed:
+        store.delete(rid)
+    # A ResumeResults chained straight into the next map: the same IDs, the same lineage.
+    assert chained([1, 2, 3]) == (loaded, computed)
+    for upstream, rid in zip(loaded, computed, strict=True):
+        assert store.record(rid).metadata["inputs"] == {"score": [upstream]}
 
     # Walked up from the command line.
     out = Console(file=io.StringIO(), width=300)
     code = app(
-        ["show", "--lineage", from_futures[0], "--store", store_url, "--json"],
+        ["show", "--lineage", computed[0], "--store", store_url, "--json"],
         console=out,
         error_console=Console(file=io.StringIO()),
         result_action="return_value",
     )
     assert code == 0
     tree = json.loads(out.file.getvalue())  # type: ignore[attr-defined]
-    assert tree["id"] == from_futures[0] and tree["task_name"] == downstream.name
+    assert tree["id"] == computed[0] and tree["task_name"] == downstream.name
     assert [(n["id"], n["parameter"], n["task_name"]) for n in tree["inputs"]] == [
         (loaded[0], "score", "load")
     ]
