@@ -21,7 +21,7 @@ from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.urls import async_backend_from_url
 from results_flow.codec import encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
-from results_flow.ids import ResultId, normalize_id, normalize_ids
+from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.manager import (
     GetOnInvalid,
     OnInvalid,
@@ -182,14 +182,24 @@ class AsyncResultsManager:
     ) -> dict[str, Any]:
         """See ``ResultsManager.get_many`` (same ``on_invalid`` choices)."""
         rids = normalize_ids(result_ids)
-        damaged: dict[str, ResultsFlowError] = {}
-        try:
-            records = await self._backend.read_many(rids)
-        except CorruptRecordError:
-            records, damaged = await _read_each(self._backend, rids)
+        records, damaged = await self._read_records(rids)
         batch = decode_many(rids, records, model_class, on_invalid, damaged)
         await awrite_back(self._backend, batch.rewrites)
         return batch.result()
+
+    async def read_records(
+        self, result_ids: Sequence[ResultId]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        """See ``ResultsManager.read_records``."""
+        return await self._read_records(normalize_ids(result_ids))
+
+    async def _read_records(
+        self, rids: list[str]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        try:
+            return await self._backend.read_many(rids), {}
+        except CorruptRecordError:
+            return await _read_each(self._backend, rids)
 
     async def record(self, result_id: ResultId) -> Record:
         """See ``ResultsManager.record``."""
@@ -209,7 +219,8 @@ class AsyncResultsManager:
 
     async def list_ids(self, prefix: ResultId | None = None) -> list[str]:
         """See ``ResultsManager.list_ids``."""
-        return await self._backend.list_ids(None if prefix is None else normalize_id(prefix))
+        rprefix = None if prefix is None else normalize_id(prefix)
+        return listed(await self._backend.list_ids(rprefix), rprefix)
 
     async def delete(self, result_id: ResultId, *, lock: AsyncHeldLock | None = None) -> bool:
         """See ``ResultsManager.delete``."""

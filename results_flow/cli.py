@@ -31,8 +31,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
-from results_flow import legacy, maintenance, transfer, upgrade_store
+from results_flow import failures, legacy, maintenance, transfer, upgrade_store
 from results_flow import stray as stray_files
 from results_flow.errors import (
     MaintenanceError,
@@ -40,6 +41,8 @@ from results_flow.errors import (
     ResultExistsError,
     ResultsFlowError,
 )
+from results_flow.lineage import LineageNode
+from results_flow.lineage import lineage as lineage_of
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV, UPGRADE_FAILURES_SHOWN
 
@@ -114,6 +117,7 @@ def ls(
     /,
     *,
     long: Annotated[bool, Parameter(name=["--long", "-l"], negative=())] = False,
+    failed: Annotated[bool, Parameter(name="--failed", negative=())] = False,
     common: Common | None = None,
 ) -> int:
     """List stored IDs, all or those under PREFIX (whole segments), sorted.
@@ -125,8 +129,13 @@ def ls(
         not ``modelsx``).
     long
         Also show model, namespace, update time and size (reads every record).
+    failed
+        List the failure records instead: the results_map items that failed after their
+        retries and have no result yet (error, attempts, runs failed in a row, runs).
     """
     opts = common or Common()
+    if failed:
+        return _ls_failed(opts, prefix)
     with _store(opts) as store:
         if long:
             rows = maintenance.summaries(store, prefix)
@@ -155,17 +164,47 @@ def ls(
     return 0
 
 
+def _ls_failed(opts: Common, prefix: str | None) -> int:
+    """``ls --failed``: the failure records under PREFIX."""
+    with _store(opts) as store:
+        rows = list(failures.failures_under(store, prefix).values())
+    if opts.json:
+        return _json([row.model_dump(mode="json") for row in rows])
+    if not rows:
+        _note("no failure records" + ("" if prefix is None else f" under {prefix!r}"))
+        return 0
+    # Two lines per record, never cut at the terminal's width: the ID and counts, the error.
+    for row in rows:
+        _say(
+            f"{row.result_id}  failed {row.runs_failed} run(s) in a row, last "
+            f"{_time(row.failed_at)} after {row.attempts} attempt(s)"
+        )
+        _say(f"    {row.error_type}: {row.message}")
+    return 0
+
+
 @app.command
 @_handles_errors
-def show(result_id: str, /, *, common: Common | None = None) -> int:
+def show(
+    result_id: str,
+    /,
+    *,
+    lineage: Annotated[bool, Parameter(name="--lineage", negative=())] = False,
+    common: Common | None = None,
+) -> int:
     """Show one stored result: its model, times, metadata and data (long strings wrap).
 
     Parameters
     ----------
     result_id
         The result's ID, e.g. ``projects/p1/results/analysis``.
+    lineage
+        Show instead the results it was computed from, and theirs, as a tree (what
+        results_map keeps in each result's metadata ``inputs``).
     """
     opts = common or Common()
+    if lineage:
+        return _show_lineage(opts, result_id)
     with _store(opts) as store:
         record = store.record(result_id)
     doc = maintenance.envelope(result_id, record)
@@ -180,6 +219,37 @@ def show(result_id: str, /, *, common: Common | None = None) -> int:
     table.add_row("metadata", _json_view(doc["metadata"]))
     _out(Group(table, Text("data", style="bold"), _json_view(doc["data"])))
     return 0
+
+
+def _show_lineage(opts: Common, result_id: str) -> int:
+    """``show --lineage``: the tree of a result's inputs."""
+    with _store(opts) as store:
+        root = lineage_of(store, result_id)
+    if opts.json:
+        return _json(root)
+    tree = Tree(_lineage_label(root))
+    stack = [(tree, root)]
+    while stack:
+        branch, node = stack.pop()
+        for upstream in node.inputs:
+            child = branch.add(_lineage_label(upstream))
+            stack.append((child, upstream))
+    _out(tree)
+    return 0
+
+
+def _lineage_label(node: LineageNode) -> Text:
+    """One node of a lineage tree: its ID, the parameter it fed, its task and time."""
+    label = Text(_plain(node.id), style="bold" if node.parameter is None else "")
+    if node.parameter is not None:
+        label.append(f"  (as {_plain(node.parameter)})", style="dim")
+    if node.missing:
+        label.append("  not stored", style="red")
+    elif node.cycle:
+        label.append("  (cycle)", style="red")
+    else:
+        label.append(f"  {_plain(node.task_name or '-')}, {_time(node.updated_at)}", style="dim")
+    return label
 
 
 @app.command

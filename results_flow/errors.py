@@ -25,6 +25,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     │   └── LockLostError                       a held per-ID lock was lost before release
     ├── UnhashableParameterError (TypeError)    a task argument has no canonical JSON
     ├── ResultsTaskError (TypeError)            a results_task cannot be built or shipped as asked
+    ├── FailedItemError                         a results_map item not run again: it failed before
     ├── DataError                               the data layer (results_flow.data)
     │   ├── ETLConstructionError                an ETL pipeline cannot be built
     │   │   └── CsvOptionsError (ValueError)    unusable CSV options of a File
@@ -171,6 +172,11 @@ class UnhashableParameterError(ResultsFlowError, TypeError):
 
 class ResultsTaskError(ResultsFlowError, TypeError):
     """A results_task cannot be built or shipped as asked (no model, unpicklable store)."""
+
+
+class FailedItemError(ResultsFlowError):
+    """A results_map item was not run again: it failed in earlier runs (its failure record
+    says how), and ``retry_failed=False`` or ``max_failures`` holds it back."""
 
 
 class DataError(ResultsFlowError):

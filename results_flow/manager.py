@@ -31,7 +31,7 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.gc_pause import collection_paused
-from results_flow.ids import ResultId, normalize_id, normalize_ids
+from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.records import Record
 from results_flow.settings import default_store_url
 from results_flow.upgrades import InvalidPolicy, invalid_policy
@@ -206,10 +206,9 @@ class ResultsManager:
         record = self._backend.read(rid)
         if record is None:
             raise not_found(rid, self._backend.location)
-        decoded = decode_one(rid, record, model_class, on_invalid)
-        if decoded.rewrite is not None:
-            write_back(self._backend if lock is None else lock, {rid: (record, decoded.rewrite)})
-        return decoded.value
+        return decode_read(
+            self._backend if lock is None else lock, rid, record, model_class, on_invalid
+        )
 
     @overload
     def get_many(
@@ -269,14 +268,30 @@ class ResultsManager:
             ValueError: ``on_invalid`` is none of the choices.
         """
         rids = normalize_ids(result_ids)
-        damaged: dict[str, ResultsFlowError] = {}
-        try:
-            records = self._backend.read_many(rids)
-        except CorruptRecordError:
-            records, damaged = read_each(self._backend, rids)
+        records, damaged = self._read_records(rids)
         batch = decode_many(rids, records, model_class, on_invalid, damaged)
         write_back(self._backend, batch.rewrites)
         return batch.result()
+
+    def read_records(
+        self, result_ids: Sequence[ResultId]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        """The raw stored envelopes among ``result_ids`` (missing IDs left out), in one
+        backend call, and the errors of those that cannot be decoded (read one by one
+        then, so one damaged record spoils no other): what ``get_many`` validates.
+
+        Raises:
+            InvalidResultIdError: an ID breaks the grammar.
+        """
+        return self._read_records(normalize_ids(result_ids))
+
+    def _read_records(
+        self, rids: list[str]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        try:
+            return self._backend.read_many(rids), {}
+        except CorruptRecordError:
+            return read_each(self._backend, rids)
 
     def record(self, result_id: ResultId) -> Record:
         """The raw stored envelope (type tag, namespace, JSON data, times, metadata).
@@ -299,8 +314,12 @@ class ResultsManager:
         return self._backend.exists_many(normalize_ids(result_ids))
 
     def list_ids(self, prefix: ResultId | None = None) -> list[str]:
-        """Sorted stored IDs equal to ``prefix`` or below it by whole segments."""
-        return self._backend.list_ids(None if prefix is None else normalize_id(prefix))
+        """Sorted stored IDs equal to ``prefix`` or below it by whole segments.
+
+        results_flow's own records (``_results_flow/...``, failure records) are listed
+        only under a prefix that names them."""
+        rprefix = None if prefix is None else normalize_id(prefix)
+        return listed(self._backend.list_ids(rprefix), rprefix)
 
     def delete(self, result_id: ResultId, *, lock: HeldLock | None = None) -> bool:
         """Remove the result; True when one was stored. With ``lock``, see ``set``."""
@@ -430,6 +449,25 @@ def decode_one(result_id: str, record: Record, model_class: Any, on_invalid: str
     if invalid_policy(on_invalid, ("raise",)).migrate:
         return decode_or_upgrade(result_id, record, model_class)
     return Decoded(decode(result_id, record, model_class))
+
+
+def decode_read(
+    target: ResultsBackend | HeldLock,
+    result_id: str,
+    record: Record,
+    model_class: Any,
+    on_invalid: str,
+) -> Any:
+    """``get``'s answer for a record it read: ``decode_one``, and an upgrade found under
+    "migrate" written back to ``target`` (the store, or a lock held on the ID).
+
+    Raises:
+        The errors of ``decode_one``.
+    """
+    decoded = decode_one(result_id, record, model_class, on_invalid)
+    if decoded.rewrite is not None:
+        write_back(target, {result_id: (record, decoded.rewrite)})
+    return decoded.value
 
 
 def decode_many(
