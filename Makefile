@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/resume.py --chunked
 	$(BIN)/python bench/etl.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/upgrade.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -23,7 +23,7 @@ from results_flow.backends.base import chunked, unique
 from results_flow.backends.call_plans import drive
 from results_flow.errors import CorruptRecordError, MaintenanceError, ResultNotFoundError
 from results_flow.finding import find_plan, still_valid
-from results_flow.ids import normalize_ids
+from results_flow.ids import listed, normalize_ids
 from results_flow.maintenance import (
     ProgressSink,
     Report,
@@ -190,7 +190,7 @@ def plan_gc(
     only_age = keep_versions is None and not invalid and max_size is None
     if only_age and cutoff is not None:  # the store answers it (by an index on SQL stores)
         query = RecordQuery(prefix=normalized_prefix(prefix), updated_before=cutoff)
-        aged = backend_of(store).find_ids(query)
+        aged = listed(backend_of(store).find_ids(query), query.prefix)
         return DeletePlan(
             location=backend_of(store).location,
             ids=aged,

@@ -19,8 +19,9 @@ from rich.console import Group
 from rich.filesize import decimal
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
-from results_flow import legacy, maintenance, transfer
+from results_flow import legacy, maintenance, transfer, upgrade_store
 from results_flow.cli_app import (
     Common,
     FileArg,
@@ -33,31 +34,47 @@ from results_flow.cli_app import cell as _cell
 from results_flow.cli_app import conflict_hint as _conflict_hint
 from results_flow.cli_app import fail as _fail
 from results_flow.cli_app import handles_errors as _handles_errors
+from results_flow.cli_app import import_models as _import_models
 from results_flow.cli_app import is_pipe as _is_pipe
 from results_flow.cli_app import is_stdout as _is_stdout
 from results_flow.cli_app import json_view as _json_view
 from results_flow.cli_app import note as _note
 from results_flow.cli_app import opened as _store
+from results_flow.cli_app import plain as _plain
 from results_flow.cli_app import print_json as _json
 from results_flow.cli_app import progress_bar as _progress
 from results_flow.cli_app import render as _out
 from results_flow.cli_app import say as _say
 from results_flow.cli_app import transferred as _transferred
 from results_flow.cli_app import when as _time
+from results_flow.lineage import LineageNode
+from results_flow.lineage import lineage as lineage_of
 from results_flow.manager import SetBehavior
+from results_flow.settings import UPGRADE_FAILURES_SHOWN
 
 
 @app.command
 @_handles_errors
-def show(result_id: str, /, *, common: Common | None = None) -> int:
+def show(
+    result_id: str,
+    /,
+    *,
+    lineage: Annotated[bool, Parameter(name="--lineage", negative=())] = False,
+    common: Common | None = None,
+) -> int:
     """Show one stored result: its model, times, metadata and data (long strings wrap).
 
     Parameters
     ----------
     result_id
         The result's ID, e.g. ``projects/p1/results/analysis``.
+    lineage
+        Show instead the results it was computed from, and theirs, as a tree (what
+        results_map keeps in each result's metadata ``inputs``).
     """
     opts = common or Common()
+    if lineage:
+        return _show_lineage(opts, result_id)
     with _store(opts) as store:
         record = store.record(result_id)
     doc = maintenance.envelope(result_id, record)
@@ -72,6 +89,37 @@ def show(result_id: str, /, *, common: Common | None = None) -> int:
     table.add_row("metadata", _json_view(doc["metadata"]))
     _out(Group(table, Text("data", style="bold"), _json_view(doc["data"])))
     return 0
+
+
+def _show_lineage(opts: Common, result_id: str) -> int:
+    """``show --lineage``: the tree of a result's inputs."""
+    with _store(opts) as store:
+        root = lineage_of(store, result_id)
+    if opts.json:
+        return _json(root)
+    tree = Tree(_lineage_label(root))
+    stack = [(tree, root)]
+    while stack:
+        branch, node = stack.pop()
+        for upstream in node.inputs:
+            child = branch.add(_lineage_label(upstream))
+            stack.append((child, upstream))
+    _out(tree)
+    return 0
+
+
+def _lineage_label(node: LineageNode) -> Text:
+    """One node of a lineage tree: its ID, the parameter it fed, its task and time."""
+    label = Text(_plain(node.id), style="bold" if node.parameter is None else "")
+    if node.parameter is not None:
+        label.append(f"  (as {_plain(node.parameter)})", style="dim")
+    if node.missing:
+        label.append("  not stored", style="red")
+    elif node.cycle:
+        label.append("  (cycle)", style="red")
+    else:
+        label.append(f"  {_plain(node.task_name or '-')}, {_time(node.updated_at)}", style="dim")
+    return label
 
 
 @app.command
@@ -112,6 +160,66 @@ def stats(
     if report.corrupt:
         _note(f"{report.corrupt} record(s) cannot be decoded and are not counted; run verify")
     return 0
+
+
+@app.command
+@_handles_errors
+def upgrade(
+    prefix: PrefixArg = None,
+    /,
+    *,
+    import_: Annotated[tuple[str, ...], Parameter(name="--import", negative=())] = (),
+    dry_run: Annotated[bool, Parameter(name="--dry-run", negative=())] = False,
+    limit: Annotated[int, Parameter(name="--limit")] = UPGRADE_FAILURES_SHOWN,
+    common: Common | None = None,
+) -> int:
+    """Bring stored results to their current models through the upgrades registered
+    with @upgrades, writing them back; report converted, failed and untouched. Exit 1
+    if any failed.
+
+    Parameters
+    ----------
+    import_
+        A module to import first so its @register_model classes and @upgrades
+        functions are known (repeatable; the current directory is searched first).
+    dry_run
+        Convert in memory and report, but write nothing.
+    limit
+        Failures listed at most (--json lists all).
+    """
+    opts = common or Common()
+    _import_models(import_)  # what the modules print stays out of --json
+    with _store(opts) as store, _progress("upgrade") as bar:
+        report = upgrade_store.upgrade_store(store, prefix, dry_run=dry_run, progress=bar)
+    code = 0 if report.ok else 1
+    if opts.json:
+        _json(report)
+        return code
+    if report.failed:
+        table = Table("ID", "problem", "model", "message", title="failed", title_justify="left")
+        for failure in report.failed[: max(limit, 0)]:
+            table.add_row(
+                _cell(failure.id),
+                failure.kind.replace("_", " "),
+                _cell(failure.model or "-"),
+                _cell(failure.message, lines=True),
+            )
+        _out(table)
+        if len(report.failed) > limit:
+            _note(f"{len(report.failed) - max(limit, 0)} more failures not shown; --json lists all")
+    if any(failure.kind == "unknown_model" for failure in report.failed):
+        _note("records of unregistered models: pass --import MODULE for their models and upgrades")
+    if report.changed:
+        _note(
+            f"{len(report.changed)} result(s) were written again while upgrading and are left "
+            "as written; run upgrade again to check them"
+        )
+    verb = "would convert" if report.dry_run else "converted"
+    _say(
+        f"{verb} {len(report.converted)}, failed {len(report.failed)}, untouched "
+        f"{report.untouched} of {report.checked} results in {report.location}"
+    )
+    return code
 
 
 @app.command

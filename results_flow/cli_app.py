@@ -13,7 +13,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -168,6 +168,13 @@ def is_pipe(path: str) -> bool:
         return not stat.S_ISREG(os.stat(path).st_mode)
     except OSError:
         return False  # missing or unreadable: the check names it
+
+
+def import_models(modules: Sequence[str]) -> None:
+    """Import the models modules; what they print on import must not mix with our
+    output (--json)."""
+    with contextlib.redirect_stdout(sys.stderr):
+        maintenance.import_model_modules(modules)
 
 
 def confirm(question: str) -> bool:

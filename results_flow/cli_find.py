@@ -6,8 +6,6 @@ imports this module; each command makes one library call (``ResultsManager.find`
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -16,7 +14,7 @@ from cyclopts import Parameter
 from rich.filesize import decimal
 from rich.table import Table
 
-from results_flow import cleanup, finding, maintenance
+from results_flow import cleanup, failures, finding, maintenance
 from results_flow import stray as stray_files
 from results_flow.cli_app import (
     Age,
@@ -29,6 +27,7 @@ from results_flow.cli_app import (
     confirm,
     fail,
     handles_errors,
+    import_models,
     note,
     opened,
     plain,
@@ -116,6 +115,7 @@ def ls(
     /,
     *,
     long: Annotated[bool, Parameter(name=["--long", "-l"], negative=())] = False,
+    failed: Annotated[bool, Parameter(name="--failed", negative=())] = False,
     filters: Filters | None = None,
     common: Common | None = None,
 ) -> int:
@@ -130,14 +130,19 @@ def ls(
     long
         Also show model, namespace, update time and size (reads every record listed).
         Not on a terminal, one tab-separated line per result, IDs whole.
+    failed
+        List the failure records instead: the results_map items that failed after their
+        retries and have no result yet (error, attempts, runs failed in a row, runs).
     """
     opts, chosen = common or Common(), filters or Filters()
+    if failed:
+        return _ls_failed(opts, prefix)
     try:
         query = chosen.query(prefix)
     except MaintenanceError as exc:
         fail(str(exc))
         return 2
-    _import_models(chosen.import_)
+    import_models(chosen.import_)
     with opened(opts) as store:
         ids = chosen.find(store, prefix)
         rows = maintenance.summaries(store, ids=ids) if long else None
@@ -193,7 +198,7 @@ def rm(
     except MaintenanceError as exc:
         fail(str(exc))
         return 2
-    _import_models(chosen.import_)
+    import_models(chosen.import_)
     with opened(opts) as store:
         plan = cleanup.plan_delete(store, result_ids, query=query, invalid=chosen.invalid)
         if query is None:
@@ -282,7 +287,7 @@ def gc(
     except MaintenanceError as exc:
         fail(str(exc))
         return 2
-    _import_models(import_)
+    import_models(import_)
     with opened(opts) as store:
         plan = strays = None
         if rules:
@@ -365,7 +370,7 @@ def verify(
         How many problems to list one by one (--json lists all).
     """
     opts = common or Common()
-    _import_models(import_)
+    import_models(import_)
     with opened(opts) as store, progress_bar("verify") as bar:
         report = maintenance.verify(store, prefix, progress=bar)
     if opts.json:
@@ -395,11 +400,23 @@ def verify(
     return 0 if report.ok else 1
 
 
-def _import_models(modules: Sequence[str]) -> None:
-    """Import the models modules; what they print on import must not mix with our
-    output (--json)."""
-    with contextlib.redirect_stdout(sys.stderr):
-        maintenance.import_model_modules(modules)
+def _ls_failed(opts: Common, prefix: str | None) -> int:
+    """``ls --failed``: the failure records under PREFIX."""
+    with opened(opts) as store:
+        rows = list(failures.failures_under(store, prefix).values())
+    if opts.json:
+        return print_json([row.model_dump(mode="json") for row in rows])
+    if not rows:
+        note("no failure records" + ("" if prefix is None else f" under {prefix!r}"))
+        return 0
+    # Two lines per record, never cut at the terminal's width: the ID and counts, the error.
+    for row in rows:
+        say(
+            f"{row.result_id}  failed {row.runs_failed} run(s) in a row, last "
+            f"{when(row.failed_at)} after {row.attempts} attempt(s)"
+        )
+        say(f"    {row.error_type}: {row.message}")
+    return 0
 
 
 def _show_plan(ids: Sequence[str], yes: bool) -> None:

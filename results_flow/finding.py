@@ -16,7 +16,7 @@ from results_flow.backends.call_plans import Call, CallPlan, read_plan
 from results_flow.blobs import PREFECT_NAMESPACE, PrefectResultBlob
 from results_flow.codec import decode
 from results_flow.errors import ResultValidationError, UnknownModelError
-from results_flow.ids import SEPARATOR, ResultId, normalize_id
+from results_flow.ids import SEPARATOR, ResultId, listed, normalize_id
 from results_flow.query import RecordQuery, cutoff_of, parse_params
 from results_flow.records import Record
 from results_flow.registry import ensure_registered
@@ -61,7 +61,8 @@ def find_plan(query: RecordQuery, *, invalid: bool) -> CallPlan[list[str]]:
         UnknownModelError: with ``invalid``, a selected record's model is not registered,
             so whether it validates cannot be told.
     """
-    ids: list[str] = yield Call("find_ids", (query,))
+    found: list[str] = yield Call("find_ids", (query,))
+    ids = listed(found, query.prefix)  # results_flow's own records only when asked for
     if not invalid:
         return ids
     ensure_registered(PrefectResultBlob, PREFECT_NAMESPACE)  # even after clear_registry()

@@ -39,7 +39,7 @@ from results_flow.errors import (
     StoreUnavailableError,
     UnknownModelError,
 )
-from results_flow.ids import SEPARATOR, normalize_id
+from results_flow.ids import SEPARATOR, listed, normalize_id
 from results_flow.manager import ResultsManager, decode
 from results_flow.query import human_age as human_age
 from results_flow.records import Record, load_json
@@ -210,7 +210,8 @@ def scan(
         InvalidResultIdError: the prefix breaks the ID grammar.
     """
     backend = backend_of(store)
-    ids = backend.list_ids(normalized_prefix(prefix))
+    rprefix = normalized_prefix(prefix)
+    ids = listed(backend.list_ids(rprefix), rprefix)
     if progress is not None:
         progress.start(len(ids))
     for batch in chunked(ids, batch_size):

@@ -164,6 +164,11 @@ IDS_NAMED_IN_ERRORS = 5
 VERIFY_LINES = 20
 #: IDs ``rm`` and ``gc`` show before asking to delete them (``--dry-run`` lists all).
 PLAN_IDS_SHOWN = 10
+#: Most upgrades chained to bring one stored record to its current model: far beyond any
+#: model's history; each registered upgrade runs at most once per record anyway.
+MAX_UPGRADE_STEPS = 64
+#: Failures ``results-flow upgrade`` lists before counting the rest (``--json`` lists all).
+UPGRADE_FAILURES_SHOWN = 20
 #: How deep canonical JSON of a task's arguments may nest: deeper is almost surely a cycle.
 HASH_MAX_DEPTH = 64
 #: Datasets a ``DatabaseDataManager`` keeps in memory after reading them.
