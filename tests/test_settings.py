@@ -15,8 +15,9 @@ from results_flow.backends.file import FileBackend
 from results_flow.backends.memory import MemoryBackend
 from results_flow.backends.sql import SqlBackend
 from results_flow.backends.sql_async import AsyncSqlBackend
+from results_flow.cleanup import delete_planned
 from results_flow.data.database import DatabaseDataManager
-from results_flow.maintenance import delete_planned, iter_records, scan
+from results_flow.maintenance import iter_records, scan
 from results_flow.prefect.decorator import results_task
 from results_flow.transfer import export_jsonl, migrate
 
@@ -84,6 +85,7 @@ NOT_DEFAULTS = {
     "backends/object_store.py": {"MAX_KEY_BYTES"},  # S3's longest object key
     "legacy.py": {"_STEPS_PER_CALL"},  # how often the guard looks, not what it allows
     "backends/pg_lock.py": {"_MAX_LOCK_MS"},  # PostgreSQL's largest lock_timeout
+    "cli_docs.py": {"WIDTH"},  # the CLI reference page's fixed width, not a store default
 }
 
 

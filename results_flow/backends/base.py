@@ -15,10 +15,13 @@ from typing import Self
 
 import anyio.to_thread
 
-from results_flow.backends.held import AsyncHeldLock, HeldLock
+from results_flow.backends.call_plans import adrive, delete_plan, drive, find_plan
+from results_flow.backends.held import AsyncHeldLock, HeldLock, areplace_through, replace_through
 from results_flow.backends.locks import held_in_thread
 from results_flow.errors import StoreError, UnsupportedStoreUrlError
+from results_flow.query import RecordQuery
 from results_flow.records import Record
+from results_flow.settings import RECORDS_PER_STEP
 
 
 class ResultsBackend(ABC):
@@ -88,10 +91,39 @@ class ResultsBackend(ABC):
         """The IDs among ``result_ids`` that have a stored record."""
         return {result_id for result_id in result_ids if self.exists(result_id)}
 
+    def find_ids(self, query: RecordQuery) -> list[str]:
+        """Sorted IDs whose records ``query`` selects (see ``RecordQuery.matches``); a
+        record that cannot be decoded matches no query that reads records.
+
+        The default lists the prefix and reads the records in batches; a store with an
+        index on the metadata overrides it.
+        """
+        return drive(find_plan(query, RECORDS_PER_STEP), self)
+
+    def delete_many(self, result_ids: Sequence[str]) -> int:
+        """Remove the records of ``result_ids``; how many were there. Not one atomic
+        step: each record goes as ``delete`` would, a fast store batches them."""
+        return drive(delete_plan(result_ids), self)
+
     def clear(self) -> None:
         """Remove every record."""
         for result_id in self.list_ids():
             self.delete(result_id)
+
+    def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """Store ``record`` in place of ``seen`` (read earlier) only if the ID still holds
+        that very version (``Record.same_version``); True when written.
+
+        This default reads and writes under the ID's lock (when the store offers one),
+        through the held lock: a writer that holds the lock (a compute-once results_task)
+        cannot come in between; a plain ``set`` that takes no lock still can. A store
+        with an atomic conditional write overrides it (the SQL stores: the row is read
+        ``FOR UPDATE`` in the write's own transaction).
+        """
+        if not self.offers_locks:
+            return replace_through(self, result_id, record, seen)
+        with self.lock(result_id) as held:
+            return replace_through(held, result_id, record, seen)
 
     def unfit_reason(self, result_id: str, record: Record) -> str | None:
         """Why this store cannot hold ``record`` (a value over a length limit, a character
@@ -166,6 +198,20 @@ class AsyncResultsBackend(ABC):
     async def clear(self) -> None:
         """See ``ResultsBackend.clear``."""
 
+    async def find_ids(self, query: RecordQuery) -> list[str]:
+        """See ``ResultsBackend.find_ids`` (the same default, on this interface's calls)."""
+        return await adrive(find_plan(query, RECORDS_PER_STEP), self)
+
+    async def delete_many(self, result_ids: Sequence[str]) -> int:
+        """See ``ResultsBackend.delete_many``."""
+        return await adrive(delete_plan(result_ids), self)
+
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """See ``ResultsBackend.replace_if_unchanged``. This default takes no lock (an
+        async store's lock is optional): a writer may come in between the read and
+        the write; the built-in async stores do better."""
+        return await areplace_through(self, result_id, record, seen)
+
     @abstractmethod
     async def close(self) -> None:
         """See ``ResultsBackend.close``."""
@@ -215,8 +261,19 @@ class ThreadedAsyncBackend(AsyncResultsBackend):
     async def clear(self) -> None:
         await anyio.to_thread.run_sync(self.backend.clear)
 
+    async def find_ids(self, query: RecordQuery) -> list[str]:
+        return await anyio.to_thread.run_sync(self.backend.find_ids, query)
+
+    async def delete_many(self, result_ids: Sequence[str]) -> int:
+        return await anyio.to_thread.run_sync(self.backend.delete_many, result_ids)
+
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.backend.close)
+
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        return await anyio.to_thread.run_sync(
+            self.backend.replace_if_unchanged, result_id, record, seen
+        )
 
     def lock(
         self, result_id: str, timeout: float | None = None

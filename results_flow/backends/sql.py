@@ -29,7 +29,13 @@ from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.locks import sqlite_id_lock
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.sql_engine import make_engine, read_engine, transaction
-from results_flow.backends.sql_plans import delete_plan, insert_plan, run_plan, upsert_plan
+from results_flow.backends.sql_plans import (
+    delete_plan,
+    insert_plan,
+    replace_plan,
+    run_plan,
+    upsert_plan,
+)
 from results_flow.backends.sql_runner import (
     CoreRowRunner,
     RowRunner,
@@ -50,6 +56,7 @@ from results_flow.errors import (
     StoreUnavailableError,
     UnsupportedStoreUrlError,
 )
+from results_flow.query import RecordQuery
 from results_flow.records import Record
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
@@ -149,6 +156,18 @@ class SqlBackend(ResultsBackend):
     def list_ids(self, prefix: str | None = None) -> list[str]:
         return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
 
+    def find_ids(self, query: RecordQuery) -> list[str]:
+        statement = self._sql.find(query)
+        rows = self._run_read(lambda c: list(c.execute(statement)))
+        return self._sql.found_ids(query, rows)
+
+    def delete_many(self, result_ids: Sequence[str]) -> int:
+        batches = self._batches(result_ids)
+        if not batches:
+            return 0
+        statement = self._sql.delete_many
+        return self._run_write(lambda c: sum(c.execute(statement, b).rowcount for b in batches))
+
     def insert(self, result_id: str, record: Record) -> Record | None:
         return self._rows.write(lambda rows: run_plan(insert_plan(result_id, record), rows))
 
@@ -157,6 +176,9 @@ class SqlBackend(ResultsBackend):
 
     def delete(self, result_id: str) -> bool:
         return self._rows.write(lambda rows: run_plan(delete_plan(result_id), rows))
+
+    def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        return self._rows.write(lambda rows: run_plan(replace_plan(result_id, record, seen), rows))
 
     def clear(self) -> None:
         self._run_write(lambda c: c.execute(self._sql.clear))
