@@ -27,6 +27,8 @@ from results_flow.settings import SLUG_FLOW_RUNS
 _lock = threading.Lock()
 #: Flow run ID -> slug -> the block loaded for it in that run (recent runs only).
 _resolved: dict[str, dict[str, Any]] = {}
+#: The resolvers this module put in place (so a second install keeps the first).
+_installed: set[Any] = set()
 
 
 def _flow_run_id() -> str | None:
@@ -66,7 +68,7 @@ def install_slug_resolver(block_type_slug: str) -> None:
     """Resolve ``<block_type_slug>/<name>`` once per flow run (idempotent)."""
     sync_resolve = prefect.results.resolve_result_storage
     async_resolve = prefect.results.aresolve_result_storage
-    if getattr(sync_resolve, "_results_flow_slugs", None) == block_type_slug:
+    if sync_resolve in _installed:
         return
 
     def resolve_result_storage(result_storage: Any, *args: Any, **kwargs: Any) -> Any:
@@ -89,6 +91,6 @@ def install_slug_resolver(block_type_slug: str) -> None:
             block = _keep(key, await async_resolve(result_storage))
         return block
 
-    resolve_result_storage._results_flow_slugs = block_type_slug
+    _installed.add(resolve_result_storage)
     prefect.results.resolve_result_storage = resolve_result_storage
     prefect.results.aresolve_result_storage = aresolve_result_storage
