@@ -164,7 +164,8 @@ def as_whole_record(content: bytes, storage_key: str, block_id: object) -> bytes
 
 def pickled_as_json(content: bytes, path: str) -> bytes | None:
     """The ``results_flow_pydantic`` record of a record Prefect has just written with its
-    default pickle serializer in this process, or None when it is no such record.
+    default pickle serializer in this process, or None when it is no such record (or it
+    is written outside a flow or task run, where it may come from anywhere).
 
     Raises:
         UntrustedRecordError: the value has no JSON form; names its type.
@@ -181,14 +182,18 @@ def pickled_as_json(content: bytes, path: str) -> bytes | None:
         and isinstance(text, str)
     ):
         return None
-    value = PickleSerializer(picklelib=serializer.get("picklelib", "cloudpickle")).loads(
-        text.encode()
-    )
+    if TaskRunContext.get() is None and FlowRunContext.get() is None:
+        return None  # not Prefect persisting a result it has just made: never unpickled
+    pickler = PickleSerializer(picklelib=serializer.get("picklelib", "cloudpickle"))
+    try:
+        value = pickler.loads(text.encode())
+    except Exception:  # noqa: BLE001 - any failure to unpickle: the caller refuses the record
+        return None
     try:
         result = PydanticSerializer().dumps(value)
     except ResultValidationError as exc:
         raise UntrustedRecordError(
-            f"Prefect pickled the result for key {path!r}, a {type(value).__name__}, which "
+            f"Prefect pickled the result for key {path!r}, of type {type(value).__name__}, which "
             f"has no JSON form, and this ResultsStorage keeps no pickles ({exc}): return a "
             "model or JSON-shaped value, or set allow_pickle=True on the block to keep it "
             "pickled"

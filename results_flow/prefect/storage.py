@@ -104,7 +104,8 @@ def work(x: int) -> int: ...
             "other than 'json' and 'results_flow_pydantic', records that name no "
             "serializer, and 'json' results that name classes that are not registered "
             "models. Off by default, so a record planted in the store is refused "
-            "(UntrustedRecordError) and never run."
+            "(UntrustedRecordError) and never run, and a result Prefect pickled (no "
+            "serializer set) is written as JSON instead."
         ),
     )
 

@@ -212,22 +212,49 @@ def test_flow_level_storage_with_plain_tasks_stores_json_without_errors(
     ]
 
 
-def test_a_pickled_value_with_no_json_form_is_refused_or_kept_with_allow_pickle(
-    store_url: str,
+def test_a_value_with_no_json_form_is_refused_by_name_or_kept_with_allow_pickle(
+    store_url: str, calls: CallLog, prefect_warnings: list[logging.LogRecord]
 ) -> None:
-    pickling = ResultStore(serializer=PickleSerializer())
-    content = pickling.create_result_record(Opaque(), key="k").serialize()
-    block = ResultsStorage(store_url=store_url)
-    with pytest.raises(UntrustedRecordError, match="an Opaque, which has no JSON form"):
-        block.write_path("k", content)
-    assert ResultsManager.from_url(store_url).list_ids() == []
+    ResultsStorage(store_url=store_url).save("rf-docs-opaque", overwrite=True)
+    pickles = ResultsStorage(store_url=store_url, prefix="pickles", allow_pickle=True)
+    pickles.save("rf-docs-pickles", overwrite=True)
 
-    trusting = ResultsStorage(store_url=store_url, allow_pickle=True)
-    trusting.write_path("k", content)
-    assert isinstance(ResultStore(result_storage=trusting).read("k").result, Opaque)
-    assert isinstance(ResultsManager.from_url(store_url).get("prefect/k"), PrefectResultBlob)
+    @task(cache_policy=INPUTS)
+    def make(x: int) -> Opaque:
+        calls.path.open("a").write(f"make:{x}\n")
+        return Opaque()
+
+    @flow(name="opaque-refused", result_storage="results-storage/rf-docs-opaque")
+    def refused() -> int:
+        return 1 if isinstance(make(1), Opaque) else 0
+
+    @flow(name="opaque-kept", result_storage="results-storage/rf-docs-pickles")
+    def kept() -> int:
+        return 2 if isinstance(make(2), Opaque) else 0
+
+    assert refused() == 1  # Prefect logs the refusal and goes on without the record
+    messages = [r.getMessage() for r in prefect_warnings]
+    assert any("of type Opaque, which has no JSON form" in m for m in messages), messages
+    store = ResultsManager.from_url(store_url)
+    assert [store.record(i).metadata.get("task_name") for i in store.list_ids("prefect")] == [
+        None  # only the flow's own result, 1
+    ]
+
+    assert kept() == 2
+    assert kept() == 2
+    assert calls.lines() == ["make:1", "make:2"]  # the pickled record was a cache hit
+    kept_ids = store.list_ids("pickles")
+    assert len(kept_ids) == 3  # make(2) and the two runs' flow results, all kept pickled
+    assert all(isinstance(store.get(i), PrefectResultBlob) for i in kept_ids)
     with pytest.raises(UntrustedRecordError, match="'pickle'"):
-        block.read_path("k")
+        ResultsStorage(store_url=store_url, prefix="pickles").read_path(
+            kept_ids[0].removeprefix("pickles/")
+        )
+
+    # Outside a run, write_path never unpickles what it is given: it refuses it.
+    content = ResultStore(serializer=PickleSerializer()).create_result_record(1, key="k")
+    with pytest.raises(UntrustedRecordError, match="'pickle'"):
+        ResultsStorage(store_url=store_url).write_path("k", content.serialize())
 
 
 def test_show_and_get_read_a_prefect_result_directly(store_url: str) -> None:
