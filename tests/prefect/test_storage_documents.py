@@ -233,7 +233,10 @@ def test_a_value_with_no_json_form_is_refused_by_name_or_kept_with_allow_pickle(
         return 2 if isinstance(make(2), Opaque) else 0
 
     assert refused() == 1  # Prefect logs the refusal and goes on without the record
-    messages = [r.getMessage() for r in prefect_warnings]
+    # Logged as a failed commit of the task's cache transaction, with the error attached.
+    messages = [
+        f"{r.getMessage()}: {r.exc_info[1] if r.exc_info else ''}" for r in prefect_warnings
+    ]
     assert any("of type Opaque, which has no JSON form" in m for m in messages), messages
     store = ResultsManager.from_url(store_url)
     assert [store.record(i).metadata.get("task_name") for i in store.list_ids("prefect")] == [
