@@ -11,8 +11,9 @@ returning a model, mapped over ``range(N)`` in a flow, with its results in a
   tasks run (once per flow run, ``results_flow.prefect.slugs``);
 * object: ``result_storage=ResultsStorage.load("<name>")``, loaded once beforehand.
 
-Both run in this process against one Prefect test server, interleaved: both fills,
-then both reruns. Every fill computes N items, every rerun none (all cache hits).
+Both run in this process against one Prefect test server: both fills, then the
+reruns in the order slug, object, object, slug, the better of each form's two kept.
+Every fill computes N items, every rerun none (all cache hits).
 """
 
 from __future__ import annotations
@@ -110,9 +111,13 @@ def measure(n: int, base: Path) -> dict[str, dict[str, float]]:
                 else ResultsStorage.load(f"bench-{form}")
             )
             tasks[form] = make_task(storage, bodies)
-        for step in ("fill", "rerun"):
-            for form in FORMS:
-                timings[form][step] = timed(form, step, tasks[form], n, bodies)
+        for form in FORMS:
+            timings[form]["fill"] = timed(form, "fill", tasks[form], n, bodies)
+        # Reruns in the order slug, object, object, slug, each form's best kept: a
+        # server still digesting the fills' events slows whichever runs first.
+        for form in (*FORMS, *reversed(FORMS)):
+            seconds = timed(form, "rerun", tasks[form], n, bodies)
+            timings[form]["rerun"] = min(timings[form].get("rerun", seconds), seconds)
         for form in FORMS:
             stored = ResultsManager(f"sqlite:///{base / form / 'results.db'}").list_ids("prefect")
             if len(stored) != n:
@@ -147,14 +152,16 @@ def write(n: int, timings: dict[str, dict[str, float]], load: str) -> None:
             "result_serializer=PydanticSerializer())` returning a model, "
             f"`score.map(range({n}))` in a flow, its results in a `ResultsStorage` over a "
             "fresh SQLite store of its own per form; both forms in one process against "
-            "one Prefect test server, both fills first, then both reruns. Every fill "
+            "one Prefect test server, both fills first, then the reruns in the order slug, "
+            "object, object, slug (the better of each form's two shown). Every fill "
             f"computed {n:,} items, every rerun none (all cache hits).",
             table(["result_storage", "fill", "cached rerun", "rerun per item"], rows),
             f"Slug rerun / object rerun: **{ratio:.2f}x** (aim <= {AIM:.0f}x: "
             f"{'met' if ratio <= AIM else 'NOT met'}). Before, Prefect loaded the block "
             "by name from the API server for every task run (twice per run), and a "
             "2,000-item cached rerun by slug took 148.6 s; a slug of this block type is "
-            "now loaded once per flow run (`results_flow/prefect/slugs.py`).",
+            "now loaded once per flow run, by the first task run that needs it while the "
+            "others wait for it (`results_flow/prefect/slugs.py`).",
         ]
     )
     write_section("prefect-storage", body)

@@ -17,16 +17,29 @@ run (each run loads it again), never half-way through one.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import anyio.to_thread
 import prefect.results
 from prefect.context import FlowRunContext, TaskRunContext
 
 from results_flow.settings import SLUG_FLOW_RUNS
 
+
+@dataclass
+class _Slot:
+    """One slug in one flow run: its block once loaded, and the lock its load holds."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    block: Any = None
+
+
 _lock = threading.Lock()
-#: Flow run ID -> slug -> the block loaded for it in that run (recent runs only).
-_resolved: dict[str, dict[str, Any]] = {}
+#: Flow run ID -> slug -> its slot (recent runs only).
+_runs: dict[str, dict[str, _Slot]] = {}
 #: The resolvers this module put in place (so a second install keeps the first).
 _installed: set[Any] = set()
 
@@ -50,23 +63,27 @@ def _key(result_storage: object, block_type_slug: str) -> tuple[str, str] | None
     return None if run is None else (run, result_storage)
 
 
-def _cached(key: tuple[str, str]) -> Any:
+def _resolve_once(key: tuple[str, str], load: Callable[[], Any]) -> Any:
+    """The block of ``key``, loaded by the first caller in the flow run; callers racing
+    it wait for its block rather than each asking the server (a fan-out's first task
+    runs start together). A load that fails is tried again by the next caller."""
     with _lock:
-        return _resolved.get(key[0], {}).get(key[1])
-
-
-def _keep(key: tuple[str, str], block: Any) -> Any:
-    with _lock:
-        blocks = _resolved.setdefault(key[0], {})
-        block = blocks.setdefault(key[1], block)  # a racing first load: one block wins
-        while len(_resolved) > SLUG_FLOW_RUNS:
-            del _resolved[next(iter(_resolved))]
-        return block
+        slots = _runs.get(key[0])
+        if slots is None:
+            slots = _runs[key[0]] = {}
+            while len(_runs) > SLUG_FLOW_RUNS:
+                del _runs[next(iter(_runs))]
+        slot = slots.setdefault(key[1], _Slot())
+    with slot.lock:
+        if slot.block is None:
+            slot.block = load()
+        return slot.block
 
 
 def install_slug_resolver(block_type_slug: str) -> None:
     """Resolve ``<block_type_slug>/<name>`` once per flow run (idempotent)."""
-    sync_resolve = prefect.results.resolve_result_storage
+    # async_dispatch adds the _sync keyword, which its annotations do not show.
+    sync_resolve: Callable[..., Any] = prefect.results.resolve_result_storage
     async_resolve = prefect.results.aresolve_result_storage
     if sync_resolve in _installed:
         return
@@ -77,19 +94,16 @@ def install_slug_resolver(block_type_slug: str) -> None:
         key = _key(result_storage, block_type_slug) if kwargs.get("_sync") is True else None
         if key is None:
             return sync_resolve(result_storage, *args, **kwargs)
-        block = _cached(key)
-        if block is None:
-            block = _keep(key, sync_resolve(result_storage, *args, **kwargs))
-        return block
+        return _resolve_once(key, lambda: sync_resolve(result_storage, *args, **kwargs))
 
     async def aresolve_result_storage(result_storage: Any) -> Any:
         key = _key(result_storage, block_type_slug)
         if key is None:
             return await async_resolve(result_storage)
-        block = _cached(key)
-        if block is None:
-            block = _keep(key, await async_resolve(result_storage))
-        return block
+        # The same once-per-run load, in a worker thread: waiting on it must not block
+        # the event loop.
+        load = partial(sync_resolve, result_storage, _sync=True)
+        return await anyio.to_thread.run_sync(_resolve_once, key, load)
 
     _installed.add(resolve_result_storage)
     prefect.results.resolve_result_storage = resolve_result_storage
