@@ -1,11 +1,12 @@
 """A ``results-storage/<name>`` slug is loaded once per flow run, not once per task run.
 
 Prefect resolves a task's ``result_storage`` string with ``Block.load`` each time the
-task runs, twice per run: one request to the API server, a new block and a
-"block loaded" event each time. A cached rerun of 2,000 tasks spent 148.6 s of its
-time there. ``install_slug_resolver`` wraps ``prefect.results.resolve_result_storage`` (and its
-async twin) so that a slug of *this* block type is loaded on first use in a flow run
-and the same block is reused for the rest of that run, as the object form
+task runs, twice per run: one request to the API server, a new block and a "block
+loaded" event each time. A cached rerun of 2,000 tasks took 148.6 s, most of it there.
+``install_slug_resolver`` wraps ``prefect.results.resolve_result_storage`` (and its
+async twin) so that a slug of *this* block type is loaded by the first task run of a
+flow run that needs it (the task runs racing it wait for that one load) and the same
+block is reused for the rest of that run, as the object form
 (``result_storage=ResultsStorage.load(name)``) would be. Every other value (another
 block type's slug, a block, a path, a UUID) goes to Prefect's own resolver unchanged,
 as does any call outside a flow run.
