@@ -18,6 +18,7 @@ from prefect.cache_policies import INPUTS
 from prefect.context import TaskRunContext
 from prefect.results import ResultStore
 from prefect.serializers import JSONSerializer, PickleSerializer
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 from rich.console import Console
 
@@ -131,6 +132,31 @@ def test_slug_and_object_forms_store_readable_documents_and_reuse_them(
         assert ids[0].endswith(prefect_record["storage_key"]) or ids[1].endswith(
             prefect_record["storage_key"]
         )
+
+
+def test_a_fan_out_loads_its_slug_once(store_url: str) -> None:
+    """Regression: the first task runs of a map each loaded the block (all missed at once)."""
+    ResultsStorage(store_url=store_url).save("rf-docs-fanout", overwrite=True)
+    blocks: list[object] = []
+
+    @task(
+        cache_policy=INPUTS,
+        result_storage="results-storage/rf-docs-fanout",
+        result_serializer="json",
+    )
+    def ident(x: int) -> int:
+        context = TaskRunContext.get()
+        assert context is not None
+        blocks.append(context.result_store.result_storage)
+        return x
+
+    @flow(name="fan-out", task_runner=ThreadPoolTaskRunner(max_workers=8))
+    def run() -> list[int]:
+        return ident.map(range(16)).result()  # type: ignore[no-any-return]
+
+    assert run() == list(range(16))
+    assert len(blocks) == 16
+    assert len({id(block) for block in blocks}) == 1
 
 
 def test_a_slug_resolves_again_in_the_next_flow_run(
