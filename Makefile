@@ -8,14 +8,14 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 # 2-core machine it needs 20-30 s, and the demo and tests failed before they began.
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 300
 
-.PHONY: demo demo-distributed test lint bench deploy-e2e clean
+.PHONY: demo demo-distributed test lint docs bench deploy-e2e clean
 
 # tests/custom_backend: a store defined outside the package, registered by entry point,
 # that the conformance suite and a results_map test run on (no dependencies of its own).
 $(STAMP): pyproject.toml constraints.txt tests/custom_backend/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,s3,dev,bench]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[postgres,pandas,dask,s3,dev,bench,docs]"
 	$(BIN)/python -m pip install --quiet --no-deps -e tests/custom_backend
 	touch $(STAMP)
 
@@ -49,6 +49,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check results_flow
 	$(BIN)/mypy
 
+# The documentation site in site/ (MkDocs + Material; API pages from the docstrings), built
+# strictly: a broken link, a missing page or a docstring warning fails it. The CLI
+# reference, docs/cli.md, is first written from each command's --help.
+docs: $(STAMP)
+	$(BIN)/python -m results_flow.cli_docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/file_reads.py
@@ -56,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/resume.py --chunked
 	$(BIN)/python bench/etl.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/upgrade.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

@@ -22,6 +22,8 @@ import argparse
 import hashlib
 import logging
 import os
+import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -121,8 +123,26 @@ def report(summary: RunSummary) -> str:
         f"{summary.items} results: {summary.computed} computed, {summary.reused} reused "
         f"from the store ({summary.seconds:.2f} s)\n"
         f"store: {where(summary.store)}\n"
-        f"look:  results-flow ls {summary.prefix} --store {summary.store}"
+        f"look:  {shlex.quote(cli_command())} ls {summary.prefix} "
+        f"--store {shlex.quote(summary.store)}"
     )
+
+
+def cli_command() -> str:
+    """How to run ``results-flow`` as printed, from the working directory: its name when
+    PATH finds the copy beside this Python (an activated venv), else that copy's path,
+    relative when it lies below the working directory (``.venv/bin/results-flow`` under
+    ``make demo``)."""
+    beside = Path(sys.executable).absolute().parent / "results-flow"
+    if not beside.exists():
+        return "results-flow"
+    on_path = shutil.which("results-flow")
+    if on_path and Path(on_path).resolve() == beside.resolve():
+        return "results-flow"
+    try:
+        return str(beside.relative_to(Path.cwd()))
+    except ValueError:
+        return str(beside)
 
 
 def where(store: str) -> str:

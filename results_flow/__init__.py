@@ -44,10 +44,13 @@ from results_flow.errors import (
     UnknownModelError,
     UnsupportedStoreUrlError,
     UntrustedRecordError,
+    UpgradeFailedError,
+    UpgradeRegistryError,
 )
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.records import Record
 from results_flow.registry import DEFAULT_NAMESPACE, clear_registry, get_model_class, register_model
+from results_flow.upgrades import upgrades
 
 if TYPE_CHECKING:
     from results_flow.prefect import (
@@ -114,6 +117,8 @@ __all__ = [
     "UnknownModelError",
     "UnsupportedStoreUrlError",
     "UntrustedRecordError",
+    "UpgradeFailedError",
+    "UpgradeRegistryError",
     "aresults_map",
     "clear_registry",
     "get_model_class",
@@ -122,4 +127,5 @@ __all__ = [
     "result_id_for",
     "results_map",
     "results_task",
+    "upgrades",
 ]

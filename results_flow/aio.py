@@ -19,18 +19,20 @@ from pydantic import BaseModel
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, unique
 from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.urls import async_backend_from_url
-from results_flow.codec import decode, encode
+from results_flow.codec import encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
-from results_flow.ids import ResultId, normalize_id, normalize_ids
+from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.manager import (
+    GetOnInvalid,
     OnInvalid,
     decode_many,
+    decode_one,
     not_found,
     resolve_backend,
     sorted_reads,
 )
 from results_flow.records import Record
-from results_flow.write_policy import SetBehavior, awrite_record
+from results_flow.write_policy import SetBehavior, awrite_back, awrite_record
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -87,16 +89,57 @@ class AsyncResultsManager:
         return await awrite_record(self._backend if lock is None else lock, rid, record, behavior)
 
     @overload
-    async def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
+    async def get(
+        self,
+        result_id: ResultId,
+        model_class: type[M],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
+    ) -> M: ...
     @overload
-    async def get(self, result_id: ResultId, model_class: None = None) -> Any: ...
+    async def get(
+        self,
+        result_id: ResultId,
+        model_class: None = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
+    ) -> Any: ...
     @overload
-    async def get(self, result_id: ResultId, model_class: type[T]) -> T: ...
+    async def get(
+        self,
+        result_id: ResultId,
+        model_class: type[T],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
+    ) -> T: ...
     @overload
-    async def get(self, result_id: ResultId, model_class: Any) -> Any: ...
-    async def get(self, result_id: ResultId, model_class: Any = None) -> Any:
+    async def get(
+        self,
+        result_id: ResultId,
+        model_class: Any,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
+    ) -> Any: ...
+    async def get(
+        self,
+        result_id: ResultId,
+        model_class: Any = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: AsyncHeldLock | None = None,
+    ) -> Any:
         """See ``ResultsManager.get``."""
-        return decode(normalize_id(result_id), await self.record(result_id), model_class)
+        rid = normalize_id(result_id)
+        record = await self.record(rid)
+        decoded = decode_one(rid, record, model_class, on_invalid)
+        if decoded.rewrite is not None:
+            writer = self._backend if lock is None else lock
+            await awrite_back(writer, {rid: (record, decoded.rewrite)})
+        return decoded.value
 
     @overload
     async def get_many(
@@ -139,12 +182,24 @@ class AsyncResultsManager:
     ) -> dict[str, Any]:
         """See ``ResultsManager.get_many`` (same ``on_invalid`` choices)."""
         rids = normalize_ids(result_ids)
-        damaged: dict[str, ResultsFlowError] = {}
+        records, damaged = await self._read_records(rids)
+        batch = decode_many(rids, records, model_class, on_invalid, damaged)
+        await awrite_back(self._backend, batch.rewrites)
+        return batch.result()
+
+    async def read_records(
+        self, result_ids: Sequence[ResultId]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        """See ``ResultsManager.read_records``."""
+        return await self._read_records(normalize_ids(result_ids))
+
+    async def _read_records(
+        self, rids: list[str]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
         try:
-            records = await self._backend.read_many(rids)
+            return await self._backend.read_many(rids), {}
         except CorruptRecordError:
-            records, damaged = await _read_each(self._backend, rids)
-        return decode_many(rids, records, model_class, on_invalid, damaged)
+            return await _read_each(self._backend, rids)
 
     async def record(self, result_id: ResultId) -> Record:
         """See ``ResultsManager.record``."""
@@ -164,7 +219,8 @@ class AsyncResultsManager:
 
     async def list_ids(self, prefix: ResultId | None = None) -> list[str]:
         """See ``ResultsManager.list_ids``."""
-        return await self._backend.list_ids(None if prefix is None else normalize_id(prefix))
+        rprefix = None if prefix is None else normalize_id(prefix)
+        return listed(await self._backend.list_ids(rprefix), rprefix)
 
     async def delete(self, result_id: ResultId, *, lock: AsyncHeldLock | None = None) -> bool:
         """See ``ResultsManager.delete``."""

@@ -31,8 +31,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
+from rich.tree import Tree
 
-from results_flow import legacy, maintenance, transfer
+from results_flow import failures, legacy, maintenance, transfer, upgrade_store
 from results_flow import stray as stray_files
 from results_flow.errors import (
     MaintenanceError,
@@ -40,8 +41,10 @@ from results_flow.errors import (
     ResultExistsError,
     ResultsFlowError,
 )
+from results_flow.lineage import LineageNode
+from results_flow.lineage import lineage as lineage_of
 from results_flow.manager import ResultsManager, SetBehavior
-from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV
+from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV, UPGRADE_FAILURES_SHOWN
 
 P = ParamSpec("P")
 
@@ -114,6 +117,7 @@ def ls(
     /,
     *,
     long: Annotated[bool, Parameter(name=["--long", "-l"], negative=())] = False,
+    failed: Annotated[bool, Parameter(name="--failed", negative=())] = False,
     common: Common | None = None,
 ) -> int:
     """List stored IDs, all or those under PREFIX (whole segments), sorted.
@@ -125,8 +129,13 @@ def ls(
         not ``modelsx``).
     long
         Also show model, namespace, update time and size (reads every record).
+    failed
+        List the failure records instead: the results_map items that failed after their
+        retries and have no result yet (error, attempts, runs failed in a row, runs).
     """
     opts = common or Common()
+    if failed:
+        return _ls_failed(opts, prefix)
     with _store(opts) as store:
         if long:
             rows = maintenance.summaries(store, prefix)
@@ -155,17 +164,47 @@ def ls(
     return 0
 
 
+def _ls_failed(opts: Common, prefix: str | None) -> int:
+    """``ls --failed``: the failure records under PREFIX."""
+    with _store(opts) as store:
+        rows = list(failures.failures_under(store, prefix).values())
+    if opts.json:
+        return _json([row.model_dump(mode="json") for row in rows])
+    if not rows:
+        _note("no failure records" + ("" if prefix is None else f" under {prefix!r}"))
+        return 0
+    # Two lines per record, never cut at the terminal's width: the ID and counts, the error.
+    for row in rows:
+        _say(
+            f"{row.result_id}  failed {row.runs_failed} run(s) in a row, last "
+            f"{_time(row.failed_at)} after {row.attempts} attempt(s)"
+        )
+        _say(f"    {row.error_type}: {row.message}")
+    return 0
+
+
 @app.command
 @_handles_errors
-def show(result_id: str, /, *, common: Common | None = None) -> int:
+def show(
+    result_id: str,
+    /,
+    *,
+    lineage: Annotated[bool, Parameter(name="--lineage", negative=())] = False,
+    common: Common | None = None,
+) -> int:
     """Show one stored result: its model, times, metadata and data (long strings wrap).
 
     Parameters
     ----------
     result_id
         The result's ID, e.g. ``projects/p1/results/analysis``.
+    lineage
+        Show instead the results it was computed from, and theirs, as a tree (what
+        results_map keeps in each result's metadata ``inputs``).
     """
     opts = common or Common()
+    if lineage:
+        return _show_lineage(opts, result_id)
     with _store(opts) as store:
         record = store.record(result_id)
     doc = maintenance.envelope(result_id, record)
@@ -180,6 +219,37 @@ def show(result_id: str, /, *, common: Common | None = None) -> int:
     table.add_row("metadata", _json_view(doc["metadata"]))
     _out(Group(table, Text("data", style="bold"), _json_view(doc["data"])))
     return 0
+
+
+def _show_lineage(opts: Common, result_id: str) -> int:
+    """``show --lineage``: the tree of a result's inputs."""
+    with _store(opts) as store:
+        root = lineage_of(store, result_id)
+    if opts.json:
+        return _json(root)
+    tree = Tree(_lineage_label(root))
+    stack = [(tree, root)]
+    while stack:
+        branch, node = stack.pop()
+        for upstream in node.inputs:
+            child = branch.add(_lineage_label(upstream))
+            stack.append((child, upstream))
+    _out(tree)
+    return 0
+
+
+def _lineage_label(node: LineageNode) -> Text:
+    """One node of a lineage tree: its ID, the parameter it fed, its task and time."""
+    label = Text(_plain(node.id), style="bold" if node.parameter is None else "")
+    if node.parameter is not None:
+        label.append(f"  (as {_plain(node.parameter)})", style="dim")
+    if node.missing:
+        label.append("  not stored", style="red")
+    elif node.cycle:
+        label.append("  (cycle)", style="red")
+    else:
+        label.append(f"  {_plain(node.task_name or '-')}, {_time(node.updated_at)}", style="dim")
+    return label
 
 
 @app.command
@@ -306,6 +376,67 @@ def verify(
         _note(f"stray file (no record): {orphan}")
     _say(f"{report.valid} of {report.checked} results valid in {report.location}")
     return 0 if report.ok else 1
+
+
+@app.command
+@_handles_errors
+def upgrade(
+    prefix: PrefixArg = None,
+    /,
+    *,
+    import_: Annotated[tuple[str, ...], Parameter(name="--import", negative=())] = (),
+    dry_run: Annotated[bool, Parameter(name="--dry-run", negative=())] = False,
+    limit: Annotated[int, Parameter(name="--limit")] = UPGRADE_FAILURES_SHOWN,
+    common: Common | None = None,
+) -> int:
+    """Bring stored results to their current models through the upgrades registered
+    with @upgrades, writing them back; report converted, failed and untouched. Exit 1
+    if any failed.
+
+    Parameters
+    ----------
+    import_
+        A module to import first so its @register_model classes and @upgrades
+        functions are known (repeatable; the current directory is searched first).
+    dry_run
+        Convert in memory and report, but write nothing.
+    limit
+        Failures listed at most (--json lists all).
+    """
+    opts = common or Common()
+    with contextlib.redirect_stdout(sys.stderr):  # keep what the modules print out of --json
+        maintenance.import_model_modules(import_)
+    with _store(opts) as store, _progress("upgrade") as bar:
+        report = upgrade_store.upgrade_store(store, prefix, dry_run=dry_run, progress=bar)
+    code = 0 if report.ok else 1
+    if opts.json:
+        _json(report)
+        return code
+    if report.failed:
+        table = Table("ID", "problem", "model", "message", title="failed", title_justify="left")
+        for failure in report.failed[: max(limit, 0)]:
+            table.add_row(
+                _cell(failure.id),
+                failure.kind.replace("_", " "),
+                _cell(failure.model or "-"),
+                _cell(failure.message, lines=True),
+            )
+        _out(table)
+        if len(report.failed) > limit:
+            _note(f"{len(report.failed) - max(limit, 0)} more failures not shown; --json lists all")
+    if any(failure.kind == "unknown_model" for failure in report.failed):
+        _note("records of unregistered models: pass --import MODULE for their models and upgrades")
+    if report.changed:
+        _note(
+            f"{len(report.changed)} result(s) were written again while upgrading and are left "
+            "as written; run upgrade again to check them"
+        )
+    verb = "would convert" if report.dry_run else "converted"
+    _say(
+        f"{verb} {len(report.converted)}, failed {len(report.failed)}, untouched "
+        f"{report.untouched} of {report.checked} results in {report.location}"
+    )
+    return code
 
 
 @app.command

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
@@ -28,6 +29,7 @@ from results_flow.result_types import (
     type_from_tag,
     type_tag,
 )
+from results_flow.upgrades import upgrade, upgrades_of
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -157,6 +159,57 @@ def decode(result_id: str, record: Record, model_class: Any) -> Any:
             f"result {result_id!r} (stored as {record.namespace}:{record.model_type}) "
             f"does not validate as {cls.__name__}: {exc}"
         ) from exc
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A record read as its type: the value, and the record to write back in place of
+    the one read when an upgrade made the value (None: the record was valid as it is)."""
+
+    value: Any
+    rewrite: Record | None = None
+
+
+def decode_or_upgrade(result_id: str, record: Record, model_class: Any) -> Decoded:
+    """``decode``, or, when the record does not validate as a model class (``model_class``
+    or the class of its tag) that has upgrades (``results_flow.upgrades``), the model
+    its upgrades make of it and the record that stores it: same ID, creation time and
+    metadata, with ``metadata["upgraded"]`` saying from what, by which steps, and when.
+
+    Raises:
+        UpgradeFailedError: the record does not validate and no upgrade brings it to
+            its model (a ``ResultValidationError``).
+        The errors of ``decode``.
+    """
+    try:
+        return Decoded(decode(result_id, record, model_class))
+    except ResultValidationError as exc:
+        model = model_class if model_class is not None else _class_of_tag(record)
+        if not upgrades_of(model):
+            raise
+        why = str(exc)
+    upgraded = upgrade(result_id, model, record.data, why)
+    value = upgraded.value
+    same_tag = record.model_type == type(value).__name__
+    now = utc_now()
+    metadata = {
+        **record.metadata,
+        "upgraded": {
+            "from": f"{record.namespace}:{record.model_type}",
+            "steps": list(upgraded.steps),
+            "at": now.isoformat(),
+        },
+    }
+    rewrite = encode(result_id, value, record.namespace if same_tag else None, metadata)
+    return Decoded(value, rewrite.replacing(record))
+
+
+def _class_of_tag(record: Record) -> Any:
+    """The registered model class a record's tag names, or None (it names another type)."""
+    tag = record.model_type
+    if not tag.isidentifier() or is_builtin_tag(tag):
+        return None
+    return get_model_class(tag, record.namespace)
 
 
 def _type_of_tag(result_id: str, record: Record) -> Any:

@@ -9,11 +9,13 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     ├── ResultExistsError (FileExistsError)     RAISE_IF_EXISTS met a stored ID
     ├── ResultConflictError (FileExistsError)   RAISE_IF_DIFFERENT met other data
     ├── ResultValidationError (ValueError)      a value does not fit its model
-    │   └── InvalidResultsError                 stored results of a batch no longer validate
+    │   ├── InvalidResultsError                 stored results of a batch no longer validate
+    │   └── UpgradeFailedError                  no upgrade brings a stored record to its model
     ├── CorruptRecordError                      a stored record cannot be decoded
     ├── UntrustedRecordError                    a Prefect record could run code when loaded
     ├── ModelRegistryError                      registering a model went wrong
     │   ├── UnknownModelError (LookupError)     no model for a stored tag
+    │   ├── UpgradeRegistryError (ValueError)   an upgrade cannot be registered as asked
     │   └── ModelModuleImportError (ImportError) a module of models cannot be imported
     ├── StoreError                              the storage layer failed
     │   ├── UnsupportedStoreUrlError (ValueError)
@@ -23,6 +25,7 @@ base lets existing ``except`` clauses keep working, it is added as a second base
     │   └── LockLostError                       a held per-ID lock was lost before release
     ├── UnhashableParameterError (TypeError)    a task argument has no canonical JSON
     ├── ResultsTaskError (TypeError)            a results_task cannot be built or shipped as asked
+    ├── FailedItemError                         a results_map item not run again: it failed before
     ├── DataError                               the data layer (results_flow.data)
     │   ├── ETLConstructionError                an ETL pipeline cannot be built
     │   │   └── CsvOptionsError (ValueError)    unusable CSV options of a File
@@ -113,6 +116,11 @@ class InvalidResultsError(ResultValidationError):
         return cls(message + (f"; {hint}" if hint else ""), invalid, found)
 
 
+class UpgradeFailedError(ResultValidationError):
+    """A stored record that no longer validates could not be upgraded: no registered
+    upgrade accepts its shape, an upgrade raised, or the chain ends short of the model."""
+
+
 class CorruptRecordError(ResultsFlowError):
     """A stored record cannot be decoded: not JSON, or not a results_flow record."""
 
@@ -127,6 +135,10 @@ class ModelRegistryError(ResultsFlowError):
 
 class UnknownModelError(ModelRegistryError, LookupError):
     """No model is registered under a type tag and namespace."""
+
+
+class UpgradeRegistryError(ModelRegistryError, ValueError):
+    """An upgrade cannot be registered: no older shape, a shape taken, or a cycle."""
 
 
 class StoreError(ResultsFlowError):
@@ -160,6 +172,11 @@ class UnhashableParameterError(ResultsFlowError, TypeError):
 
 class ResultsTaskError(ResultsFlowError, TypeError):
     """A results_task cannot be built or shipped as asked (no model, unpicklable store)."""
+
+
+class FailedItemError(ResultsFlowError):
+    """A results_map item was not run again: it failed in earlier runs (its failure record
+    says how), and ``retry_failed=False`` or ``max_failures`` holds it back."""
 
 
 class DataError(ResultsFlowError):

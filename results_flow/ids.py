@@ -28,6 +28,9 @@ _FORBIDDEN = re.compile(f"[/{_FORBIDDEN_CHARS}]")
 SEPARATOR = "/"
 MAX_SEGMENT_BYTES = 200
 MAX_ID_BYTES = 1024
+#: The top segment of the IDs results_flow keeps for its own records (failure records,
+#: ``results_flow.failures``). A listing leaves them out unless its prefix names them.
+RESERVED_ROOT = "_results_flow"
 
 
 def normalize_id(result_id: ResultId) -> str:
@@ -119,6 +122,31 @@ def split_id(result_id: ResultId) -> list[str]:
 def is_under(result_id: str, prefix: str) -> bool:
     """Whether ``result_id`` equals ``prefix`` or lies below it, by whole segments."""
     return result_id == prefix or result_id.startswith(prefix + SEPARATOR)
+
+
+def listed(ids: list[str], prefix: str | None) -> list[str]:
+    """A listing's ``ids`` without results_flow's own records, unless ``prefix`` asked for
+    them: under any other prefix there are none, so only a listing of everything is
+    filtered."""
+    if prefix is not None:
+        return ids
+    return [rid for rid in ids if not is_under(rid, RESERVED_ROOT)]
+
+
+def common_prefix(ids: Sequence[str]) -> str:
+    """The whole segments every ID starts with (``""`` when they share none)."""
+    if not ids:
+        return ""
+    first = ids[0].split(SEPARATOR)
+    shared = len(first)
+    for result_id in ids[1:]:
+        segments = result_id.split(SEPARATOR)
+        shared = min(shared, len(segments))
+        for i in range(shared):
+            if segments[i] != first[i]:
+                shared = i
+                break
+    return SEPARATOR.join(first[:shared])
 
 
 def prefix_upper_bound(prefix: str) -> str:

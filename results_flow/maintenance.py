@@ -38,7 +38,7 @@ from results_flow.errors import (
     StoreUnavailableError,
     UnknownModelError,
 )
-from results_flow.ids import SEPARATOR, normalize_id
+from results_flow.ids import SEPARATOR, listed, normalize_id
 from results_flow.manager import ResultsManager, decode, not_found
 from results_flow.records import Record, load_json, utc_now
 from results_flow.registry import ensure_registered
@@ -220,7 +220,8 @@ def scan(
         InvalidResultIdError: the prefix breaks the ID grammar.
     """
     backend = backend_of(store)
-    ids = backend.list_ids(normalized_prefix(prefix))
+    rprefix = normalized_prefix(prefix)
+    ids = listed(backend.list_ids(rprefix), rprefix)
     if progress is not None:
         progress.start(len(ids))
     for batch in chunked(ids, batch_size):
@@ -470,7 +471,9 @@ def plan_delete(
         return DeletePlan(location=backend.location, ids=[rid])
     normalized = normalized_prefix(prefix)
     return DeletePlan(
-        location=backend.location, ids=backend.list_ids(normalized), prefix=normalized
+        location=backend.location,
+        ids=listed(backend.list_ids(normalized), normalized),
+        prefix=normalized,
     )
 
 

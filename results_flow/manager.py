@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from results_flow.backends.base import ResultsBackend, unique
 from results_flow.backends.held import HeldLock
 from results_flow.backends.urls import backend_from_url
-from results_flow.codec import decode, encode
+from results_flow.codec import Decoded, decode, decode_or_upgrade, encode
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultsError,
@@ -31,18 +31,22 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.gc_pause import collection_paused
-from results_flow.ids import ResultId, normalize_id, normalize_ids
+from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.records import Record
 from results_flow.settings import default_store_url
-from results_flow.write_policy import SetBehavior, write_record
+from results_flow.upgrades import InvalidPolicy, invalid_policy
+from results_flow.write_policy import SetBehavior, write_back, write_record
 
 __all__ = [
     "ON_INVALID_CHOICES",
+    "DecodedBatch",
+    "GetOnInvalid",
     "OnInvalid",
     "ResultsManager",
     "SetBehavior",
     "decode",
     "decode_many",
+    "decode_one",
     "encode",
     "not_found",
     "resolve_backend",
@@ -51,9 +55,16 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
 
-OnInvalid = Literal["raise", "skip"]
-"""What ``get_many`` does with stored records that no longer validate."""
-ON_INVALID_CHOICES: tuple[OnInvalid, ...] = ("raise", "skip")
+OnInvalid = (
+    Literal["raise", "skip", "migrate"] | tuple[Literal["migrate"], Literal["raise", "skip"]]
+)
+"""What ``get_many`` does with stored records that no longer validate: raise, skip, or
+upgrade them (``"migrate"``, see ``results_flow.upgrades``), and then raise or skip
+those no upgrade accepts (``"migrate"`` alone raises, ``("migrate", "skip")`` skips)."""
+GetOnInvalid = Literal["raise", "migrate"]
+"""What ``get`` does with a stored record that no longer validates."""
+#: The choices besides "migrate", the default first.
+ON_INVALID_CHOICES: tuple[str, ...] = ("raise", "skip")
 
 
 class ResultsManager:
@@ -127,33 +138,77 @@ class ResultsManager:
         return write_record(self._backend if lock is None else lock, rid, record, behavior)
 
     @overload
-    def get(self, result_id: ResultId, model_class: type[M]) -> M: ...
+    def get(
+        self,
+        result_id: ResultId,
+        model_class: type[M],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
+    ) -> M: ...
     @overload
-    def get(self, result_id: ResultId, model_class: None = None) -> Any: ...
+    def get(
+        self,
+        result_id: ResultId,
+        model_class: None = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
+    ) -> Any: ...
     @overload
-    def get(self, result_id: ResultId, model_class: type[T]) -> T: ...
+    def get(
+        self,
+        result_id: ResultId,
+        model_class: type[T],
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
+    ) -> T: ...
     @overload
-    def get(self, result_id: ResultId, model_class: Any) -> Any: ...
-    def get(self, result_id: ResultId, model_class: Any = None) -> Any:
+    def get(
+        self,
+        result_id: ResultId,
+        model_class: Any,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
+    ) -> Any: ...
+    def get(
+        self,
+        result_id: ResultId,
+        model_class: Any = None,
+        *,
+        on_invalid: GetOnInvalid = "raise",
+        lock: HeldLock | None = None,
+    ) -> Any:
         """The model stored under ``result_id``, validated as ``model_class`` or as the
         registered class of its stored type tag. ``model_class`` may be any type a
         Pydantic ``TypeAdapter`` validates (``list[Score]``). Without it, a tag such as
         ``list[Score]`` is rebuilt from builtin types and the models registered in the
         record's namespace only, never by importing anything.
 
+        With ``on_invalid="migrate"``, a record that does not validate is brought to its
+        model by the model's registered upgrades (``results_flow.upgrades``) and written
+        back, unless the ID was written again since it was read; with ``lock`` (held on
+        the ID, from ``lock()``), written back through the lock, as ``set`` writes.
+
         Raises:
             ResultNotFoundError: nothing is stored under the ID.
             UnknownModelError: no class given and the stored tag names a model not
                 registered in its namespace (or a type not built from those).
-            ResultValidationError: the stored data does not validate as the model.
+            ResultValidationError: the stored data does not validate as the model
+                (``UpgradeFailedError`` when no upgrade brings it there).
             CorruptRecordError: the stored record cannot be decoded.
             TypeError: ``model_class`` is no type Pydantic can validate.
+            ValueError: ``on_invalid`` is neither "raise" nor "migrate".
         """
         rid = normalize_id(result_id)
         record = self._backend.read(rid)
         if record is None:
             raise not_found(rid, self._backend.location)
-        return decode(rid, record, model_class)
+        return decode_read(
+            self._backend if lock is None else lock, rid, record, model_class, on_invalid
+        )
 
     @overload
     def get_many(
@@ -202,17 +257,41 @@ class ResultsManager:
         raises one ``InvalidResultsError`` that counts every bad ID, names the first few,
         and carries ``.invalid`` (ID -> error) and ``.found`` (the good results), so a
         caller can catch it to collect both; ``"skip"`` leaves bad IDs out, as if missing.
+        ``"migrate"`` first upgrades them through the model's registered upgrades
+        (``results_flow.upgrades``) and writes each back unless its ID was written again
+        since it was read; those no upgrade accepts then raise (``"migrate"``) or are
+        skipped (``("migrate", "skip")``).
 
         Raises:
-            InvalidResultsError: ``on_invalid="raise"`` and stored records do not validate.
+            InvalidResultsError: stored records do not validate (nor upgrade, under
+                ``"migrate"``) and the choice is to raise.
+            ValueError: ``on_invalid`` is none of the choices.
         """
         rids = normalize_ids(result_ids)
-        damaged: dict[str, ResultsFlowError] = {}
+        records, damaged = self._read_records(rids)
+        batch = decode_many(rids, records, model_class, on_invalid, damaged)
+        write_back(self._backend, batch.rewrites)
+        return batch.result()
+
+    def read_records(
+        self, result_ids: Sequence[ResultId]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
+        """The raw stored envelopes among ``result_ids`` (missing IDs left out), in one
+        backend call, and the errors of those that cannot be decoded (read one by one
+        then, so one damaged record spoils no other): what ``get_many`` validates.
+
+        Raises:
+            InvalidResultIdError: an ID breaks the grammar.
+        """
+        return self._read_records(normalize_ids(result_ids))
+
+    def _read_records(
+        self, rids: list[str]
+    ) -> tuple[dict[str, Record], dict[str, ResultsFlowError]]:
         try:
-            records = self._backend.read_many(rids)
+            return self._backend.read_many(rids), {}
         except CorruptRecordError:
-            records, damaged = read_each(self._backend, rids)
-        return decode_many(rids, records, model_class, on_invalid, damaged)
+            return read_each(self._backend, rids)
 
     def record(self, result_id: ResultId) -> Record:
         """The raw stored envelope (type tag, namespace, JSON data, times, metadata).
@@ -235,8 +314,12 @@ class ResultsManager:
         return self._backend.exists_many(normalize_ids(result_ids))
 
     def list_ids(self, prefix: ResultId | None = None) -> list[str]:
-        """Sorted stored IDs equal to ``prefix`` or below it by whole segments."""
-        return self._backend.list_ids(None if prefix is None else normalize_id(prefix))
+        """Sorted stored IDs equal to ``prefix`` or below it by whole segments.
+
+        results_flow's own records (``_results_flow/...``, failure records) are listed
+        only under a prefix that names them."""
+        rprefix = None if prefix is None else normalize_id(prefix)
+        return listed(self._backend.list_ids(rprefix), rprefix)
 
     def delete(self, result_id: ResultId, *, lock: HeldLock | None = None) -> bool:
         """Remove the result; True when one was stored. With ``lock``, see ``set``."""
@@ -328,41 +411,102 @@ def sorted_reads(
     return records, damaged
 
 
+class DecodedBatch:
+    """A batch of records read as their type: the values (``found``), the bad IDs with
+    their errors (``invalid``), the upgraded records to write back (``rewrites``)."""
+
+    def __init__(self, total: int, policy: InvalidPolicy) -> None:
+        self.total = total
+        self.policy = policy
+        self.found: dict[str, Any] = {}
+        self.invalid: dict[str, ResultsFlowError] = {}
+        self.rewrites: dict[str, tuple[Record, Record]] = {}
+
+    def result(self) -> dict[str, Any]:
+        """The values, once the batch's upgrades are written back.
+
+        Raises:
+            InvalidResultsError: bad records and the choice for them is to raise.
+        """
+        if self.invalid and self.policy.otherwise == "raise":
+            hint = (
+                'pass on_invalid=("migrate", "skip") to leave out those no upgrade accepts'
+                if self.policy.migrate
+                else 'pass on_invalid="skip" to leave them out, or register upgrades '
+                '(@upgrades) and pass on_invalid="migrate"'
+            )
+            raise InvalidResultsError.of(self.invalid, self.found, total=self.total, hint=hint)
+        return self.found
+
+
+def decode_one(result_id: str, record: Record, model_class: Any, on_invalid: str) -> Decoded:
+    """``get``'s decoding: ``decode``, or with ``on_invalid="migrate"`` ``decode_or_upgrade``.
+
+    Raises:
+        ValueError: ``on_invalid`` is neither "raise" nor "migrate".
+        The errors of ``decode_or_upgrade``.
+    """
+    if invalid_policy(on_invalid, ("raise",)).migrate:
+        return decode_or_upgrade(result_id, record, model_class)
+    return Decoded(decode(result_id, record, model_class))
+
+
+def decode_read(
+    target: ResultsBackend | HeldLock,
+    result_id: str,
+    record: Record,
+    model_class: Any,
+    on_invalid: str,
+) -> Any:
+    """``get``'s answer for a record it read: ``decode_one``, and an upgrade found under
+    "migrate" written back to ``target`` (the store, or a lock held on the ID).
+
+    Raises:
+        The errors of ``decode_one``.
+    """
+    decoded = decode_one(result_id, record, model_class, on_invalid)
+    if decoded.rewrite is not None:
+        write_back(target, {result_id: (record, decoded.rewrite)})
+    return decoded.value
+
+
 def decode_many(
     result_ids: Sequence[str],
     records: Mapping[str, Record],
     model_class: Any,
     on_invalid: OnInvalid,
     damaged: Mapping[str, ResultsFlowError] | None = None,
-) -> dict[str, Any]:
+) -> DecodedBatch:
     """Decode the stored ones among ``result_ids``; bad records (those that do not
-    validate, and the ``damaged`` ones that could not be read) go by ``on_invalid``.
+    validate, and the ``damaged`` ones that could not be read) go by ``on_invalid``
+    (upgraded first under "migrate"). The caller writes ``rewrites`` back, then takes
+    ``result()``.
 
     Raises:
-        InvalidResultsError: ``on_invalid="raise"`` and records do not validate.
-        ValueError: ``on_invalid`` is not one of ``ON_INVALID_CHOICES``.
+        ValueError: ``on_invalid`` is none of the choices.
     """
-    if on_invalid not in ON_INVALID_CHOICES:
-        raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, not {on_invalid!r}")
-    found: dict[str, Any] = {}
-    invalid: dict[str, ResultsFlowError] = dict(damaged or {})
+    policy = invalid_policy(on_invalid, ON_INVALID_CHOICES)
+    read = decode_or_upgrade if policy.migrate else _plain
+    batch = DecodedBatch(len(records) + len(damaged or {}), policy)
+    batch.invalid.update(damaged or {})
     with collection_paused():  # every model made here stays alive: nothing to collect
         for rid in result_ids:
             record = records.get(rid)
-            if record is None or rid in found or rid in invalid:
+            if record is None or rid in batch.found or rid in batch.invalid:
                 continue
             try:
-                found[rid] = decode(rid, record, model_class)
+                decoded = read(rid, record, model_class)
             except (ResultValidationError, UnknownModelError) as exc:
-                invalid[rid] = exc
-    if invalid and on_invalid == "raise":
-        raise InvalidResultsError.of(
-            invalid,
-            found,
-            total=len(records) + len(damaged or {}),
-            hint='pass on_invalid="skip" to leave them out',
-        )
-    return found
+                batch.invalid[rid] = exc
+                continue
+            batch.found[rid] = decoded.value
+            if decoded.rewrite is not None:
+                batch.rewrites[rid] = (record, decoded.rewrite)
+    return batch
+
+
+def _plain(result_id: str, record: Record, model_class: Any) -> Decoded:
+    return Decoded(decode(result_id, record, model_class))
 
 
 def not_found(result_id: str, location: str) -> ResultNotFoundError:

@@ -72,6 +72,15 @@ class Record:
         except ValueError:
             return False
 
+    def same_version(self, other: Record) -> bool:
+        """The same stored version: equal content, metadata and update time (every write
+        sets a new update time), so nothing was written in between."""
+        return (
+            self.updated_at == other.updated_at
+            and self.metadata == other.metadata
+            and self.same_content(other)
+        )
+
     def replacing(self, previous: Record) -> Record:
         """This record as an overwrite of ``previous``: it keeps the first creation time."""
         return replace(self, created_at=previous.created_at)

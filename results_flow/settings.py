@@ -156,6 +156,11 @@ FILE_WRITE_ATTEMPTS = 20
 FILE_NAMES_CACHED = 65_536
 #: How many IDs an error message names before "and N more" (bad records, failed map items).
 IDS_NAMED_IN_ERRORS = 5
+#: Most upgrades chained to bring one stored record to its current model: far beyond any
+#: model's history; each registered upgrade runs at most once per record anyway.
+MAX_UPGRADE_STEPS = 64
+#: Failures ``results-flow upgrade`` lists before counting the rest (``--json`` lists all).
+UPGRADE_FAILURES_SHOWN = 20
 #: How deep canonical JSON of a task's arguments may nest: deeper is almost surely a cycle.
 HASH_MAX_DEPTH = 64
 #: Datasets a ``DatabaseDataManager`` keeps in memory after reading them.

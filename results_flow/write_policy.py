@@ -8,12 +8,21 @@ on one winner.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from results_flow.backends.held import AsyncRecordWriter, RecordWriter
 from results_flow.choices import member
 from results_flow.errors import ResultConflictError, ResultExistsError
 from results_flow.records import Record
+
+if TYPE_CHECKING:
+    from results_flow.backends.base import AsyncResultsBackend, ResultsBackend
+    from results_flow.backends.held import AsyncHeldLock, HeldLock
+
+Rewrites = Mapping[str, tuple[Record, Record]]
+"""Upgraded records to write back: ID -> (the record read, the record replacing it)."""
 
 
 class SetBehavior(StrEnum):
@@ -104,3 +113,26 @@ async def awrite_record(
         return True
     existing = await backend.insert(result_id, record)
     return resolve_insert(behavior, result_id, record, existing, backend.location)
+
+
+def write_back(backend: ResultsBackend | HeldLock, rewrites: Rewrites) -> set[str]:
+    """Write upgraded records back, each only if its ID still holds the record that was
+    read (``replace_if_unchanged``): a write made since is kept, never overwritten by
+    an upgrade of what it replaced. Through a lock held on the ID (``backend`` is a
+    ``HeldLock``) the write goes through that lock, as ``set(..., lock=)`` does.
+
+    Returns:
+        The IDs written back (the others changed since they were read).
+    """
+    return {
+        rid for rid, (seen, new) in rewrites.items() if backend.replace_if_unchanged(rid, new, seen)
+    }
+
+
+async def awrite_back(backend: AsyncResultsBackend | AsyncHeldLock, rewrites: Rewrites) -> set[str]:
+    """``write_back`` on an async backend."""
+    return {
+        rid
+        for rid, (seen, new) in rewrites.items()
+        if await backend.replace_if_unchanged(rid, new, seen)
+    }

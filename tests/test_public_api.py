@@ -41,6 +41,8 @@ EXPECTED = {
     "UnknownModelError",
     "UnsupportedStoreUrlError",
     "UntrustedRecordError",
+    "UpgradeFailedError",
+    "UpgradeRegistryError",
     "aresults_map",
     "clear_registry",
     "get_model_class",
@@ -49,6 +51,7 @@ EXPECTED = {
     "result_id_for",
     "results_map",
     "results_task",
+    "upgrades",
 }
 
 

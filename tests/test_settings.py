@@ -84,6 +84,7 @@ NOT_DEFAULTS = {
     "backends/object_store.py": {"MAX_KEY_BYTES"},  # S3's longest object key
     "legacy.py": {"_STEPS_PER_CALL"},  # how often the guard looks, not what it allows
     "backends/pg_lock.py": {"_MAX_LOCK_MS"},  # PostgreSQL's largest lock_timeout
+    "cli_docs.py": {"WIDTH"},  # the CLI reference page's fixed width, not a store default
 }
 
 

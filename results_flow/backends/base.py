@@ -15,7 +15,7 @@ from typing import Self
 
 import anyio.to_thread
 
-from results_flow.backends.held import AsyncHeldLock, HeldLock
+from results_flow.backends.held import AsyncHeldLock, HeldLock, areplace_through, replace_through
 from results_flow.backends.locks import held_in_thread
 from results_flow.errors import StoreError, UnsupportedStoreUrlError
 from results_flow.records import Record
@@ -93,6 +93,21 @@ class ResultsBackend(ABC):
         for result_id in self.list_ids():
             self.delete(result_id)
 
+    def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """Store ``record`` in place of ``seen`` (read earlier) only if the ID still holds
+        that very version (``Record.same_version``); True when written.
+
+        This default reads and writes under the ID's lock (when the store offers one),
+        through the held lock: a writer that holds the lock (a compute-once results_task)
+        cannot come in between; a plain ``set`` that takes no lock still can. A store
+        with an atomic conditional write overrides it (the SQL stores: the row is read
+        ``FOR UPDATE`` in the write's own transaction).
+        """
+        if not self.offers_locks:
+            return replace_through(self, result_id, record, seen)
+        with self.lock(result_id) as held:
+            return replace_through(held, result_id, record, seen)
+
     def unfit_reason(self, result_id: str, record: Record) -> str | None:
         """Why this store cannot hold ``record`` (a value over a length limit, a character
         it cannot keep), or None when it fits; copies between stores check it first."""
@@ -166,6 +181,12 @@ class AsyncResultsBackend(ABC):
     async def clear(self) -> None:
         """See ``ResultsBackend.clear``."""
 
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """See ``ResultsBackend.replace_if_unchanged``. This default takes no lock (an
+        async store's lock is optional): a writer may come in between the read and
+        the write; the built-in async stores do better."""
+        return await areplace_through(self, result_id, record, seen)
+
     @abstractmethod
     async def close(self) -> None:
         """See ``ResultsBackend.close``."""
@@ -217,6 +238,11 @@ class ThreadedAsyncBackend(AsyncResultsBackend):
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.backend.close)
+
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        return await anyio.to_thread.run_sync(
+            self.backend.replace_if_unchanged, result_id, record, seen
+        )
 
     def lock(
         self, result_id: str, timeout: float | None = None

@@ -53,6 +53,43 @@ class AsyncRecordWriter(Protocol):
     async def upsert(self, result_id: str, record: Record) -> None: ...
 
 
+class Readable(Protocol):
+    """A store or held lock that reads and upserts records."""
+
+    def read(self, result_id: str) -> Record | None: ...
+
+    def upsert(self, result_id: str, record: Record) -> None: ...
+
+
+class AsyncReadable(Protocol):
+    """``Readable`` for the async API."""
+
+    async def read(self, result_id: str) -> Record | None: ...
+
+    async def upsert(self, result_id: str, record: Record) -> None: ...
+
+
+def replace_through(store: Readable, result_id: str, record: Record, seen: Record) -> bool:
+    """``replace_if_unchanged`` through ``store`` (a backend, or a lock held on the ID):
+    read, and write only if the ID still holds ``seen`` (``Record.same_version``)."""
+    current = store.read(result_id)
+    if current is None or not current.same_version(seen):
+        return False
+    store.upsert(result_id, record)
+    return True
+
+
+async def areplace_through(
+    store: AsyncReadable, result_id: str, record: Record, seen: Record
+) -> bool:
+    """``replace_through`` on the async API (the same rule)."""
+    current = await store.read(result_id)
+    if current is None or not current.same_version(seen):
+        return False
+    await store.upsert(result_id, record)
+    return True
+
+
 class HeldLock:
     """A held per-ID lock; ``insert``/``upsert``/``delete`` of its ID go through it.
 
@@ -109,6 +146,11 @@ class HeldLock:
         self._own(result_id)
         self.check()
         return self._delete(result_id)
+
+    def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """``ResultsBackend.replace_if_unchanged`` of the locked ID, under this lock:
+        refused once the lock is lost."""
+        return replace_through(self, result_id, record, seen)
 
     # How a write reaches the store once it is known to be the lock's own: a plain backend
     # write here; a fenced handle writes in its lock session, or conditional on its lease.
@@ -180,6 +222,10 @@ class AsyncHeldLock:
         self.held._own(result_id)
         self.held.check()
         await self.backend.upsert(result_id, record)
+
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        """See ``HeldLock.replace_if_unchanged``."""
+        return await areplace_through(self, result_id, record, seen)
 
     async def delete(self, result_id: str) -> bool:
         """See ``HeldLock.delete``."""

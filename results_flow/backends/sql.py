@@ -29,7 +29,13 @@ from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.locks import sqlite_id_lock
 from results_flow.backends.pg_bounds import PgBounds
 from results_flow.backends.sql_engine import make_engine, read_engine, transaction
-from results_flow.backends.sql_plans import delete_plan, insert_plan, run_plan, upsert_plan
+from results_flow.backends.sql_plans import (
+    delete_plan,
+    insert_plan,
+    replace_plan,
+    run_plan,
+    upsert_plan,
+)
 from results_flow.backends.sql_runner import (
     CoreRowRunner,
     RowRunner,
@@ -157,6 +163,9 @@ class SqlBackend(ResultsBackend):
 
     def delete(self, result_id: str) -> bool:
         return self._rows.write(lambda rows: run_plan(delete_plan(result_id), rows))
+
+    def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        return self._rows.write(lambda rows: run_plan(replace_plan(result_id, record, seen), rows))
 
     def clear(self) -> None:
         self._run_write(lambda c: c.execute(self._sql.clear))

@@ -29,6 +29,7 @@ from results_flow.backends.sql_plans import (
     arun_plan,
     delete_plan,
     insert_plan,
+    replace_plan,
     upsert_plan,
 )
 from results_flow.backends.sql_statements import (
@@ -183,6 +184,9 @@ class AsyncSqlBackend(AsyncResultsBackend):
 
     async def delete(self, result_id: str) -> bool:
         return await self._run_plan(lambda: delete_plan(result_id))
+
+    async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
+        return await self._run_plan(lambda: replace_plan(result_id, record, seen))
 
     async def clear(self) -> None:
         async def write(conn: AsyncConnection) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from results_flow.backends.sql_engine import RetryTransaction
 from results_flow.backends.sql_runner import Row, RowTransaction
 from results_flow.backends.sql_statements import Statements, record_from_row, row_values
+from results_flow.errors import CorruptRecordError
 from results_flow.records import Record
 
 T = TypeVar("T")
@@ -60,6 +61,22 @@ def insert_plan(result_id: str, record: Record) -> Plan[Record | None]:
 def upsert_plan(result_id: str, record: Record) -> Plan[None]:
     """Insert or replace (the stored creation time is kept by the statement)."""
     yield Count("upsert", row_values(result_id, record))
+
+
+def replace_plan(result_id: str, record: Record, seen: Record) -> Plan[bool]:
+    """Replace the stored record only if it is still ``seen``; True when written. The
+    row is read ``FOR UPDATE`` in the write's transaction, so no write comes between."""
+    row: Row | None = yield First("read_for_update", {"id": result_id})
+    if row is None:
+        return False
+    try:
+        current = record_from_row(row)
+    except CorruptRecordError:  # damaged since it was seen: someone else wrote it
+        return False
+    if not current.same_version(seen):
+        return False
+    yield Count("upsert", row_values(result_id, record))
+    return True
 
 
 def delete_plan(result_id: str) -> Plan[bool]:

@@ -9,12 +9,13 @@ serializer with Prefect (``prefect block register -m results_flow.prefect``).
 """
 
 from results_flow.blobs import PrefectResultBlob
-from results_flow.prefect.batch import ResumeResults, aresults_map, results_map
+from results_flow.prefect.batch import aresults_map, results_map
 from results_flow.prefect.cache import RESULT_ID, ResultIdPolicy
 from results_flow.prefect.decorator import ResultsTask, result_id_for, results_task
 from results_flow.prefect.locking import StoreLockManager
 from results_flow.prefect.naming import NO_FLOW
 from results_flow.prefect.progress import MapProgress
+from results_flow.prefect.report import ResumeResults
 from results_flow.prefect.runtime import CACHED_STATE_NAME
 from results_flow.prefect.serializer import PydanticSerializer
 from results_flow.prefect.storage import ResultsStorage

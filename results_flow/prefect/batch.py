@@ -15,9 +15,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar, overload
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -28,50 +29,24 @@ from prefect.tasks import TaskRunNameCallbackWithParameters
 from pydantic import BaseModel
 
 from results_flow.errors import ResultsFlowError
+from results_flow.ids import common_prefix
 from results_flow.prefect.chunks import ItemOutcome, chunk_task
-from results_flow.prefect.decorator import check_runner_reaches, keeper_of
+from results_flow.prefect.decorator import (
+    INPUTS_PARAMETER,
+    check_runner_reaches,
+    keeper_of,
+    taking_inputs,
+    with_keeper,
+)
+from results_flow.prefect.failed_items import FailureBook, ItemFailed, checked_max_failures
 from results_flow.prefect.map_inputs import expand_inputs
 from results_flow.prefect.naming import current_flow_name
 from results_flow.prefect.progress import MapProgress, ProgressHook, progress_hook
-from results_flow.prefect.report import Failure, MapArtifacts, MapSummary, common_prefix
+from results_flow.prefect.report import Failure, MapArtifacts, MapSummary, ResumeResults
 from results_flow.prefect.runtime import CACHED_STATE_NAME, ResultKeeper, logger
 from results_flow.settings import IDS_NAMED_IN_ERRORS, MAP_MAX_IN_FLIGHT
 
 M = TypeVar("M", bound=BaseModel)
-
-
-@dataclass(frozen=True)
-class ResumeResults(Sequence[M], Generic[M]):
-    """Every input's result in input order, with what this call computed and reused.
-
-    Iterate it or index it like a list of results.
-    """
-
-    results: list[M]
-    ids: list[str]
-    computed: int
-    reused: int
-    seconds: float = field(default=0.0, compare=False)
-
-    @overload
-    def __getitem__(self, index: int) -> M: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[M]: ...
-    def __getitem__(self, index: int | slice) -> M | list[M]:
-        return self.results[index]
-
-    def __len__(self) -> int:
-        return len(self.results)
-
-    def __iter__(self) -> Iterator[M]:
-        return iter(self.results)
-
-    def summary(self) -> str:
-        """One line for logs: how many results, computed and reused."""
-        return (
-            f"{len(self.results)} results: {self.computed} computed, "
-            f"{self.reused} reused from the store ({self.seconds:.2f}s)"
-        )
 
 
 def results_map(
@@ -81,6 +56,9 @@ def results_map(
     chunk_size: int | None = None,
     max_in_flight: int | None = MAP_MAX_IN_FLIGHT,
     progress: bool | ProgressHook | None = None,
+    expire_after: timedelta | None = None,
+    retry_failed: bool = True,
+    max_failures: int | None = None,
     **keyword_iterables: Any,
 ) -> ResumeResults[Any]:
     """Run a results_task over many inputs, submitting only those not yet stored.
@@ -98,6 +76,11 @@ def results_map(
     ID and keeps a progress and a table artifact (``results_flow.prefect.report``).
     Ctrl-C logs how many of its results are stored, then propagates.
 
+    An item that fails after its retries leaves a failure record in the store
+    (``results_flow.failures``; ``results-flow ls --failed``), removed once it has a
+    result. A result computed from upstream results keeps their IDs in its metadata
+    (``results_flow.lineage``).
+
     Args:
         task: a task made by ``results_task``.
         *iterables: one iterable per positional parameter, as for ``Task.map``.
@@ -113,6 +96,13 @@ def results_map(
         progress: a callable fed one ``MapProgress`` per distinct result ID as it is
             settled (stored ones first, then each as its run completes), in the
             caller's thread; or True for a rich progress bar.
+        expire_after: a stored result last updated longer ago than this is recomputed
+            and overwritten (counted as expired); default the task's own
+            ``expire_after``, else its Prefect ``cache_expiration``, else never.
+        retry_failed: False: an item with a failure record is not run again, but
+            reported as failed (``FailedItemError``).
+        max_failures: an item that failed this many runs in a row is not run again,
+            but reported as failed (``FailedItemError``); None: no cap.
         **keyword_iterables: one iterable (or ``unmapped`` value) per named parameter.
 
     Returns:
@@ -123,8 +113,11 @@ def results_map(
             on a store that offers no per-ID locks (raised before anything is submitted).
         InvalidResultsError: stored results no longer validate and the task's
             ``on_invalid="raise"``; raised after every other input has run.
-        ValueError: the iterables differ in length or name no parameter, or
-            ``chunk_size`` or ``max_in_flight`` is not a whole number of at least 1.
+        ValueError: the iterables differ in length or name no parameter,
+            ``chunk_size``, ``max_in_flight`` or ``max_failures`` is not a whole number
+            of at least 1, or ``expire_after`` is not a positive timedelta.
+        FailedItemError: items held back by ``retry_failed`` or ``max_failures`` (as
+            the first failure, after every other input has run).
         UnhashableParameterError: an input has no canonical JSON; names the parameter.
         Exception: the failure of an upstream of an ``unmapped`` value or of a whole
             iterable, at once (noted with the parameter); else, once every other input
@@ -133,30 +126,40 @@ def results_map(
             among the submitted runs (noted with how many failed and their IDs).
         KeyboardInterrupt: re-raised, after logging how many results are stored.
     """
-    return _results_map(
-        task,
-        iterables,
-        keyword_iterables,
-        chunk_size=chunk_size,
-        max_in_flight=max_in_flight,
-        progress=progress,
-        cancellation=None,
+    options = _Options(
+        chunk_size, max_in_flight, progress, expire_after, retry_failed, max_failures
     )
+    return _results_map(task, iterables, keyword_iterables, options, cancellation=None)
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options of one results_map (see ``results_map``)."""
+
+    chunk_size: int | None
+    max_in_flight: int | None
+    progress: bool | ProgressHook | None
+    expire_after: timedelta | None
+    retry_failed: bool
+    max_failures: int | None
 
 
 def _results_map(
     task: Task[Any, Any],
     iterables: tuple[Any, ...],
     keyword_iterables: dict[str, Any],
+    options: _Options,
     *,
-    chunk_size: int | None,
-    max_in_flight: int | None,
-    progress: bool | ProgressHook | None,
     cancellation: _Cancellation | None,
 ) -> ResumeResults[Any]:
     """``results_map``; ``cancellation``, when given, can stop its submissions."""
     started = time.perf_counter()
     keeper = keeper_of(task)
+    chunk_size, max_in_flight = options.chunk_size, options.max_in_flight
+    max_failures = checked_max_failures(options.max_failures, task.name)
+    if options.expire_after is not None:
+        keeper = keeper.replace(expire_after=options.expire_after)
+        task = with_keeper(task, keeper)
     for name, bound in (("chunk_size", chunk_size), ("max_in_flight", max_in_flight)):
         if bound is None:
             continue
@@ -166,7 +169,8 @@ def _results_map(
                 f"not {bound!r}"
             )
     keeper.check_locks()  # once, before anything is submitted
-    calls_kwargs, upstream = expand_inputs(task, keeper.bind_names(), iterables, keyword_iterables)
+    inputs = expand_inputs(task, keeper.bind_names(), iterables, keyword_iterables)
+    calls_kwargs, upstream, lineage = inputs.calls, inputs.upstream, inputs.lineage
     flow_name = current_flow_name()
     # An input whose upstream failed has no ID (it is built from the upstream's result);
     # the others run, as Task.map runs the branches whose upstream completed.
@@ -178,18 +182,27 @@ def _results_map(
     ]
     unique_ids = list(dict.fromkeys(rid for rid in ids if rid is not None))
     # Stored results that no longer validate never stop the rest from being submitted:
-    # "recompute" submits them too; "raise" raises after the others have run.
-    found, invalid = keeper.stored_results(unique_ids, task)
-    held_back = set(invalid) if keeper.on_invalid == "raise" else set()
+    # "recompute" submits them too; "raise" raises after the others have run ("migrate"
+    # upgraded and wrote back what it could before they were counted as invalid).
+    found, invalid, expired = keeper.stored_results(unique_ids, task)
+    held_back = set(invalid) if keeper.invalid.otherwise == "raise" else set()
     first_index = {rid: i for i, rid in reversed(list(enumerate(ids))) if rid is not None}
     missing = [rid for rid in unique_ids if rid not in found and rid not in held_back]
+    book = FailureBook.read(keeper.manager(), unique_ids)
+    failed_before = book.held_back(
+        missing, retry_failed=options.retry_failed, max_failures=max_failures
+    )
+    if failed_before:
+        missing = [rid for rid in missing if rid not in failed_before]
     log = _logger()
     log.info(
-        "results_map %s: %d inputs, %d stored results reused, %d to run%s",
+        "results_map %s: %d inputs, %d stored results reused, %d to run%s%s%s",
         task.name,
         len(ids),
         sum(1 for rid in ids if rid in found),
         len(missing),
+        f" ({len(expired)} of them expired)" if expired else "",
+        f", {len(failed_before)} not run again (they failed before)" if failed_before else "",
         f", {len(upstream)} not run (their upstream failed)" if upstream else "",
     )
     for failure in upstream.values():
@@ -203,50 +216,72 @@ def _results_map(
         cancellation.on_cancel = functools.partial(_log_stored, keeper, task, log, unique_ids)
     total = len(unique_ids) + len(upstream)
     artifacts = MapArtifacts.open(task.name, total)
+    # A failed run is made 1 + retries times (Prefect retries an item's own run).
+    attempts = 1 + max(task.retries or 0, 0)
+    runs: dict[str, str] = {}  # the task run of each failed ID
     try:
-        with progress_hook(progress, f"results_map {task.name}", total) as hook:
+        with progress_hook(options.progress, f"results_map {task.name}", total) as hook:
             tally = _Tally([hook, artifacts.progress if artifacts else None], total)
             for index, failure in upstream.items():
                 tally.settle_upstream(index, failure.error)
             for rid in unique_ids:
                 if rid in found:
                     tally.settle(rid, ItemOutcome(found[rid], computed=False))
+            for rid, reason in failed_before.items():
+                tally.settle(rid, ItemOutcome(None, computed=False, error=reason))
             if artifacts is not None:
                 artifacts.start(tally.done)
             if chunk_size is None:
                 item_task = _named_after_ids(task, flow_name)
-                finished = _bounded(
-                    lambda rid: item_task.submit(**calls_kwargs[first_index[rid]]),
-                    missing,
-                    max_in_flight,
-                    cancellation,
-                )
+                lineage_task = taking_inputs(item_task) if lineage is not None else item_task
+
+                def submit(rid: str) -> PrefectFuture[Any]:
+                    index = first_index[rid]
+                    item_inputs = lineage[index] if lineage is not None else None
+                    future: PrefectFuture[Any]
+                    if item_inputs:
+                        future = lineage_task.submit(
+                            **calls_kwargs[index], **{INPUTS_PARAMETER: item_inputs}
+                        )
+                    else:
+                        future = item_task.submit(**calls_kwargs[index])
+                    return future
+
+                finished = _bounded(submit, missing, max_in_flight, cancellation)
                 for rid, future in finished:
-                    tally.settle(rid, _outcome_of(future))
+                    outcome = _outcome_of(future, attempts)
+                    if outcome.error is not None:
+                        runs[rid] = str(future.task_run_id)
+                    tally.settle(rid, outcome)
             else:
                 check_runner_reaches(task)  # the chunk task carries the same store
                 runner = chunk_task(task)
                 chunks = (missing[i : i + chunk_size] for i in range(0, len(missing), chunk_size))
                 finished_chunks = _bounded(
                     lambda chunk: runner.submit(
-                        [calls_kwargs[first_index[rid]] for rid in chunk], first_index[chunk[0]]
+                        [calls_kwargs[first_index[rid]] for rid in chunk],
+                        first_index[chunk[0]],
+                        None if lineage is None else [lineage[first_index[rid]] for rid in chunk],
                     ),
                     chunks,
                     max_in_flight,
                     cancellation,
                 )
                 for chunk, future in finished_chunks:
-                    outcomes = _chunk_outcomes(future, len(chunk))
+                    outcomes = _chunk_outcomes(future, len(chunk), attempts)
                     for rid, outcome in zip(chunk, outcomes, strict=True):
+                        if outcome.error is not None:
+                            runs[rid] = str(future.task_run_id)
                         tally.settle(rid, outcome)
     except KeyboardInterrupt:
         _log_stored(keeper, task, log, unique_ids, "interrupted")
         raise
+    settled = missing + list(failed_before)  # what has an outcome beyond the batch read
     failures = sorted(
         [(i, failure) for i, failure in upstream.items()]
         + [
             (first_index[rid], Failure(rid, error))
-            for rid in missing
+            for rid in settled
             if (error := tally.outcomes[rid].error) is not None
         ]
         + [(first_index[rid], Failure(rid, invalid[rid])) for rid in held_back],
@@ -256,6 +291,17 @@ def _results_map(
     failed_ids = {failure.label for _, failure in failures}
     computed = sum(1 for rid in ids if rid in computed_ids)
     failed = sum(1 for rid in ids if rid is None or rid in failed_ids)
+    recomputed = sum(1 for rid in ids if rid in expired and rid in computed_ids) if expired else 0
+    book.settle(
+        task_name=task.name,
+        flow_name=flow_name,
+        failed={
+            rid: ItemFailed(outcome.error, outcome.attempts, runs.get(rid))
+            for rid in missing
+            if (outcome := tally.outcomes[rid]).error is not None
+        },
+        succeeded=[rid for rid in book.known if rid in found or rid in computed_ids],
+    )
     seconds = time.perf_counter() - started
     if artifacts is not None:
         summary = MapSummary(
@@ -269,9 +315,10 @@ def _results_map(
             store=keeper.store.describe(),
             prefix=common_prefix(unique_ids),
             seconds=seconds,
+            expired=recomputed,
         )
         artifacts.finish(summary, tally.done)
-    _raise_failures(task, log, missing, tally.outcomes, list(upstream.items()), len(ids))
+    _raise_failures(task, log, settled, tally.outcomes, list(upstream.items()), len(ids))
     for rid in missing:  # none failed (raised above); a result may be None (Score | None)
         found[rid] = tally.outcomes[rid].result
     if held_back:
@@ -283,6 +330,7 @@ def _results_map(
         computed=computed,
         reused=len(ids) - computed,
         seconds=seconds,
+        expired=recomputed,
     )
     log.info("results_map %s: %s", task.name, report.summary())
     return report
@@ -325,6 +373,8 @@ class _ResultIdName(TaskRunNameCallbackWithParameters):
         self.keeper, self.task_name, self.flow_name = keeper, task_name, flow_name
 
     def __call__(self, parameters: dict[str, Any]) -> str:
+        if INPUTS_PARAMETER in parameters:  # a run that takes its lineage (taking_inputs)
+            parameters = {k: v for k, v in parameters.items() if k != INPUTS_PARAMETER}
         arguments = self.keeper.bind((), parameters)
         return self.keeper.call(self.task_name, arguments, self.flow_name).result_id
 
@@ -343,6 +393,9 @@ async def aresults_map(
     chunk_size: int | None = None,
     max_in_flight: int | None = MAP_MAX_IN_FLIGHT,
     progress: bool | ProgressHook | None = None,
+    expire_after: timedelta | None = None,
+    retry_failed: bool = True,
+    max_failures: int | None = None,
     **keyword_iterables: Any,
 ) -> ResumeResults[Any]:
     """``results_map`` for ``async def`` flows: the same arguments, awaited.
@@ -356,15 +409,11 @@ async def aresults_map(
     submitted but not yet started are cancelled; runs already started go on.
     """
     cancellation = _Cancellation()
+    options = _Options(
+        chunk_size, max_in_flight, progress, expire_after, retry_failed, max_failures
+    )
     call = functools.partial(
-        _results_map,
-        task,
-        iterables,
-        keyword_iterables,
-        chunk_size=chunk_size,
-        max_in_flight=max_in_flight,
-        progress=progress,
-        cancellation=cancellation,
+        _results_map, task, iterables, keyword_iterables, options, cancellation=cancellation
     )
     try:
         return await anyio.to_thread.run_sync(call, abandon_on_cancel=True)
@@ -519,21 +568,22 @@ def _bounded(
         yield stop.take(future), future
 
 
-def _outcome_of(future: PrefectFuture[Any]) -> ItemOutcome:
+def _outcome_of(future: PrefectFuture[Any], attempts: int) -> ItemOutcome:
+    """An item run's outcome; a failed run made ``attempts`` attempts."""
     future.wait()  # records the final state; before that, .state may ask the server
     state = future.state
     if not state.is_completed():
-        return ItemOutcome(None, computed=False, error=_exception_of(future))
+        return ItemOutcome(None, computed=False, error=_exception_of(future), attempts=attempts)
     return ItemOutcome(future.result(), computed=state.name != CACHED_STATE_NAME)
 
 
-def _chunk_outcomes(future: PrefectFuture[Any], size: int) -> list[ItemOutcome]:
+def _chunk_outcomes(future: PrefectFuture[Any], size: int, attempts: int) -> list[ItemOutcome]:
     """Each item's outcome in a chunk run; the run's own failure for each when it failed
     as a whole (its worker died, say; items it stored before are found on resume)."""
     future.wait()
     if not future.state.is_completed():
         error = _exception_of(future)
-        return [ItemOutcome(None, computed=False, error=error)] * size
+        return [ItemOutcome(None, computed=False, error=error, attempts=attempts)] * size
     outcomes: list[ItemOutcome] = future.result()
     return outcomes
 

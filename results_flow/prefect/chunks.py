@@ -13,6 +13,7 @@ computed and failed items and retries."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import time
@@ -28,7 +29,7 @@ from prefect.states import Completed
 from results_flow.prefect.compute_once import run_async, run_sync
 from results_flow.prefect.decorator import keeper_of
 from results_flow.prefect.naming import Call
-from results_flow.prefect.runtime import ResultKeeper, run_logger
+from results_flow.prefect.runtime import ResultKeeper, Reuse, run_logger
 from results_flow.records import utc_now
 
 
@@ -40,6 +41,8 @@ class ItemOutcome:
     result: Any  # the task's result type (None also when the run failed)
     computed: bool
     error: BaseException | None = None
+    #: Attempts made at it in the run that settled it (a failed one: 1 + retries).
+    attempts: int = 1
 
 
 def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
@@ -58,17 +61,19 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
     fn: Callable[..., Any]
     if inspect.iscoroutinefunction(keeper.fn):
 
-        async def run_chunk_async(calls: list[dict[str, Any]], first: int) -> State[Any]:
-            refresh = keeper.refreshing(task)
+        async def run_chunk_async(
+            calls: list[dict[str, Any]], first: int, inputs: Lineage = None
+        ) -> State[Any]:
+            reuse = keeper.reuse(task)
             report = _ChunkReport(attempts)
-            for kwargs in calls:
-                call = keeper.call(task.name, keeper.bind((), kwargs))
+            for index, kwargs in enumerate(calls):
+                call = _call_of(keeper, task.name, kwargs, inputs, index)
                 for attempt in range(attempts):
                     try:
-                        outcome = await _akept(keeper, call, kwargs, refresh)
+                        outcome = await _akept(keeper, call, kwargs, reuse)
                         break
                     except Exception as exc:  # noqa: BLE001 - reported per item
-                        outcome = ItemOutcome(None, computed=False, error=exc)
+                        outcome = ItemOutcome(None, False, exc, attempt + 1)
                         if attempt + 1 < attempts:
                             report.retrying(call, attempt, exc, pause(attempt))
                             await anyio.sleep(pause(attempt))
@@ -78,19 +83,21 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
         fn = run_chunk_async
     else:
 
-        def run_chunk(calls: list[dict[str, Any]], first: int) -> State[Any]:
-            # Once per chunk, not per item: the refresh switches (the results_task's own,
-            # not the chunk task's).
-            refresh = keeper.refreshing(task)
+        def run_chunk(
+            calls: list[dict[str, Any]], first: int, inputs: Lineage = None
+        ) -> State[Any]:
+            # Once per chunk, not per item: the refresh switches and the expiry cutoff
+            # (the results_task's own, not the chunk task's).
+            reuse = keeper.reuse(task)
             report = _ChunkReport(attempts)
-            for kwargs in calls:
-                call = keeper.call(task.name, keeper.bind((), kwargs))
+            for index, kwargs in enumerate(calls):
+                call = _call_of(keeper, task.name, kwargs, inputs, index)
                 for attempt in range(attempts):
                     try:
-                        outcome = _kept(keeper, call, kwargs, refresh)
+                        outcome = _kept(keeper, call, kwargs, reuse)
                         break
                     except Exception as exc:  # noqa: BLE001 - reported per item
-                        outcome = ItemOutcome(None, computed=False, error=exc)
+                        outcome = ItemOutcome(None, False, exc, attempt + 1)
                         if attempt + 1 < attempts:
                             report.retrying(call, attempt, exc, pause(attempt))
                             time.sleep(pause(attempt))
@@ -109,26 +116,39 @@ def chunk_task(task: Task[Any, Any]) -> Task[Any, Any]:
     )
 
 
-def _kept(keeper: ResultKeeper, call: Call, kwargs: dict[str, Any], refresh: bool) -> ItemOutcome:
+#: A chunk's lineage: per call, the result IDs of its inputs by parameter (None: none).
+Lineage = list[dict[str, list[str]] | None] | None
+
+
+def _call_of(
+    keeper: ResultKeeper, task_name: str, kwargs: dict[str, Any], inputs: Lineage, index: int
+) -> Call:
+    """The call of a chunk's item, with the lineage results_map sent for it."""
+    call = keeper.call(task_name, keeper.bind((), kwargs))
+    item_inputs = inputs[index] if inputs else None
+    return dataclasses.replace(call, inputs=item_inputs) if item_inputs else call
+
+
+def _kept(keeper: ResultKeeper, call: Call, kwargs: dict[str, Any], reuse: Reuse) -> ItemOutcome:
     """Compute (at most once) and store one input of a synchronous results_task. No
     lookup before the lock: results_map sends only inputs it found missing, and the
     lookup under the lock still finds a result another worker stored since."""
     started = utc_now()
     compute = functools.partial(keeper.fn, **kwargs)
     result, settled = run_sync(
-        keeper, call, compute, refresh=refresh, started=started, look_first=False
+        keeper, call, compute, reuse=reuse, started=started, look_first=False
     )
     return ItemOutcome(result, computed=settled == "computed")
 
 
 async def _akept(
-    keeper: ResultKeeper, call: Call, kwargs: dict[str, Any], refresh: bool
+    keeper: ResultKeeper, call: Call, kwargs: dict[str, Any], reuse: Reuse
 ) -> ItemOutcome:
     """``_kept`` for an async results_task."""
     started = utc_now()
     compute = functools.partial(keeper.fn, **kwargs)
     result, settled = await run_async(
-        keeper, call, compute, refresh=refresh, started=started, look_first=False
+        keeper, call, compute, reuse=reuse, started=started, look_first=False
     )
     return ItemOutcome(result, computed=settled == "computed")
 

@@ -26,7 +26,7 @@ import anyio.to_thread
 from results_flow.backends.held import HeldLock
 from results_flow.backends.locks import held_in_thread
 from results_flow.prefect.naming import Call
-from results_flow.prefect.runtime import ResultKeeper, Settled, Stored
+from results_flow.prefect.runtime import ResultKeeper, Reuse, Settled, Stored
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,12 @@ def run_sync(
     call: Call,
     compute: Callable[[], Any],
     *,
-    refresh: bool,
+    reuse: Reuse,
     started: datetime,
     look_first: bool = True,
 ) -> tuple[Any, Settled]:
-    """Drive ``compute_once`` for a synchronous function.
+    """Drive ``compute_once`` for a synchronous function; ``reuse`` says which stored
+    result the lookups may reuse (``ResultKeeper.reuse``).
 
     Raises:
         LockTimeoutError: another worker held the ID past ``lock_timeout``.
@@ -110,7 +111,7 @@ def run_sync(
                 settled: tuple[Any, Settled] = done.value
                 return settled
             if isinstance(step, Lookup):
-                outcome = keeper.lookup(call, refresh=refresh, since=step.since)
+                outcome = keeper.lookup(call, reuse=reuse, since=step.since, lock=held)
             elif isinstance(step, Acquire):
                 lock = keeper.manager().lock(call.result_id, keeper.lock_timeout)
                 held = outcome = stack.enter_context(lock)
@@ -125,7 +126,7 @@ async def run_async(
     call: Call,
     compute: Callable[[], Awaitable[Any]],
     *,
-    refresh: bool,
+    reuse: Reuse,
     started: datetime,
     look_first: bool = True,
 ) -> tuple[Any, Settled]:
@@ -147,7 +148,7 @@ async def run_async(
                 settled: tuple[Any, Settled] = done.value
                 return settled
             if isinstance(step, Lookup):
-                lookup = functools.partial(keeper.lookup, refresh=refresh, since=step.since)
+                lookup = functools.partial(keeper.lookup, reuse=reuse, since=step.since, lock=held)
                 outcome = await to_thread(lookup, call)
             elif isinstance(step, Acquire):
                 lock = functools.partial(keeper.manager().lock, call.result_id, keeper.lock_timeout)

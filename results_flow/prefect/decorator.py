@@ -9,10 +9,12 @@ through the state it returns ("Cached" with the ID, or "Completed" with the ID);
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import typing
 from collections.abc import Callable, Coroutine, Iterable
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from prefect import Flow, State, Task
@@ -23,7 +25,7 @@ from results_flow.errors import ModelRegistryError, ResultsTaskError
 from results_flow.hashing import source_hash
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.prefect.compute_once import run_async, run_sync
-from results_flow.prefect.naming import IdRecipe
+from results_flow.prefect.naming import Call, IdRecipe
 from results_flow.prefect.runtime import (
     OnInvalid,
     ResultKeeper,
@@ -69,15 +71,21 @@ class ResultsTask(Task[P, R]):
         *,
         refresh: bool | None = None,
         on_invalid: OnInvalid | None = None,
+        expire_after: timedelta | None = None,
         **options: Any,
     ) -> ResultsTask[P, R]:
         """A copy with other Prefect options (see ``prefect.Task.with_options``) and,
-        when given, another ``refresh`` or ``on_invalid`` (see ``results_task``)."""
+        when given, another ``refresh``, ``on_invalid`` or ``expire_after`` (see
+        ``results_task``)."""
         copy = super().with_options(**options)
         copy.__class__ = ResultsTask  # Task.with_options builds a plain Task
         changes = {
             name: value
-            for name, value in (("refresh", refresh), ("on_invalid", on_invalid))
+            for name, value in (
+                ("refresh", refresh),
+                ("on_invalid", on_invalid),
+                ("expire_after", expire_after),
+            )
             if value is not None
         }
         if changes:
@@ -139,6 +147,7 @@ def results_task(
     refresh: bool = False,
     on_invalid: OnInvalid = "raise",
     scope: IdScope | None = None,
+    expire_after: timedelta | None = None,
     **prefect_task_options: Any,
 ) -> Callable[[Callable[P, R]], ResultsTask[P, R]]: ...
 def results_task(
@@ -158,6 +167,7 @@ def results_task(
     refresh: bool = False,
     on_invalid: OnInvalid = "raise",
     scope: IdScope | None = None,
+    expire_after: timedelta | None = None,
     **prefect_task_options: Any,
 ) -> ResultsTask[P, R] | Callable[[Callable[P, R]], ResultsTask[P, R]]:
     """Make a Prefect task whose result is validated, stored and reused by ID.
@@ -187,14 +197,20 @@ def results_task(
         refresh: always recompute and overwrite the stored result (its creation time is
             kept); also ``RESULTS_FLOW_REFRESH=1`` or Prefect's ``refresh_cache``.
         on_invalid: a stored result that no longer validates as the model: ``"raise"``
-            (an ``InvalidResultsError`` counting and naming them) or ``"recompute"``
-            (recompute and overwrite, logging each ID).
+            (an ``InvalidResultsError`` counting and naming them), ``"recompute"``
+            (recompute and overwrite, logging each ID), or ``"migrate"`` (bring it to
+            the model through the upgrades registered with ``@upgrades(Model)`` and
+            write it back; one that no upgrade accepts raises, or is recomputed with
+            ``("migrate", "recompute")``).
         scope: what the default ID starts with: ``"flow"`` (``<flow>/<task>/<key>``:
             each flow keeps its own results) or ``"task"`` (``<task>/<key>``: the same
             call reuses one result from any flow, subflow or renamed flow; a result
             stored under the running flow's former ``<flow>/<task>/<key>`` is taken
             over, copied to the new ID). Default ``RESULTS_FLOW_ID_SCOPE``, else
             ``"flow"``. Templates (``id=``) are not affected.
+        expire_after: a stored result last updated longer ago than this is recomputed
+            and overwritten (its creation time kept). Default: Prefect's
+            ``cache_expiration`` of the task, else never.
 
     The models of the result type (``Score`` of ``list[Score]``) are registered under
     ``namespace`` (or the one each is registered in, else the default) when the task is
@@ -205,7 +221,8 @@ def results_task(
         ResultsTaskError: no return annotation (or ``model=``), a type Pydantic cannot
             validate, a generator function, or another model holds the model's name in
             that namespace.
-        ValueError: ``scope`` is neither ``"flow"`` nor ``"task"``.
+        ValueError: ``scope`` is neither ``"flow"`` nor ``"task"``, or ``expire_after``
+            is not a positive ``timedelta``.
     """
 
     def decorate(func: Callable[P, R]) -> ResultsTask[P, R]:
@@ -226,6 +243,7 @@ def results_task(
             lock_timeout=lock_timeout,
             refresh=refresh,
             on_invalid=on_invalid,
+            expire_after=expire_after,
             options=prefect_task_options,
         )
 
@@ -244,6 +262,7 @@ def _build(
     lock_timeout: float,
     refresh: bool,
     on_invalid: OnInvalid,
+    expire_after: timedelta | None,
     options: dict[str, Any],
 ) -> ResultsTask[P, R]:
     name = getattr(func, "__qualname__", repr(func))
@@ -282,6 +301,7 @@ def _build(
         lock_timeout=lock_timeout,
         refresh=refresh,
         on_invalid=on_invalid,
+        expire_after=expire_after,
     )
     if store.opened():  # a manager given: a store without locks fails here, not per item
         keeper.check_locks()
@@ -312,42 +332,86 @@ def result_type_from_annotation(func: Callable[..., Any]) -> Any:
     return hints["return"]
 
 
-def _wrap(keeper: ResultKeeper) -> Callable[..., Any]:
-    return (
-        _async_wrapper(keeper) if inspect.iscoroutinefunction(keeper.fn) else _sync_wrapper(keeper)
-    )
+#: The keyword by which results_map hands an item's run the result IDs of its inputs
+#: (``Call.inputs``, its lineage); only the task copies of ``taking_inputs`` take it.
+INPUTS_PARAMETER = "results_flow_inputs"
 
 
-def _sync_wrapper(keeper: ResultKeeper) -> Callable[..., Any]:
+def _wrap(keeper: ResultKeeper, *, takes_inputs: bool = False) -> Callable[..., Any]:
+    if inspect.iscoroutinefunction(keeper.fn):
+        return _async_wrapper(keeper, takes_inputs)
+    return _sync_wrapper(keeper, takes_inputs)
+
+
+def _begin(
+    keeper: ResultKeeper, takes_inputs: bool, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Call:
+    """The call of a run, its lineage taken out of ``kwargs`` when it takes one."""
+    inputs = kwargs.pop(INPUTS_PARAMETER, None) if takes_inputs else None
+    call = keeper.call(current_task_name(keeper.fn.__name__), keeper.bind(args, kwargs))
+    return dataclasses.replace(call, inputs=inputs) if inputs else call
+
+
+def _sync_wrapper(keeper: ResultKeeper, takes_inputs: bool) -> Callable[..., Any]:
     fn = keeper.fn
 
     @functools.wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         started = utc_now()
-        call = keeper.call(current_task_name(fn.__name__), keeper.bind(args, kwargs))
-        refresh = keeper.refreshing(current_task())
+        call = _begin(keeper, takes_inputs, args, kwargs)
+        reuse = keeper.reuse(current_task())
         compute = functools.partial(fn, *args, **kwargs)
-        settled = run_sync(keeper, call, compute, refresh=refresh, started=started)
+        settled = run_sync(keeper, call, compute, reuse=reuse, started=started)
         return settled_state(call, *settled)
 
     run.__results_flow_keeper__ = keeper  # type: ignore[attr-defined]
     return run
 
 
-def _async_wrapper(keeper: ResultKeeper) -> Callable[..., Coroutine[Any, Any, Any]]:
+def _async_wrapper(
+    keeper: ResultKeeper, takes_inputs: bool
+) -> Callable[..., Coroutine[Any, Any, Any]]:
     fn = keeper.fn
 
     @functools.wraps(fn)
     async def run(*args: Any, **kwargs: Any) -> Any:
         started = utc_now()
-        call = keeper.call(current_task_name(fn.__name__), keeper.bind(args, kwargs))
-        refresh = keeper.refreshing(current_task())
+        call = _begin(keeper, takes_inputs, args, kwargs)
+        reuse = keeper.reuse(current_task())
         compute = functools.partial(fn, *args, **kwargs)
-        settled = await run_async(keeper, call, compute, refresh=refresh, started=started)
+        settled = await run_async(keeper, call, compute, reuse=reuse, started=started)
         return settled_state(call, *settled)
 
     run.__results_flow_keeper__ = keeper  # type: ignore[attr-defined]
     return run
+
+
+def with_keeper(task: Task[Any, Any], keeper: ResultKeeper) -> Task[Any, Any]:
+    """A copy of results task ``task`` that keeps its results by ``keeper``."""
+    copy = task.with_options()
+    copy.fn = _wrap(keeper)
+    return copy
+
+
+def taking_inputs(task: Task[Any, Any]) -> Task[Any, Any]:
+    """A copy of results task ``task`` whose runs also take the keyword
+    ``INPUTS_PARAMETER``: the result IDs of their inputs, kept as their lineage. It
+    travels as a run parameter, so it reaches every task runner (Dask, processes)."""
+    keeper = keeper_of(task)
+    fn = _wrap(keeper, takes_inputs=True)
+    signature = inspect.signature(keeper.fn)
+    extra = inspect.Parameter(INPUTS_PARAMETER, inspect.Parameter.KEYWORD_ONLY, default=None)
+    parameters = list(signature.parameters.values())
+    at = next(
+        (i for i, p in enumerate(parameters) if p.kind is inspect.Parameter.VAR_KEYWORD),
+        len(parameters),
+    )
+    fn.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*parameters[:at], extra, *parameters[at:]]
+    )
+    copy = task.with_options()
+    copy.fn = fn
+    return copy
 
 
 def keeper_of(task: Task[Any, Any]) -> ResultKeeper:

@@ -1,11 +1,14 @@
 """What ``results_map`` maps over: ``Task.map``-style arguments turned into one keyword-
 argument dict per input, with the Prefect futures and states in them replaced by their
 results. An input whose upstream failed is reported, not fatal: the others still run.
+An input that came from upstream results (a results_task's future or state, an item of
+another results_map's ``ResumeResults``) keeps their result IDs as its lineage.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from prefect import State, Task
@@ -13,7 +16,22 @@ from prefect.futures import PrefectFuture, wait
 from prefect.utilities.annotations import BaseAnnotation, unmapped
 from prefect.utilities.collections import visit_collection
 
-from results_flow.prefect.report import Failure
+from results_flow.prefect.report import Failure, ResumeResults
+from results_flow.prefect.runtime import result_id_of
+
+#: Result IDs by parameter name.
+InputIds = dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class MapInputs:
+    """One keyword-argument dict per input; the inputs whose upstream failed (by index;
+    their dicts hold None in its place); and per input, the result IDs its arguments
+    came from (None when no input came from upstream results)."""
+
+    calls: list[dict[str, Any]]
+    upstream: dict[int, Failure]
+    lineage: list[InputIds | None] | None
 
 
 def expand_inputs(
@@ -21,11 +39,10 @@ def expand_inputs(
     parameter_names: Sequence[str],
     iterables: tuple[Any, ...],
     keyword_iterables: dict[str, Any],
-) -> tuple[list[dict[str, Any]], dict[int, Failure]]:
-    """One keyword-argument dict per call, from ``Task.map``-style arguments, and the
-    inputs whose upstream future or state failed (by input index; their dicts hold None
-    in its place). A failed upstream of a whole iterable, or of an ``unmapped`` value,
-    fails every input: it raises, noted with the parameter."""
+) -> MapInputs:
+    """The calls of ``Task.map``-style arguments (see ``MapInputs``). A failed upstream
+    of a whole iterable, or of an ``unmapped`` value, fails every input: it raises,
+    noted with the parameter."""
     if len(iterables) > len(parameter_names):
         raise ValueError(
             f"results_map {task.name!r}: {len(iterables)} positional iterables for "
@@ -39,12 +56,18 @@ def expand_inputs(
     unknown = set(named) - set(parameter_names)
     if unknown:
         raise ValueError(f"results_map {task.name!r}: no parameter named {sorted(unknown)}")
+    shared: InputIds = {}  # the IDs every input came from (unmapped, whole iterables)
+    each: dict[int, InputIds] = {}
     static = {
-        k: _resolved(task, k, v.unwrap()) for k, v in named.items() if isinstance(v, unmapped)
+        k: _resolved(task, k, v.unwrap(), shared)
+        for k, v in named.items()
+        if isinstance(v, unmapped)
     }
     upstream: dict[int, Failure] = {}
     mapped = {
-        k: _resolved_items(task, k, _as_list(task, k, _resolved_whole(task, k, v)), upstream)
+        k: _resolved_items(
+            task, k, _as_list(task, k, _resolved_whole(task, k, v, shared), each), upstream, each
+        )
         for k, v in named.items()
         if not isinstance(v, unmapped)
     }
@@ -55,27 +78,47 @@ def expand_inputs(
         raise ValueError(f"results_map {task.name!r}: iterables differ in length: {lengths}")
     rows = zip(*mapped.values(), strict=True)  # lengths checked above
     calls = [{**static, **dict(zip(mapped, values, strict=True))} for values in rows]
-    return calls, dict(sorted(upstream.items()))
+    lineage: list[InputIds | None] | None = None
+    if shared or each:
+        lineage = [{**shared, **each.get(i, {})} for i in range(len(calls))]
+    return MapInputs(calls, dict(sorted(upstream.items())), lineage)
 
 
-def _resolved_whole(task: Task[Any, Any], name: str, value: Any) -> Any:
+def _result_ids(found: list[Any]) -> list[str]:
+    """The result IDs of the finished results_task runs among futures and states."""
+    ids = []
+    for expr in found:
+        rid = result_id_of(expr.state if isinstance(expr, PrefectFuture) else expr)
+        if rid is not None:
+            ids.append(rid)
+    return ids
+
+
+def _resolved_whole(task: Task[Any, Any], name: str, value: Any, shared: InputIds) -> Any:
     """A future or state given for a whole iterable, replaced by its result."""
-    return _resolved(task, name, value) if isinstance(value, PrefectFuture | State) else value
+    if isinstance(value, PrefectFuture | State):
+        return _resolved(task, name, value, shared)
+    return value
 
 
 def _resolved_items(
-    task: Task[Any, Any], name: str, values: list[Any], upstream: dict[int, Failure]
+    task: Task[Any, Any],
+    name: str,
+    values: list[Any],
+    upstream: dict[int, Failure],
+    each: dict[int, InputIds],
 ) -> list[Any]:
-    """``values`` with the futures and states in each replaced by their results; an item
-    whose upstream failed becomes None, its failure kept in ``upstream`` (the first per
-    input), so the other inputs still run."""
+    """``values`` with the futures and states in each replaced by their results (their
+    result IDs kept in ``each``); an item whose upstream failed becomes None, its failure
+    kept in ``upstream`` (the first per input), so the other inputs still run."""
     # Only rebuild the items when they hold a future: rebuilding copies every model.
     if not _upstream_in(values):
         return values
     wait([f for f in _upstream_in(values) if isinstance(f, PrefectFuture)])
     resolved = []
     for index, value in enumerate(values):
-        if not _upstream_in(value):
+        found = _upstream_in(value)
+        if not found:
             resolved.append(value)
             continue
         try:
@@ -83,6 +126,10 @@ def _resolved_items(
         except Exception as exc:  # noqa: BLE001 - reported per input, raised at the end
             upstream.setdefault(index, Failure(f"input {index} (parameter {name!r})", exc))
             resolved.append(None)
+            continue
+        ids = _result_ids(found)
+        if ids:
+            each.setdefault(index, {})[name] = ids
     return resolved
 
 
@@ -93,8 +140,9 @@ def _result_of(expr: Any) -> Any:
     return expr
 
 
-def _resolved(task: Task[Any, Any], name: str, value: Any) -> Any:
-    """``value`` with every Prefect future and state in it replaced by its result.
+def _resolved(task: Task[Any, Any], name: str, value: Any, shared: InputIds) -> Any:
+    """``value`` with every Prefect future and state in it replaced by its result (their
+    result IDs kept in ``shared`` under ``name``).
 
     Raises:
         Exception: a future or state that did not complete; the note names the parameter.
@@ -118,7 +166,11 @@ def _resolved(task: Task[Any, Any], name: str, value: Any) -> Any:
     if not found:
         return value
     wait([f for f in found if isinstance(f, PrefectFuture)])
-    return visit_collection(value, resolve, return_data=True)
+    resolved = visit_collection(value, resolve, return_data=True)
+    ids = _result_ids(found)
+    if ids:
+        shared[name] = ids
+    return resolved
 
 
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
@@ -148,7 +200,13 @@ def _upstream_in(value: Any) -> list[Any]:
     return found
 
 
-def _as_list(task: Task[Any, Any], name: str, value: Any) -> list[Any]:
+def _as_list(task: Task[Any, Any], name: str, value: Any, each: dict[int, InputIds]) -> list[Any]:
+    """The items of an iterable argument; those of another results_map's ``ResumeResults``
+    keep their result IDs in ``each``."""
+    if isinstance(value, ResumeResults):
+        for index, rid in enumerate(value.ids):
+            each.setdefault(index, {})[name] = [rid]
+        return list(value.results)
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
         raise ValueError(
             f"results_map {task.name!r}: parameter {name!r} needs an iterable "

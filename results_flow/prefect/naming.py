@@ -46,6 +46,9 @@ class Call:
     #: The flow-scoped ID this call had before its task's IDs became task-scoped (None
     #: for flow-scoped IDs and templates): a result stored there is taken over.
     former_id: str | None = None
+    #: The result IDs this call's arguments came from, by parameter (``results_map`` over
+    #: upstream results): kept in the stored record's metadata as its lineage.
+    inputs: dict[str, list[str]] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""What a results_map shows in the Prefect UI: a progress artifact, updated as items
-settle, and a table artifact at the end.
+"""What a results_map reports: the ``ResumeResults`` it returns, and in the Prefect UI
+a progress artifact, updated as items settle, and a table artifact at the end.
 
 The progress artifact is created when the map starts (counting the results found in the
 store) and updated at most once every ``MAP_ARTIFACT_UPDATE_SECONDS``, so 10,000 items
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar, cast, overload
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -25,10 +25,51 @@ from prefect.artifacts import (
 )
 from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
+from pydantic import BaseModel
 
 from results_flow.backends.urls import mask_url
 from results_flow.prefect.progress import MapProgress
 from results_flow.settings import MAP_ARTIFACT_FAILURES, MAP_ARTIFACT_UPDATE_SECONDS
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ResumeResults(Sequence[M], Generic[M]):
+    """Every input's result in input order, with what this call computed and reused.
+
+    Iterate it or index it like a list of results.
+    """
+
+    results: list[M]
+    ids: list[str]
+    computed: int
+    reused: int
+    seconds: float = field(default=0.0, compare=False)
+    #: Of the computed, how many replaced a stored result that had expired.
+    expired: int = 0
+
+    @overload
+    def __getitem__(self, index: int) -> M: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[M]: ...
+    def __getitem__(self, index: int | slice) -> M | list[M]:
+        return self.results[index]
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[M]:
+        return iter(self.results)
+
+    def summary(self) -> str:
+        """One line for logs: how many results, computed (expired ones among them) and
+        reused."""
+        expired = f" ({self.expired} of them expired)" if self.expired else ""
+        return (
+            f"{len(self.results)} results: {self.computed} computed{expired}, "
+            f"{self.reused} reused from the store ({self.seconds:.2f}s)"
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +96,8 @@ class MapSummary:
     store: str
     prefix: str
     seconds: float
+    expired: int = 0
+    """Of the computed, how many replaced a stored result that had expired."""
 
     def table(self, limit: int = MAP_ARTIFACT_FAILURES) -> list[dict[str, Any]]:
         """The table's rows: one per count, then one per failure (the first ``limit``)."""
@@ -62,6 +105,7 @@ class MapSummary:
             {"item": "inputs", "value": self.inputs},
             {"item": "distinct result IDs", "value": self.distinct},
             {"item": "computed", "value": self.computed},
+            {"item": "computed: expired before", "value": self.expired},
             {"item": "reused from the store", "value": self.reused},
             {"item": "failed", "value": self.failed},
             {"item": "store", "value": mask_url(self.store)},
@@ -80,25 +124,9 @@ class MapSummary:
         """One Markdown line for the artifact."""
         return (
             f"**results_map `{self.task_name}`**: {self.inputs} inputs, {self.computed} "
-            f"computed, {self.reused} reused, {self.failed} failed "
+            f"computed ({self.expired} expired), {self.reused} reused, {self.failed} failed "
             f"({self.seconds:.2f} s), store `{mask_url(self.store)}`"
         )
-
-
-def common_prefix(ids: Sequence[str]) -> str:
-    """The whole segments every ID starts with (``""`` when they share none)."""
-    if not ids:
-        return ""
-    first = ids[0].split("/")
-    shared = len(first)
-    for result_id in ids[1:]:
-        segments = result_id.split("/")
-        shared = min(shared, len(segments))
-        for i in range(shared):
-            if segments[i] != first[i]:
-                shared = i
-                break
-    return "/".join(first[:shared])
 
 
 def artifact_key(task_name: str) -> str:

@@ -13,7 +13,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 from prefect import State, Task, get_run_logger
@@ -35,11 +35,15 @@ from results_flow.errors import (
     ResultValidationError,
     UnknownModelError,
 )
-from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.lineage import INPUTS_KEY
+from results_flow.manager import GetOnInvalid, ResultsManager, SetBehavior, decode_many, decode_read
 from results_flow.prefect.naming import Call, IdRecipe, current_flow_name
 from results_flow.prefect.stores import StoreRef
+from results_flow.records import Record, utc_now
 from results_flow.result_types import adapter_of, is_model_class, type_tag
 from results_flow.settings import WARNED_FLOW_RUNS, refresh_requested
+from results_flow.upgrades import invalid_policy
+from results_flow.write_policy import write_back
 
 logger = get_logger("results_flow.prefect")
 
@@ -49,9 +53,32 @@ Settled = Literal["stored", "computed", "raced"]
 """How ``ResultKeeper.keep`` settled a call: its result taken from the store, computed
 and stored here, or computed here while another run stored it first (theirs kept)."""
 
-OnInvalid = Literal["raise", "recompute"]
-"""What a results_task does with a stored result that no longer validates."""
-ON_INVALID_CHOICES: tuple[OnInvalid, ...] = ("raise", "recompute")
+OnInvalid = (
+    Literal["raise", "recompute", "migrate"]
+    | tuple[Literal["migrate"], Literal["raise", "recompute"]]
+)
+"""What a results_task does with a stored result that no longer validates: raise,
+recompute it, or upgrade it (``"migrate"``, see ``results_flow.upgrades``) and then
+raise (``"migrate"``) or recompute (``("migrate", "recompute")``) if no upgrade accepts it."""
+#: The choices besides "migrate", the default first.
+ON_INVALID_CHOICES: tuple[str, ...] = ("raise", "recompute")
+
+
+class Reuse(NamedTuple):
+    """What one run (or chunk) may reuse from the store: nothing with ``refresh``; else a
+    stored result last updated at or after ``cutoff`` (any, when None): an older one has
+    expired (``expire_after``, Prefect's ``cache_expiration``) and is recomputed."""
+
+    refresh: bool = False
+    cutoff: datetime | None = None
+
+    def expired(self, record: Record) -> bool:
+        """Whether ``record`` is too old to reuse."""
+        return self.cutoff is not None and record.updated_at < self.cutoff
+
+
+#: Reuse any stored result: no refresh, no expiry.
+REUSE_ANY = Reuse()
 
 
 class Stored(NamedTuple):
@@ -91,11 +118,13 @@ class ResultKeeper:
         lock_timeout: float,
         refresh: bool = False,
         on_invalid: OnInvalid = "raise",
+        expire_after: timedelta | None = None,
     ) -> None:
-        if on_invalid not in ON_INVALID_CHOICES:
-            raise ValueError(f"on_invalid must be one of {ON_INVALID_CHOICES}, not {on_invalid!r}")
         self.refresh = refresh
+        self.expire_after = checked_expiry(expire_after)
         self.on_invalid: OnInvalid = on_invalid
+        #: ``on_invalid`` read: upgrade first or not, and raise or recompute otherwise.
+        self.invalid = invalid_policy(on_invalid, ON_INVALID_CHOICES)
         self.fn = fn
         self.store = store
         self.result_type = result_type
@@ -150,13 +179,34 @@ class ResultKeeper:
         return self.recipe.call(task_name, arguments, flow_name)
 
     def replace(self, **changes: Any) -> ResultKeeper:
-        """A copy with other policies (``refresh``, ``on_invalid``)."""
+        """A copy with other policies (``refresh``, ``on_invalid``, ``expire_after``).
+
+        Raises:
+            ValueError: ``expire_after`` is not a positive timedelta.
+        """
         clone = copy.copy(self)
         for name, value in changes.items():
-            if name not in ("refresh", "on_invalid"):
+            if name not in ("refresh", "on_invalid", "expire_after"):
                 raise TypeError(f"ResultKeeper.replace: unknown option {name!r}")
-            setattr(clone, name, value)
+            setattr(clone, name, checked_expiry(value) if name == "expire_after" else value)
+        clone.invalid = invalid_policy(clone.on_invalid, ON_INVALID_CHOICES)
         return clone
+
+    def reuse(self, task: Task[Any, Any] | None) -> Reuse:
+        """What a run of ``task`` (this keeper's task, or a copy with other options) may
+        reuse now: see ``refreshing`` and ``expiry``."""
+        if self.refreshing(task):
+            return Reuse(refresh=True)
+        expiry = self.expiry(task)
+        return Reuse(cutoff=None if expiry is None else utc_now() - expiry)
+
+    def expiry(self, task: Task[Any, Any] | None) -> timedelta | None:
+        """How old a stored result may grow before it is recomputed: ``expire_after``,
+        else the task's Prefect option ``cache_expiration``; None: never too old."""
+        if self.expire_after is not None:
+            return self.expire_after
+        own = getattr(task, "cache_expiration", None)
+        return own if isinstance(own, timedelta) and own > timedelta(0) else None
 
     def refreshing(self, task: Task[Any, Any] | None) -> bool:
         """Whether this run recomputes and overwrites even a stored result: ``refresh=True``,
@@ -167,16 +217,28 @@ class ResultKeeper:
         own = getattr(task, "refresh_cache", None)
         return bool(own if own is not None else PREFECT_TASKS_REFRESH_CACHE.value())
 
-    def lookup(self, call: Call, *, refresh: bool = False, since: datetime | None = None) -> Stored:
+    def lookup(
+        self,
+        call: Call,
+        *,
+        reuse: Reuse = REUSE_ANY,
+        since: datetime | None = None,
+        lock: HeldLock | None = None,
+    ) -> Stored:
         """The stored, validated result of ``call`` when this task reuses results.
 
-        With ``refresh`` nothing is reused, except a result stored at or after ``since``
-        (another worker refreshed it while this one waited for the lock).
+        With ``reuse.refresh`` nothing is reused, except a result stored at or after
+        ``since`` (another worker refreshed it while this one waited for the lock); a
+        result that ``reuse`` finds expired is to be replaced (unless another worker
+        replaced it meanwhile: then it is fresh). With ``lock`` (held on the ID), a result
+        upgraded under ``on_invalid="migrate"`` is written back through it (the store's
+        own lock on the ID is taken already).
 
         Raises:
             InvalidResultsError: the stored result no longer validates, or is damaged,
                 and ``on_invalid="raise"``.
         """
+        refresh = reuse.refresh
         if refresh:
             if since is None:
                 return Stored.missing(replace=True)
@@ -189,7 +251,21 @@ class ResultKeeper:
         if not self.skips:
             return Stored.missing(replace=refresh)
         try:
-            return Stored(self.manager().get(call.result_id, self.result_type))
+            manager = self.manager()
+            if reuse.cutoff is None:
+                return Stored(
+                    manager.get(
+                        call.result_id, self.result_type, on_invalid=self.get_on_invalid, lock=lock
+                    )
+                )
+            record = manager.record(call.result_id)
+            if reuse.expired(record):
+                logger.debug("stored result %r expired; recomputing it", call.result_id)
+                return Stored.missing(replace=True)
+            target = manager.backend if lock is None else lock
+            return Stored(
+                decode_read(target, call.result_id, record, self.result_type, self.get_on_invalid)
+            )
         except ResultNotFoundError:
             if not refresh and call.former_id is not None:
                 taken = self.take_over({call.result_id: call.former_id})
@@ -200,21 +276,28 @@ class ResultKeeper:
             self.invalid_found({call.result_id: exc}, total=1)
             return Stored.missing(replace=True)
 
-    def stored_results(
-        self, result_ids: Sequence[str], task: Task[Any, Any] | None
-    ) -> tuple[dict[str, Any], dict[str, ResultsFlowError]]:
+    def stored_results(self, result_ids: Sequence[str], task: Task[Any, Any] | None) -> Batch:
         """For ``results_map``: the stored results to reuse among ``result_ids``, read in one
-        round trip (none when refreshing or not reusing), and the IDs whose stored result
-        no longer validates. Under ``on_invalid="recompute"`` those are logged and are to
-        be submitted; under ``"raise"`` the caller runs the rest, then ``invalid_found``."""
-        if not self.skips or self.refreshing(task):
-            return {}, {}
+        round trip (none when refreshing or not reusing), the IDs whose stored result
+        no longer validates, and those whose stored result expired (to be recomputed).
+        Under ``on_invalid="recompute"`` the invalid ones are logged and are to be
+        submitted; under ``"raise"`` the caller runs the rest, then ``invalid_found``."""
+        reuse = self.reuse(task)
+        if not self.skips or reuse.refresh:
+            return Batch({}, {}, set())
+        manager = self.manager()
+        records, damaged = manager.read_records(result_ids)
+        expired = {rid for rid, record in records.items() if reuse.expired(record)}
+        if expired:
+            records = {rid: record for rid, record in records.items() if rid not in expired}
         try:
-            found = dict(self.manager().get_many(result_ids, self.result_type))
+            batch = decode_many(result_ids, records, self.result_type, self.get_on_invalid, damaged)
+            write_back(manager.backend, batch.rewrites)
+            found = dict(batch.result())
             invalid: dict[str, ResultsFlowError] = {}
         except InvalidResultsError as exc:
             found, invalid = exc.found, exc.invalid
-            if self.on_invalid == "recompute":
+            if self.invalid.otherwise == "recompute":
                 self.invalid_found(invalid, total=len(result_ids))
         flow_name = current_flow_name()
         formers = {
@@ -222,10 +305,17 @@ class ResultKeeper:
             for rid in result_ids
             if rid not in found
             and rid not in invalid
+            and rid not in expired
             and (former := self.recipe.former_id(rid, flow_name)) is not None
         }
         found.update(self.take_over(formers))
-        return found, invalid
+        return Batch(found, invalid, expired)
+
+    @property
+    def get_on_invalid(self) -> GetOnInvalid:
+        """How the store reads this task's results: upgrading them (``"migrate"``) or not;
+        a record still invalid then raises, and ``on_invalid``'s other choice decides."""
+        return "migrate" if self.invalid.migrate else "raise"
 
     def take_over(self, former_ids: Mapping[str, str]) -> dict[str, Any]:
         """The results stored under the former, flow-scoped IDs of task-scoped ones
@@ -270,22 +360,26 @@ class ResultKeeper:
         """
         if not invalid:
             return
-        if self.on_invalid == "raise":
+        if self.invalid.otherwise == "raise":
+            hint = (
+                'pass on_invalid=("migrate", "recompute") to recompute those no upgrade accepts'
+                if self.invalid.migrate
+                else 'pass on_invalid="recompute" to recompute and overwrite them, or register '
+                'upgrades (@upgrades) and pass on_invalid="migrate"'
+            )
             raise InvalidResultsError.of(
-                invalid,
-                total=total,
-                hint=f'pass on_invalid="recompute" to recompute and overwrite them '
-                f"(task type {self.type_name})",
+                invalid, total=total, hint=f"{hint} (task type {self.type_name})"
             )
         log = run_logger()
         for result_id in invalid:
             if not _first_warning(result_id):
                 continue
             log.warning(
-                "stored result %r no longer validates as %s; recomputing it (on_invalid="
-                '"recompute")',
+                "stored result %r no longer validates as %s%s; recomputing it (on_invalid=%s)",
                 result_id,
                 self.type_name,
+                " and no upgrade brings it there" if self.invalid.migrate else "",
+                '("migrate", "recompute")' if self.invalid.migrate else '"recompute"',
             )
 
     def check_locks(self) -> None:
@@ -362,12 +456,36 @@ class ResultKeeper:
             meta["version"] = self.recipe.version
         if self.recipe.code_hash is not None:
             meta["code_hash"] = self.recipe.code_hash
+        if call.inputs:
+            meta[INPUTS_KEY] = call.inputs
         return meta
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_signature"] = None  # annotations may not pickle; rebuilt on first use
         return state
+
+
+class Batch(NamedTuple):
+    """What results_map's batch read found: the results to reuse, the IDs whose stored
+    result no longer validates, and those whose stored result expired."""
+
+    found: dict[str, Any]
+    invalid: dict[str, ResultsFlowError]
+    expired: set[str]
+
+
+def checked_expiry(expire_after: timedelta | None) -> timedelta | None:
+    """``expire_after`` when it is None or a positive timedelta.
+
+    Raises:
+        ValueError: anything else; names the value.
+    """
+    if expire_after is None or (
+        isinstance(expire_after, timedelta) and expire_after > timedelta(0)
+    ):
+        return expire_after
+    raise ValueError(f"expire_after must be a positive datetime.timedelta, not {expire_after!r}")
 
 
 #: The IDs warned of as invalid, per flow run, for the last few runs: results_map's batch
@@ -396,6 +514,28 @@ def _first_warning(result_id: str) -> bool:
         return True
 
 
+#: The messages of a results_task run's final state, each naming its result ID: taken
+#: from the store, computed and stored, computed while another run stored it first.
+_TAKEN = "Taken from the results store: {}"
+_STORED = "Stored as {}"
+_RACED = "Computed, but another run stored {} first; returned theirs"
+
+
+def result_id_of(state: State[Any]) -> str | None:
+    """The result ID a completed results_task run's state names (its lineage for the
+    results computed from it); None for any other state."""
+    message = state.message
+    if not message or not state.is_completed():
+        return None
+    for template in (_STORED, _TAKEN, _RACED):
+        head, _, tail = template.partition("{}")
+        if message.startswith(head) and message.endswith(tail):
+            inner = message[len(head) : len(message) - len(tail)]
+            if inner:
+                return inner
+    return None
+
+
 def settled_state(call: Call, result: Any, settled: Settled) -> Any:
     """What a run settled by ``ResultKeeper.keep`` returns."""
     if settled == "stored":
@@ -409,7 +549,7 @@ def cached_state(call: Call, result: Any) -> Any:
     return state_or_result(
         Completed(
             name=CACHED_STATE_NAME,
-            message=f"Taken from the results store: {call.result_id}",
+            message=_TAKEN.format(call.result_id),
             data=result,
         )
     )
@@ -421,11 +561,11 @@ def computed_state(call: Call, result: Any, fresh: bool) -> Any:
         return state_or_result(
             Completed(
                 name=CACHED_STATE_NAME,
-                message=f"Computed, but another run stored {call.result_id} first; returned theirs",
+                message=_RACED.format(call.result_id),
                 data=result,
             )
         )
-    return state_or_result(Completed(message=f"Stored as {call.result_id}", data=result))
+    return state_or_result(Completed(message=_STORED.format(call.result_id), data=result))
 
 
 def state_or_result(state: State[Any]) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from examples.parallel_resume import Proof, proof_task
+from examples.parallel_resume import Proof, cli_command, proof_task
 from results_flow import ResultsManager
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,3 +212,49 @@ def test_on_prefects_temporary_server_the_output_ends_with_the_summary(tmp_path:
     assert "Error" not in out + err, err[-4000:]
     assert out.rstrip().splitlines()[-3].startswith("200 results: 200 computed"), out
     assert (home / "temporary-server.log").exists()
+
+
+def venv_bin() -> Path:
+    return Path(sys.executable).absolute().parent
+
+
+def path_without_venv() -> str:
+    return os.pathsep.join(
+        entry
+        for entry in os.environ.get("PATH", "").split(os.pathsep)
+        if entry and Path(entry).absolute() != venv_bin()
+    )
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_the_printed_look_command_runs_as_printed_from_the_project_folder(tmp_path: Path) -> None:
+    """``make demo`` runs ``.venv/bin/python`` from the project folder without activating
+    the venv: the summary's ``look:`` line must work pasted into a shell there."""
+    project = venv_bin().parent.parent  # the folder that holds the venv: make demo's cwd
+    url = f"sqlite:///{tmp_path / 'proofs.db'}"
+    env = example_env()
+    env["PATH"] = path_without_venv()
+    args = ("--items", "5", "--difficulty", "4", "--store", url, "--no-progress")
+    code, out, err = finish(start(SCRIPT, *args, cwd=project, env=env))
+    assert code == 0, err[-4000:]
+    look = re.search(r"^look:  (.+)$", out, re.MULTILINE)
+    assert look, out
+    if venv_bin().parent.name == ".venv":
+        assert look[1].startswith(".venv/bin/results-flow ls proofs/d4 --store "), look[1]
+    listed = subprocess.run(
+        ["bash", "-c", look[1]], cwd=project, env=env, capture_output=True, text=True
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [f"proofs/d4/item-{i:05d}" for i in range(5)]
+
+
+def test_the_cli_is_named_plainly_when_path_finds_the_venvs_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(venv_bin()))
+    assert cli_command() == "results-flow"
+    monkeypatch.setenv("PATH", path_without_venv())
+    monkeypatch.chdir(venv_bin().parent.parent)
+    assert cli_command() == str((venv_bin() / "results-flow").relative_to(Path.cwd()))
+    monkeypatch.chdir(tmp_path)
+    assert cli_command() == str(venv_bin() / "results-flow")
