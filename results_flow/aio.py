@@ -11,16 +11,19 @@ import builtins
 import contextlib
 import os
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, TypeVar, overload
 
 from pydantic import BaseModel
 
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, unique
+from results_flow.backends.call_plans import adrive
 from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.urls import async_backend_from_url
 from results_flow.codec import encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
+from results_flow.finding import find_plan, record_query
 from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.manager import (
     GetOnInvalid,
@@ -222,9 +225,37 @@ class AsyncResultsManager:
         rprefix = None if prefix is None else normalize_id(prefix)
         return listed(await self._backend.list_ids(rprefix), rprefix)
 
+    async def find(
+        self,
+        prefix: ResultId | None = None,
+        *,
+        flow: str | None = None,
+        task: str | None = None,
+        flow_run: str | None = None,
+        version: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        older_than: timedelta | None = None,
+        invalid: bool = False,
+    ) -> list[str]:
+        """See ``ResultsManager.find``."""
+        query = record_query(
+            prefix,
+            flow=flow,
+            task=task,
+            flow_run=flow_run,
+            version=version,
+            params=params,
+            older_than=older_than,
+        )
+        return await adrive(find_plan(query, invalid=invalid), self._backend)
+
     async def delete(self, result_id: ResultId, *, lock: AsyncHeldLock | None = None) -> bool:
         """See ``ResultsManager.delete``."""
         return await (self._backend if lock is None else lock).delete(normalize_id(result_id))
+
+    async def delete_many(self, result_ids: Sequence[ResultId]) -> int:
+        """See ``ResultsManager.delete_many``."""
+        return await self._backend.delete_many(normalize_ids(result_ids))
 
     async def clear(self) -> None:
         """See ``ResultsManager.clear``."""

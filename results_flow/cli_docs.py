@@ -28,13 +28,15 @@ HEADER = """\
 
 Generated from each command's `--help` by `python -m results_flow.cli_docs`
 (`make docs` runs it; `make test` fails when this page differs from the commands).
-Do not edit it by hand: change the command's docstring in `results_flow/cli.py`.
+Do not edit it by hand: change the command's docstring in `results_flow/cli.py`
+(`ls`, `rm`, `gc` and `verify`: `results_flow/cli_find.py`).
 
 The store is `--store URL`, else `$RESULTS_FLOW_STORE`, else
 `sqlite:///results_store/results.db`. Options go after the command; `--json` on any
 command prints JSON for scripts. Every command is also a function in
-`results_flow.maintenance` (or `results_flow.transfer` for `export`, `import` and
-`migrate`), usable from Python.
+`results_flow.maintenance` (`results_flow.cleanup` for `rm` and `gc`,
+`results_flow.transfer` for `export`, `import` and `migrate`; `ls` with filters is
+`ResultsManager.find`), usable from Python.
 """
 
 

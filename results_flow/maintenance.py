@@ -1,4 +1,4 @@
-"""Store maintenance: list, inspect, count, verify and prune.
+"""Store maintenance: list, inspect, count and verify.
 
 The ``results-flow`` command is a thin layer over these functions; they work the same
 from Python. Each takes a ``ResultsManager`` or a bare ``ResultsBackend`` and speaks
@@ -7,7 +7,8 @@ only the public backend interface (``list_ids``, ``read_many`` in batches, ``ins
 returns a small report (a frozen Pydantic model, so ``model_dump(mode="json")`` is
 the machine-readable form).
 
-Export, import and migration live in ``results_flow.transfer``.
+Deleting (``rm``, ``gc``) lives in ``results_flow.cleanup``; export, import and
+migration in ``results_flow.transfer``.
 
 Long calls report progress to an optional ``ProgressSink`` (``start(total)``, then
 ``advance(n)``); the command line draws it as a rich progress bar.
@@ -19,12 +20,12 @@ import importlib
 import os
 import re
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
 from results_flow.backends.base import ResultsBackend, chunked
 from results_flow.backends.file import FileBackend, shown_path
@@ -39,8 +40,9 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.ids import SEPARATOR, listed, normalize_id
-from results_flow.manager import ResultsManager, decode, not_found
-from results_flow.records import Record, load_json, utc_now
+from results_flow.manager import ResultsManager, decode
+from results_flow.query import human_age as human_age
+from results_flow.records import Record, load_json
 from results_flow.registry import ensure_registered
 from results_flow.settings import RECORDS_PER_STEP, default_store_url
 
@@ -128,24 +130,12 @@ class VerifyReport(Report):
         """True when every record validated."""
         return not self.failures
 
-
-class DeletePlan(Report):
-    """IDs chosen for deletion, to show (and confirm) before ``delete_planned`` runs."""
-
-    location: str
-    ids: list[str]
-    prefix: str | None = None
-    cutoff: datetime | None = None
-    """For ``gc``: only records last updated before this time are deleted."""
-
-
-class DeleteReport(Report):
-    """The outcome of ``delete_planned``."""
-
-    location: str
-    deleted: int
-    kept: int
-    """Planned IDs not deleted: already gone, or (for ``gc``) updated since the plan."""
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def counts(self) -> dict[str, int]:
+        """Failures by kind (``corrupt``, ``invalid``, ``unknown_model``), largest first."""
+        counted = Counter(failure.kind for failure in self.failures)
+        return dict(counted.most_common())
 
 
 # --- opening stores and loading models ------------------------------------------------
@@ -225,7 +215,7 @@ def scan(
     if progress is not None:
         progress.start(len(ids))
     for batch in chunked(ids, batch_size):
-        yield from _read_batch(backend, batch)
+        yield from read_batch(backend, batch)
         if progress is not None:
             progress.advance(len(batch))
 
@@ -249,9 +239,10 @@ def iter_records(
         yield result_id, item
 
 
-def _read_batch(
+def read_batch(
     backend: ResultsBackend, batch: Sequence[str]
 ) -> Iterator[tuple[str, Record | CorruptRecordError]]:
+    """The stored records of ``batch`` in its order, a damaged one as its error."""
     try:
         found: dict[str, Record | CorruptRecordError] = dict(backend.read_many(batch))
     except CorruptRecordError:
@@ -270,13 +261,20 @@ def _read_batch(
             yield result_id, found[result_id]
 
 
-def summaries(store: Store, prefix: str | None = None) -> list[RecordSummary]:
-    """Type, namespace, times and size of each record under ``prefix``.
+def summaries(
+    store: Store, prefix: str | None = None, *, ids: Sequence[str] | None = None
+) -> list[RecordSummary]:
+    """Type, namespace, times and size of each record under ``prefix``, or of ``ids``
+    (those still stored, in their order).
 
     Raises:
         InvalidResultIdError: the prefix breaks the ID grammar.
         CorruptRecordError: a record cannot be decoded.
     """
+    if ids is None:
+        found: Iterable[tuple[str, Record]] = iter_records(store, prefix)
+    else:
+        found = _records_of(backend_of(store), ids)
     return [
         RecordSummary(
             id=result_id,
@@ -286,8 +284,16 @@ def summaries(store: Store, prefix: str | None = None) -> list[RecordSummary]:
             updated_at=record.updated_at,
             size=document_size(record),
         )
-        for result_id, record in iter_records(store, prefix)
+        for result_id, record in found
     ]
+
+
+def _records_of(backend: ResultsBackend, ids: Sequence[str]) -> Iterator[tuple[str, Record]]:
+    for batch in chunked(ids, RECORDS_PER_STEP):
+        for result_id, item in read_batch(backend, batch):
+            if isinstance(item, CorruptRecordError):
+                raise item
+            yield result_id, item
 
 
 def document_size(record: Record) -> int:
@@ -446,73 +452,7 @@ def _file_orphans(backend: FileBackend, prefix: str | None) -> list[str]:
     return [shown_path(path) for path in backend.stray_paths(prefix)]
 
 
-# --- rm and gc: delete plans, ages, deletion --------------------------------------------
-
-
-def plan_delete(
-    store: Store, result_id: str | None = None, *, prefix: str | None = None
-) -> DeletePlan:
-    """The IDs ``rm ID`` or ``rm --prefix P`` would delete (give exactly one of them).
-
-    Raises:
-        MaintenanceError: neither or both of ``result_id`` and ``prefix`` given.
-        InvalidResultIdError: the ID or prefix breaks the grammar.
-        ResultNotFoundError: ``result_id`` is not stored.
-    """
-    backend = backend_of(store)
-    if (result_id is None) == (prefix is None):
-        raise MaintenanceError(
-            "give either one result ID or a prefix to delete, not both or neither"
-        )
-    if result_id is not None:
-        rid = normalize_id(result_id)
-        if not backend.exists(rid):
-            raise not_found(rid, backend.location)
-        return DeletePlan(location=backend.location, ids=[rid])
-    normalized = normalized_prefix(prefix)
-    return DeletePlan(
-        location=backend.location,
-        ids=listed(backend.list_ids(normalized), normalized),
-        prefix=normalized,
-    )
-
-
-def plan_gc(
-    store: Store,
-    older_than: timedelta,
-    prefix: str | None = None,
-    *,
-    now: datetime | None = None,
-    progress: ProgressSink | None = None,
-) -> DeletePlan:
-    """The records (under ``prefix``) last updated more than ``older_than`` ago.
-
-    A record that cannot be decoded has no trustworthy time and is never chosen.
-
-    Raises:
-        MaintenanceError: ``older_than`` is negative, or reaches back before the year 1.
-        InvalidResultIdError: the prefix breaks the ID grammar.
-    """
-    if older_than < timedelta(0):
-        raise MaintenanceError(f"gc needs an age of zero or more, got {human_age(older_than)}")
-    try:
-        cutoff = (now or utc_now()) - older_than
-    except OverflowError as exc:
-        raise MaintenanceError(
-            f"gc age {human_age(older_than)} reaches back before the year 1; "
-            "no record can be that old"
-        ) from exc
-    stale = [
-        result_id
-        for result_id, item in scan(store, prefix, progress=progress)
-        if not isinstance(item, CorruptRecordError) and item.updated_at < cutoff
-    ]
-    return DeletePlan(
-        location=backend_of(store).location,
-        ids=stale,
-        prefix=normalized_prefix(prefix),
-        cutoff=cutoff,
-    )
+# --- ages -------------------------------------------------------------------------------
 
 
 #: Seconds per unit of an age such as ``30d`` or ``1d12h`` (M is 30 days, y 365 days).
@@ -538,57 +478,6 @@ def parse_age(text: str) -> timedelta:
         return timedelta(seconds=sum(float(n) * AGE_UNITS[unit] for n, unit in parts))
     except OverflowError as exc:
         raise MaintenanceError(f"age {text!r} is too long to count") from exc
-
-
-def human_age(age: timedelta) -> str:
-    """An age for people: ``30 days``, ``1 day 12 hours``, ``-5 days``, ``0 seconds``."""
-    sign, total = ("-", -age) if age < timedelta(0) else ("", age)
-    seconds = round(total.total_seconds())
-    parts = []
-    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count:,} {name}{'' if count == 1 else 's'}")
-    return sign + (" ".join(parts) or "0 seconds")
-
-
-def delete_planned(
-    store: Store,
-    plan: DeletePlan,
-    *,
-    batch_size: int = RECORDS_PER_STEP,
-    progress: ProgressSink | None = None,
-) -> DeleteReport:
-    """Delete the IDs of a plan.
-
-    For a ``gc`` plan each batch is read again first, and a record updated since the
-    plan was made is kept. (A write that lands between that read and the delete is
-    still lost: run gc when nothing writes the IDs it prunes.)
-
-    Raises:
-        MaintenanceError: the plan was made for another store.
-    """
-    backend = backend_of(store)
-    if plan.location != backend.location:
-        raise MaintenanceError(
-            f"this deletion was planned for {plan.location}, not for {backend.location}"
-        )
-    if progress is not None:
-        progress.start(len(plan.ids))
-    deleted = 0
-    for batch in chunked(plan.ids, batch_size):
-        chosen: Iterable[str] = batch
-        if plan.cutoff is not None:
-            cutoff = plan.cutoff
-            chosen = [
-                result_id
-                for result_id, item in _read_batch(backend, batch)
-                if not isinstance(item, CorruptRecordError) and item.updated_at < cutoff
-            ]
-        deleted += sum(backend.delete(result_id) for result_id in chosen)
-        if progress is not None:
-            progress.advance(len(batch))
-    return DeleteReport(location=backend.location, deleted=deleted, kept=len(plan.ids) - deleted)
 
 
 # --- helpers ----------------------------------------------------------------------------

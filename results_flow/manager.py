@@ -13,12 +13,14 @@ import builtins
 import contextlib
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 
 from results_flow.backends.base import ResultsBackend, unique
+from results_flow.backends.call_plans import drive
 from results_flow.backends.held import HeldLock
 from results_flow.backends.urls import backend_from_url
 from results_flow.codec import Decoded, decode, decode_or_upgrade, encode
@@ -30,6 +32,7 @@ from results_flow.errors import (
     ResultValidationError,
     UnknownModelError,
 )
+from results_flow.finding import find_plan, record_query
 from results_flow.gc_pause import collection_paused
 from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
 from results_flow.records import Record
@@ -321,9 +324,50 @@ class ResultsManager:
         rprefix = None if prefix is None else normalize_id(prefix)
         return listed(self._backend.list_ids(rprefix), rprefix)
 
+    def find(
+        self,
+        prefix: ResultId | None = None,
+        *,
+        flow: str | None = None,
+        task: str | None = None,
+        flow_run: str | None = None,
+        version: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        older_than: timedelta | None = None,
+        invalid: bool = False,
+    ) -> list[str]:
+        """Sorted IDs of the results that every given filter selects, by what made them:
+        the ``flow_name``, ``task_name``, ``flow_run_id``, ``version`` and ``parameters``
+        a results task keeps in each record's metadata.
+
+        A value matches as text: a string as itself, another JSON value as its compact
+        JSON, so ``params={"n": 3}`` and ``{"n": "3"}`` both find ``n=3``. ``older_than``
+        keeps results last updated longer ago; ``invalid`` keeps those that no longer
+        validate as their registered model. Indexed on SQL stores; a listing elsewhere.
+
+        Raises:
+            InvalidResultIdError: the prefix breaks the ID grammar.
+            MaintenanceError: ``older_than`` is negative or too long.
+            UnknownModelError: ``invalid`` and a selected record's model is not registered.
+        """
+        query = record_query(
+            prefix,
+            flow=flow,
+            task=task,
+            flow_run=flow_run,
+            version=version,
+            params=params,
+            older_than=older_than,
+        )
+        return drive(find_plan(query, invalid=invalid), self._backend)
+
     def delete(self, result_id: ResultId, *, lock: HeldLock | None = None) -> bool:
         """Remove the result; True when one was stored. With ``lock``, see ``set``."""
         return (self._backend if lock is None else lock).delete(normalize_id(result_id))
+
+    def delete_many(self, result_ids: Sequence[ResultId]) -> int:
+        """Remove the results of ``result_ids`` in batches; how many were stored."""
+        return self._backend.delete_many(normalize_ids(result_ids))
 
     def clear(self) -> None:
         """Remove every result in the store."""

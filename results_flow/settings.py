@@ -114,6 +114,9 @@ MAP_ARTIFACT_FAILURES = 20
 TYPE_TAG_MAX_LENGTH = 255
 #: IDs bound in one SQL batch read: below SQLite's and PostgreSQL's parameter limits.
 SQL_IDS_PER_STATEMENT = 30_000
+#: Characters of a metadata value a SQL store's indexed column keeps (flow, task, flow run,
+#: version): names and UUIDs fit whole; a longer value is found through its first ones.
+INDEX_KEY_MAX_LENGTH = 255
 #: Records one maintenance or transfer step reads and writes at a time: bounds memory.
 RECORDS_PER_STEP = 1000
 #: SQLite's work (virtual machine steps) allowed between two rows of an original
@@ -156,6 +159,11 @@ FILE_WRITE_ATTEMPTS = 20
 FILE_NAMES_CACHED = 65_536
 #: How many IDs an error message names before "and N more" (bad records, failed map items).
 IDS_NAMED_IN_ERRORS = 5
+#: Problems ``results-flow verify`` prints one by one (after its summary); ``--limit``
+#: changes it and ``--json`` lists all: 2,000 bad records printed ~9,800 lines.
+VERIFY_LINES = 20
+#: IDs ``rm`` and ``gc`` show before asking to delete them (``--dry-run`` lists all).
+PLAN_IDS_SHOWN = 10
 #: Most upgrades chained to bring one stored record to its current model: far beyond any
 #: model's history; each registered upgrade runs at most once per record anyway.
 MAX_UPGRADE_STEPS = 64

@@ -20,7 +20,8 @@ from pathlib import Path
 from results_flow.backends.file import SUFFIX, FileBackend, raise_walk_error
 from results_flow.errors import InvalidResultIdError, MaintenanceError, StoreError
 from results_flow.ids import split_id
-from results_flow.maintenance import Report, Store, backend_of, human_age
+from results_flow.maintenance import Report, Store, backend_of
+from results_flow.query import human_age
 from results_flow.records import utc_now
 
 #: A temp file is removed only when it has not been touched for this long: a live

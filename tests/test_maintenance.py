@@ -31,6 +31,7 @@ from results_flow import (
     StoreUnavailableError,
     register_model,
 )
+from results_flow import cleanup as cl
 from results_flow import maintenance as mt
 from results_flow import transfer as tr
 from results_flow.codec import encode
@@ -317,13 +318,13 @@ def test_migrate_copies_envelopes_and_reruns_cleanly(store: ResultsManager, tmp_
 
 def test_plan_delete(store: ResultsManager) -> None:
     fill(store, 4)
-    assert mt.plan_delete(store, prefix="a").ids == ["a/x/1", "a/x/3"]
-    assert mt.plan_delete(store, "b/x/0").ids == ["b/x/0"]
+    assert cl.plan_delete(store, prefix="a").ids == ["a/x/1", "a/x/3"]
+    assert cl.plan_delete(store, "b/x/0").ids == ["b/x/0"]
     with pytest.raises(ResultNotFoundError, match="b/x/9"):
-        mt.plan_delete(store, "b/x/9")
+        cl.plan_delete(store, "b/x/9")
     with pytest.raises(MaintenanceError):
-        mt.plan_delete(store)
-    report = mt.delete_planned(store, mt.plan_delete(store, prefix="b"))
+        cl.plan_delete(store)
+    report = cl.delete_planned(store, cl.plan_delete(store, prefix="b"))
     assert (report.deleted, store.list_ids()) == (2, ["a/x/1", "a/x/3"])
 
 
@@ -331,17 +332,17 @@ def test_gc_deletes_only_records_older_than_the_cutoff(store: ResultsManager) ->
     store.backend.insert("old/1", stamped(40))
     store.backend.insert("old/2", stamped(31))
     store.backend.insert("recent", stamped(2))
-    plan = mt.plan_gc(store, timedelta(days=30))
+    plan = cl.plan_gc(store, timedelta(days=30))
     assert plan.ids == ["old/1", "old/2"]
     # A record rewritten after the plan was made is kept.
     store.backend.upsert("old/2", stamped(0))
-    report = mt.delete_planned(store, plan)
+    report = cl.delete_planned(store, plan)
     assert (report.deleted, report.kept) == (1, 1)
     assert store.list_ids() == ["old/2", "recent"]
     with pytest.raises(MaintenanceError, match="zero or more"):
-        mt.plan_gc(store, timedelta(days=-1))
+        cl.plan_gc(store, timedelta(days=-1))
     with pytest.raises(MaintenanceError, match="planned for"):
-        mt.delete_planned(MemoryBackend("other"), plan)
+        cl.delete_planned(MemoryBackend("other"), plan)
 
 
 def test_open_store_does_not_create_a_missing_store(tmp_path: Path) -> None:
@@ -376,7 +377,15 @@ def test_parse_age_and_human_age() -> None:
     assert mt.parse_age("30d") == timedelta(days=30)
     assert mt.parse_age("1d12h") == timedelta(days=1, hours=12)
     assert mt.parse_age("90m") == timedelta(minutes=90)
-    for bad in ("-5d", "5", "soon", "5d-", "", "\uff11d", "\u0663d"):  # fullwidth, Arabic-Indic digits
+    for bad in (
+        "-5d",
+        "5",
+        "soon",
+        "5d-",
+        "",
+        "\uff11d",
+        "\u0663d",
+    ):  # fullwidth, Arabic-Indic digits
         with pytest.raises(MaintenanceError, match="is not an age such as 30d"):
             mt.parse_age(bad)
     with pytest.raises(MaintenanceError, match="too long"):
@@ -390,7 +399,7 @@ def test_parse_age_and_human_age() -> None:
 def test_gc_age_before_the_calendar_is_a_named_error(store: ResultsManager) -> None:
     """Regression (issue 8, item 16): ``gc --older-than 99999999d`` was an OverflowError."""
     with pytest.raises(MaintenanceError, match="99,999,999 days reaches back before the year 1"):
-        mt.plan_gc(store, timedelta(days=99_999_999))
+        cl.plan_gc(store, timedelta(days=99_999_999))
 
 
 def test_a_prefix_may_end_with_a_slash(store: ResultsManager, tmp_path: Path) -> None:
@@ -400,11 +409,11 @@ def test_a_prefix_may_end_with_a_slash(store: ResultsManager, tmp_path: Path) ->
     assert mt.stats(store, "a/x/").count == 2
     assert mt.verify(store, "b/").checked == 3
     assert tr.export_jsonl(store, tmp_path / "a.jsonl", "a/").written == 2
-    assert mt.plan_gc(store, timedelta(0), "a/").ids == ["a/x/1", "a/x/3"]
-    assert mt.plan_delete(store, prefix="b/x/").ids == ["b/x/0", "b/x/2", "b/x/4"]
+    assert cl.plan_gc(store, timedelta(0), "a/").ids == ["a/x/1", "a/x/3"]
+    assert cl.plan_delete(store, prefix="b/x/").ids == ["b/x/0", "b/x/2", "b/x/4"]
     for bad in ("/", "a//", "a/../"):
         with pytest.raises(InvalidResultIdError):
-            mt.plan_delete(store, prefix=bad)
+            cl.plan_delete(store, prefix=bad)
 
 
 class ShortNamespaceBackend(MinimalBackend):

@@ -15,8 +15,9 @@ from results_flow.backends.file import FileBackend
 from results_flow.backends.memory import MemoryBackend
 from results_flow.backends.sql import SqlBackend
 from results_flow.backends.sql_async import AsyncSqlBackend
+from results_flow.cleanup import delete_planned
 from results_flow.data.database import DatabaseDataManager
-from results_flow.maintenance import delete_planned, iter_records, scan
+from results_flow.maintenance import iter_records, scan
 from results_flow.prefect.decorator import results_task
 from results_flow.transfer import export_jsonl, migrate
 

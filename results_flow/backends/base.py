@@ -15,10 +15,13 @@ from typing import Self
 
 import anyio.to_thread
 
+from results_flow.backends.call_plans import adrive, delete_plan, drive, find_plan
 from results_flow.backends.held import AsyncHeldLock, HeldLock, areplace_through, replace_through
 from results_flow.backends.locks import held_in_thread
 from results_flow.errors import StoreError, UnsupportedStoreUrlError
+from results_flow.query import RecordQuery
 from results_flow.records import Record
+from results_flow.settings import RECORDS_PER_STEP
 
 
 class ResultsBackend(ABC):
@@ -87,6 +90,20 @@ class ResultsBackend(ABC):
     def exists_many(self, result_ids: Sequence[str]) -> set[str]:
         """The IDs among ``result_ids`` that have a stored record."""
         return {result_id for result_id in result_ids if self.exists(result_id)}
+
+    def find_ids(self, query: RecordQuery) -> list[str]:
+        """Sorted IDs whose records ``query`` selects (see ``RecordQuery.matches``); a
+        record that cannot be decoded matches no query that reads records.
+
+        The default lists the prefix and reads the records in batches; a store with an
+        index on the metadata overrides it.
+        """
+        return drive(find_plan(query, RECORDS_PER_STEP), self)
+
+    def delete_many(self, result_ids: Sequence[str]) -> int:
+        """Remove the records of ``result_ids``; how many were there. Not one atomic
+        step: each record goes as ``delete`` would, a fast store batches them."""
+        return drive(delete_plan(result_ids), self)
 
     def clear(self) -> None:
         """Remove every record."""
@@ -181,6 +198,14 @@ class AsyncResultsBackend(ABC):
     async def clear(self) -> None:
         """See ``ResultsBackend.clear``."""
 
+    async def find_ids(self, query: RecordQuery) -> list[str]:
+        """See ``ResultsBackend.find_ids`` (the same default, on this interface's calls)."""
+        return await adrive(find_plan(query, RECORDS_PER_STEP), self)
+
+    async def delete_many(self, result_ids: Sequence[str]) -> int:
+        """See ``ResultsBackend.delete_many``."""
+        return await adrive(delete_plan(result_ids), self)
+
     async def replace_if_unchanged(self, result_id: str, record: Record, seen: Record) -> bool:
         """See ``ResultsBackend.replace_if_unchanged``. This default takes no lock (an
         async store's lock is optional): a writer may come in between the read and
@@ -235,6 +260,12 @@ class ThreadedAsyncBackend(AsyncResultsBackend):
 
     async def clear(self) -> None:
         await anyio.to_thread.run_sync(self.backend.clear)
+
+    async def find_ids(self, query: RecordQuery) -> list[str]:
+        return await anyio.to_thread.run_sync(self.backend.find_ids, query)
+
+    async def delete_many(self, result_ids: Sequence[str]) -> int:
+        return await anyio.to_thread.run_sync(self.backend.delete_many, result_ids)
 
     async def close(self) -> None:
         await anyio.to_thread.run_sync(self.backend.close)

@@ -400,6 +400,19 @@ class ObjectStoreBackend(ResultsBackend):
         results = self._gather(self.exists, ids)
         return {i for i, there in zip(ids, results, strict=True) if there}
 
+    def delete_many(self, result_ids: Sequence[str]) -> int:
+        """One concurrent look for which IDs are there, then deletes of up to 1,000
+        objects per request."""
+        import obstore
+
+        there = self.exists_many(result_ids)
+        keys = [self.key_for(i) for i in unique(result_ids) if i in there]
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            with self._missing_ok(batch[0]):
+                obstore.delete(self.client(), batch)
+        return len(keys)
+
     def clear(self) -> None:
         """Remove every record under the prefix; other objects (and leases) stay."""
         import obstore

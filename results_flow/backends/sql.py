@@ -56,6 +56,7 @@ from results_flow.errors import (
     StoreUnavailableError,
     UnsupportedStoreUrlError,
 )
+from results_flow.query import RecordQuery
 from results_flow.records import Record
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
@@ -154,6 +155,18 @@ class SqlBackend(ResultsBackend):
 
     def list_ids(self, prefix: str | None = None) -> list[str]:
         return self._run_read(lambda c: list(c.execute(self._sql.list_ids(prefix)).scalars()))
+
+    def find_ids(self, query: RecordQuery) -> list[str]:
+        statement = self._sql.find(query)
+        rows = self._run_read(lambda c: list(c.execute(statement)))
+        return self._sql.found_ids(query, rows)
+
+    def delete_many(self, result_ids: Sequence[str]) -> int:
+        batches = self._batches(result_ids)
+        if not batches:
+            return 0
+        statement = self._sql.delete_many
+        return self._run_write(lambda c: sum(c.execute(statement, b).rowcount for b in batches))
 
     def insert(self, result_id: str, record: Record) -> Record | None:
         return self._rows.write(lambda rows: run_plan(insert_plan(result_id, record), rows))

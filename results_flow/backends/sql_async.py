@@ -40,6 +40,7 @@ from results_flow.backends.sql_statements import (
     records_table,
 )
 from results_flow.backends.urls import database_url, mask_url
+from results_flow.query import RecordQuery
 from results_flow.records import Record
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
@@ -175,6 +176,24 @@ class AsyncSqlBackend(AsyncResultsBackend):
             return list((await conn.execute(self._sql.list_ids(prefix))).scalars())
 
         return await self._run(query, write=False)
+
+    async def find_ids(self, query: RecordQuery) -> list[str]:
+        statement = self._sql.find(query)
+
+        async def rows(conn: AsyncConnection) -> list[Any]:
+            return list(await conn.execute(statement))
+
+        return self._sql.found_ids(query, await self._run(rows, write=False))
+
+    async def delete_many(self, result_ids: Sequence[str]) -> int:
+        async def write(conn: AsyncConnection) -> int:
+            deleted = 0
+            for batch in chunked(unique(result_ids), SQL_IDS_PER_STATEMENT):
+                executed = await conn.execute(self._sql.delete_many, self._sql.batch(batch))
+                deleted += executed.rowcount
+            return deleted
+
+        return await self._run(write, write=True) if result_ids else 0
 
     async def insert(self, result_id: str, record: Record) -> Record | None:
         return await self._run_plan(lambda: insert_plan(result_id, record))

@@ -3,7 +3,12 @@
 One table, the ID as primary key. Conflicts are settled by the database with the
 dialect's ``INSERT ... ON CONFLICT``; never by a read followed by a write. On
 PostgreSQL the ID column uses the "C" collation so ordering and prefix ranges are
-bytewise, exactly as on SQLite and in Python. Sync and async backends, and every row
+bytewise, exactly as on SQLite and in Python.
+
+The metadata keys a find selects on exactly (flow, task, flow run, version:
+``query.INDEXED_FIELDS``) are kept again in indexed columns of their own, written with
+every row; a table made before they existed gets them, filled from its rows' metadata,
+when a store first opens it (``create_records_table``). Sync and async backends, and every row
 runner, use these statements; nothing else writes SQL for the records table.
 """
 
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -20,7 +26,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from results_flow.errors import CorruptRecordError
 from results_flow.ids import MAX_ID_BYTES, prefix_upper_bound
+from results_flow.query import INDEXED_FIELDS, RecordQuery, index_key, index_keys
 from results_flow.records import Record, load_json, parse_time
+from results_flow.settings import INDEX_KEY_MAX_LENGTH
 
 DEFAULT_TABLE = "results_flow_records"
 #: Serializes CREATE TABLE across processes on PostgreSQL (an arbitrary constant key).
@@ -29,8 +37,19 @@ CREATE_LOCK_KEY = 0x52464C4F57  # "RFLOW"
 ONE_ROW = ("read", "read_for_update", "exists", "insert", "upsert", "delete")
 #: The SELECTs of a batch of IDs (bound as one ``ids`` parameter, see ``Statements.batch``).
 BATCH = ("read_many", "exists_many")
+#: The indexed metadata columns (``query.INDEXED_FIELDS``), in table order.
+FIND_COLUMNS = tuple(INDEXED_FIELDS.values())
 #: The bind names of a full row, in ``row_values`` order.
-ROW_KEYS = ("id", "model_type", "namespace", "data", "metadata", "created_at", "updated_at")
+ROW_KEYS = (
+    "id",
+    "model_type",
+    "namespace",
+    "data",
+    "metadata",
+    "created_at",
+    "updated_at",
+    *FIND_COLUMNS,
+)
 
 
 def records_table(name: str = DEFAULT_TABLE, schema: str | None = None) -> sa.Table:
@@ -48,16 +67,59 @@ def records_table(name: str = DEFAULT_TABLE, schema: str | None = None) -> sa.Ta
         sa.Column("metadata", sa.Text, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        *(sa.Column(key, sa.String(INDEX_KEY_MAX_LENGTH), nullable=True) for key in FIND_COLUMNS),
+        sa.Index(f"{name}_by_flow_run", "flow_run_id"),
+        sa.Index(f"{name}_by_flow_task", "flow_name", "task_name", "version"),
+        sa.Index(f"{name}_by_task", "task_name", "version"),
+        sa.Index(f"{name}_by_update", "updated_at"),
         schema=schema,
     )
 
 
 def create_records_table(conn: Connection, table: sa.Table) -> None:
-    """Create ``table`` unless it exists (the async backend runs this through ``run_sync``)."""
+    """Create ``table`` unless it exists, or give a table made before the find columns
+    those columns, filled, and their indexes (the async backend runs this through
+    ``run_sync``)."""
     if conn.dialect.name == "postgresql":
         # Many workers may open a new store at once; CREATE TABLE IF NOT EXISTS still races.
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": CREATE_LOCK_KEY})
     table.metadata.create_all(conn, checkfirst=True)
+    present = {column["name"] for column in sa.inspect(conn).get_columns(table.name, table.schema)}
+    missing = [key for key in FIND_COLUMNS if key not in present]
+    if not missing:
+        return
+    quote = conn.dialect.identifier_preparer
+    for key in missing:
+        kind = table.c[key].type.compile(dialect=conn.dialect)
+        conn.execute(
+            sa.text(f"ALTER TABLE {quote.format_table(table)} ADD COLUMN {quote.quote(key)} {kind}")
+        )
+    _fill_find_columns(conn, table)
+    for index in table.indexes:
+        index.create(conn, checkfirst=True)
+
+
+def _fill_find_columns(conn: Connection, table: sa.Table) -> None:
+    """Set the find columns of every row from its metadata (a row whose metadata is not
+    a JSON object keeps them empty: it is damaged, and matches no find)."""
+    c = table.c
+    updates = []
+    for result_id, metadata in conn.execute(sa.select(c.id, c.metadata)):
+        try:
+            decoded = load_json(metadata)
+        except ValueError:
+            continue
+        if isinstance(decoded, dict):
+            keys = index_keys(decoded)
+            if any(value is not None for value in keys.values()):
+                updates.append({"row_id": result_id, **{f"new_{k}": v for k, v in keys.items()}})
+    if updates:
+        fill = (
+            table.update()
+            .where(c.id == sa.bindparam("row_id"))
+            .values({key: sa.bindparam(f"new_{key}") for key in FIND_COLUMNS})
+        )
+        conn.execute(fill, updates)
 
 
 class _DriverValue(sa.types.TypeDecorator[Any]):
@@ -109,6 +171,7 @@ class Statements:
         self.read_many = sa.select(*self.columns).where(in_batch)
         self.exists_many = sa.select(c.id).where(in_batch)
         self.delete = sa.delete(table).where(c.id == sa.bindparam("id"))
+        self.delete_many = sa.delete(table).where(in_batch)
         self.clear = sa.delete(table)
         insert = postgresql.insert(table) if dialect.name == "postgresql" else sqlite.insert(table)
         # RETURNING says whether the row went in; rowcount is not reliable for every driver.
@@ -117,7 +180,14 @@ class Statements:
             index_elements=[c.id],
             set_={
                 name: insert.excluded[name]
-                for name in ("model_type", "namespace", "data", "metadata", "updated_at")
+                for name in (
+                    "model_type",
+                    "namespace",
+                    "data",
+                    "metadata",
+                    "updated_at",
+                    *FIND_COLUMNS,
+                )
             },
         )
 
@@ -132,13 +202,47 @@ class Statements:
         """IDs equal to ``prefix`` or below it by whole segments, sorted."""
         c = self.table.c
         query = sa.select(c.id).order_by(c.id)
-        if prefix is None:
-            return query
-        # One index range, read in key order (no sort): ``id = p OR (p/ <= id < p0)``
-        # became two index searches and a temporary B-tree for ORDER BY on SQLite. The
-        # OR only filters IDs inside the range that extend p's last segment (``p-x``).
+        return query if prefix is None else query.where(*self._under(prefix))
+
+    def find(self, query: RecordQuery) -> sa.Select[Any]:
+        """The rows ``query`` may select, sorted by ID: narrowed by the ID range, the
+        indexed find columns and the update time; only IDs when those say it all, else
+        whole rows for ``found_ids`` to judge."""
+        c = self.table.c
+        statement = sa.select(*(self.columns if query.needs_records else (c.id,))).order_by(c.id)
+        if query.prefix is not None:
+            statement = statement.where(*self._under(query.prefix))
+        for key, text in query.exact_fields.items():
+            statement = statement.where(c[key] == index_key(text))
+        if query.updated_before is not None:
+            statement = statement.where(c.updated_at < query.updated_before.astimezone(UTC))
+        return statement
+
+    @staticmethod
+    def found_ids(query: RecordQuery, rows: Sequence[Sequence[Any]]) -> list[str]:
+        """The IDs among the rows of ``find`` that ``query`` selects (a damaged row none)."""
+        if not query.needs_records:
+            return [row[0] for row in rows]
+        found = []
+        for row in rows:
+            try:
+                record = record_from_row(row)
+            except CorruptRecordError:
+                continue
+            if query.matches(record):
+                found.append(row[0])
+        return found
+
+    def _under(self, prefix: str) -> tuple[sa.ColumnElement[bool], ...]:
+        """IDs equal to ``prefix`` or below it by whole segments.
+
+        One index range, read in key order (no sort): ``id = p OR (p/ <= id < p0)``
+        became two index searches and a temporary B-tree for ORDER BY on SQLite. The
+        OR only filters IDs inside the range that extend p's last segment (``p-x``).
+        """
+        c = self.table.c
         in_range = sa.and_(c.id >= prefix, c.id < prefix_upper_bound(prefix))
-        return query.where(in_range, sa.or_(c.id == prefix, c.id >= prefix + "/"))
+        return in_range, sa.or_(c.id == prefix, c.id >= prefix + "/")
 
 
 class CompiledStatement:
@@ -185,6 +289,7 @@ def row_values(result_id: str, record: Record) -> dict[str, Any]:
         "metadata": json.dumps(record.metadata, ensure_ascii=False),
         "created_at": record.created_at,
         "updated_at": record.updated_at,
+        **index_keys(record.metadata),
     }
 
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from results_flow import FileBackend, ResultsManager, SetBehavior, maintenance, stray, transfer
+from results_flow import (
+    FileBackend,
+    ResultsManager,
+    SetBehavior,
+    cleanup,
+    maintenance,
+    stray,
+    transfer,
+)
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
@@ -104,7 +112,7 @@ def test_symlinked_record_is_stray_never_followed_and_deletable(tmp_path: Path) 
         rm.get("people/linked")
     assert maintenance.verify(rm).orphans == [str(link)]
     assert maintenance.stats(rm).count == 1
-    assert maintenance.plan_gc(rm, maintenance.parse_age("0s")).ids == ["people/john"]
+    assert cleanup.plan_gc(rm, maintenance.parse_age("0s")).ids == ["people/john"]
     assert transfer.migrate(rm, ResultsManager(tmp_path / "copy")).written == 1
     assert rm.delete("people/linked")
     assert not link.is_symlink()
