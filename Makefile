@@ -66,6 +66,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/etl.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/upgrade.py
+	$(BIN)/python bench/prefect_storage.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

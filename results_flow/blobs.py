@@ -1,4 +1,6 @@
-"""``PrefectResultBlob``: how ``ResultsStorage`` keeps one Prefect result record.
+"""``PrefectResultBlob``: how ``ResultsStorage`` keeps a Prefect record it cannot show as
+a readable document: a record kept pickled under ``allow_pickle=True``, a value with no
+strict JSON form, and every record written before documents (which still read).
 
 It lives below the Prefect layer, registered in namespace ``prefect`` on import, so that
 ``verify`` and ``get`` know these records without importing Prefect or ``--import``.

@@ -195,3 +195,6 @@ MAX_TYPE_DEPTH = 64
 #: Flow runs whose "no longer validates" warnings a process remembers (to log each ID
 #: once per run): a few recent runs, so the memory stays bounded in a long-lived worker.
 WARNED_FLOW_RUNS = 16
+#: Flow runs whose ``results-storage/<name>`` slugs a process keeps resolved (one block
+#: load per slug per flow run): a few recent runs, bounded in a long-lived worker.
+SLUG_FLOW_RUNS = 16

@@ -1,9 +1,12 @@
 """``ResultsStorage``: a Prefect result-storage block backed by a results_flow store.
 
 Prefect hands a storage block a key and the bytes of its own result record; this block
-keeps them as a ``PrefectResultBlob`` under ``<prefix>/<key>`` in the store the URL
-names, so ``@task(result_storage=..., cache_policy=...)`` persists into (and hits
-from) the same database or folder as results_flow's own results.
+keeps them under ``<prefix>/<key>`` in the store the URL names, as a readable document
+(the value as JSON, the task and flow run in its metadata: ``documents.py``), so
+``@task(result_storage=..., cache_policy=...)`` persists into (and hits from) the same
+database or folder as results_flow's own results, and ``ResultsManager.get`` and
+``results-flow show`` read them. A slug (``result_storage="results-storage/name"``) is
+loaded once per flow run (``slugs.py``).
 """
 
 from __future__ import annotations
@@ -15,13 +18,27 @@ from prefect.filesystems import WritableFileSystem
 from pydantic import ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
 from results_flow.backends.urls import check_store_url, mask_url
-from results_flow.blobs import PrefectResultBlob
-from results_flow.errors import InvalidResultIdError, ResultNotFoundError, UntrustedRecordError
+from results_flow.blobs import PREFECT_NAMESPACE, PrefectResultBlob
+from results_flow.errors import (
+    CorruptRecordError,
+    InvalidResultIdError,
+    ResultNotFoundError,
+    UntrustedRecordError,
+)
 from results_flow.ids import normalize_id
-from results_flow.manager import ResultsManager, SetBehavior
+from results_flow.manager import ResultsManager, SetBehavior, decode
+from results_flow.prefect.documents import (
+    as_whole_record,
+    is_document,
+    pickled_as_json,
+    prefect_bytes,
+    readable,
+)
 from results_flow.prefect.runtime import logger
+from results_flow.prefect.slugs import install_slug_resolver
 from results_flow.prefect.stores import manager_for_url
 from results_flow.prefect.trust import TRUSTED_SERIALIZERS, record_refusal
+from results_flow.write_policy import write_record
 
 # The README's section on the Prefect layer, where the block is described: the home the
 # project is to be published at (no public repository exists yet; update on release).
@@ -87,7 +104,8 @@ def work(x: int) -> int: ...
             "other than 'json' and 'results_flow_pydantic', records that name no "
             "serializer, and 'json' results that name classes that are not registered "
             "models. Off by default, so a record planted in the store is refused "
-            "(UntrustedRecordError) and never run."
+            "(UntrustedRecordError) and never run, and a result Prefect pickled (no "
+            "serializer set) is written as JSON instead."
         ),
     )
 
@@ -145,10 +163,12 @@ def work(x: int) -> int: ...
             raise InvalidResultIdError(f"Prefect result key {path!r}: {exc}") from exc
 
     def read_path(self, path: str, _sync: bool | None = None) -> bytes:  # type: ignore[override]
-        """The bytes Prefect stored under ``path``.
+        """The bytes of the Prefect record stored under ``path``, rebuilt from its document.
 
         Raises:
             ResultNotFoundError: nothing is stored under the key.
+            CorruptRecordError: what is stored there is no Prefect result (a results_flow
+                result of another kind, or a damaged document).
             UntrustedRecordError: the record could run code when loaded (it names no
                 trusted serializer, or its result names an untrusted class; see
                 ``results_flow.prefect.trust``) and ``allow_pickle`` is off (also logged,
@@ -156,10 +176,18 @@ def work(x: int) -> int: ...
         """
         result_id = self.result_id(path)
         try:
-            blob = self.manager().get(result_id, PrefectResultBlob)
+            record = self.manager().record(result_id)
         except ResultNotFoundError as exc:
             raise ResultNotFoundError(f"no Prefect result under key {path!r} ({exc})") from exc
-        content = blob.to_bytes()
+        if is_document(record):
+            content = prefect_bytes(record, result_id)
+        elif (record.namespace, record.model_type) == (PREFECT_NAMESPACE, "PrefectResultBlob"):
+            content = decode(result_id, record, PrefectResultBlob).to_bytes()
+        else:
+            raise CorruptRecordError(
+                f"{result_id!r} holds a {record.namespace}:{record.model_type} result, not a "
+                "Prefect result record: give this block a prefix= of its own"
+            )
         reason = None if self.allow_pickle else record_refusal(content, reading=True)
         if reason is not None:
             message = (
@@ -172,23 +200,38 @@ def work(x: int) -> int: ...
         return content
 
     def write_path(self, path: str, content: bytes, _sync: bool | None = None) -> str:  # type: ignore[override]
-        """Store ``content`` under ``path``, replacing what was there; returns ``path``.
+        """Store the Prefect record ``content`` under ``path`` as a readable document
+        (replacing what was there); returns ``path``.
+
+        A record of Prefect's default pickle serializer is written as JSON (see
+        ``results_flow.prefect.documents``). With ``allow_pickle``, a record of another
+        serializer is kept as it is, in a ``PrefectResultBlob``.
 
         Raises:
-            UntrustedRecordError: the record's serializer is not trusted and
-                ``allow_pickle`` is off, so it could never be read back.
+            UntrustedRecordError: the record's serializer is not trusted (or its pickled
+                value has no JSON form) and ``allow_pickle`` is off, so it could never be
+                read back.
         """
-        reason = None if self.allow_pickle else record_refusal(content, reading=False)
-        if reason is not None:
-            raise UntrustedRecordError(
-                f"this ResultsStorage keeps only records of {' and '.join(TRUSTED_SERIALIZERS)}"
-                f", and the one for key {path!r} names {reason}, so it could never be read "
-                "back: give the task result_serializer=PydanticSerializer() (any model= "
-                "registered with register_model) or 'json', or set allow_pickle=True"
-            )
-        self.manager().set(
-            self.result_id(path), PrefectResultBlob.of(content), SetBehavior.OVERWRITE
-        )
+        result_id = self.result_id(path)
+        content = as_whole_record(content, path, self._block_document_id) or content
+        reason = record_refusal(content, reading=False)
+        if reason is not None and not self.allow_pickle:
+            converted = pickled_as_json(content, path)
+            if converted is None:
+                raise UntrustedRecordError(
+                    f"this ResultsStorage keeps only records of "
+                    f"{' and '.join(TRUSTED_SERIALIZERS)}, and the one for key {path!r} names "
+                    f"{reason}, so it could never be read back: give the task "
+                    "result_serializer=PydanticSerializer() (any model= registered with "
+                    "register_model) or 'json', or set allow_pickle=True"
+                )
+            content, reason = converted, None
+        document = readable(content) if reason is None else None
+        manager = self.manager()
+        if document is None:
+            manager.set(result_id, PrefectResultBlob.of(content), SetBehavior.OVERWRITE)
+        else:
+            write_record(manager.backend, result_id, document, SetBehavior.OVERWRITE)
         return path
 
     async def aread_path(self, path: str) -> bytes:
@@ -201,3 +244,6 @@ def work(x: int) -> int: ...
 
     def __repr__(self) -> str:
         return f"ResultsStorage(store={self.store!r}, prefix={self.prefix!r})"
+
+
+install_slug_resolver(ResultsStorage.get_block_type_slug())

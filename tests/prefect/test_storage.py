@@ -269,12 +269,12 @@ def test_a_planted_pickle_record_is_refused_and_its_payload_never_runs(
     # Plant: export, swap in a pickle record, import it over the real one.
     exported = tmp_path / "export.jsonl"
     cli(store_url, worker_env, "export", str(exported))
-    line = json.loads(exported.read_text())
-    record = json.loads(line["data"]["content"])
+    line = json.loads(exported.read_text())  # a readable document (issue 22 item 6)
     marker = tmp_path / "payload-ran"
-    record["metadata"]["serializer"] = {"type": "pickle", "picklelib": "cloudpickle"}
-    record["result"] = base64.b64encode(pickle.dumps(Planted(str(marker)))).decode()
-    line["data"]["content"] = json.dumps(record)
+    prefect = line["metadata"]["prefect"]
+    prefect["record"]["serializer"] = {"type": "pickle", "picklelib": "cloudpickle"}
+    del prefect["wrapper"]  # the data is then the serializer's whole text
+    line["data"] = base64.b64encode(pickle.dumps(Planted(str(marker)))).decode()
     planted = tmp_path / "planted.jsonl"
     planted.write_text(json.dumps(line) + "\n")
     cli(store_url, worker_env, "import", str(planted), "--on-conflict", "overwrite")

@@ -104,8 +104,9 @@ def plant(store_url: str, result_id: str, content: bytes) -> None:
 
 
 def stored_record(store_url: str, result_id: str) -> dict[str, Any]:
-    blob = ResultsManager.from_url(store_url).get(result_id, PrefectResultBlob)
-    doc: dict[str, Any] = json.loads(blob.to_bytes())
+    """The Prefect record the block keeps under ``result_id``, as Prefect reads it."""
+    block = ResultsStorage(store_url=store_url, allow_pickle=True)
+    doc: dict[str, Any] = json.loads(block.read_path(result_id.removeprefix("prefect/")))
     return doc
 
 
