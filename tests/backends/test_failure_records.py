@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import BaseModel
 
-from results_flow import ResultsManager, maintenance, register_model, transfer
+from results_flow import ResultsManager, cleanup, maintenance, register_model, transfer
 from results_flow.aio import AsyncResultsManager
 from results_flow.failures import (
     FAILURES_ROOT,
@@ -69,10 +69,10 @@ def test_failure_records_are_kept_apart_from_results(manager: ResultsManager) ->
     out = io.StringIO()
     transfer.export_jsonl(manager, out)
     assert FAILURES_ROOT not in out.getvalue() and out.getvalue().count("\n") == 2
-    assert maintenance.plan_delete(manager, prefix="f").ids == ["f/t/1"]
+    assert cleanup.plan_delete(manager, prefix="f").ids == ["f/t/1"]
     # ...but a prefix under the reserved segment names them.
     assert manager.list_ids(FAILURES_ROOT) == [failure_id("f/t/2"), failure_id("f/t/3")]
-    assert maintenance.plan_delete(manager, prefix=FAILURES_ROOT).ids == [
+    assert cleanup.plan_delete(manager, prefix=FAILURES_ROOT).ids == [
         failure_id("f/t/2"),
         failure_id("f/t/3"),
     ]
