@@ -105,6 +105,11 @@ class RawPostgres:
     def writer(self) -> Writer:
         import psycopg
 
+        # A connection per thread of this run only: the last run's threads are gone, and
+        # their connections (1 + 8 + 32 a round) would pile up past max_connections.
+        self.close()
+        self.local = threading.local()
+
         def write(rid: str, model: Sample) -> None:
             conn = getattr(self.local, "conn", None)
             if conn is None:
@@ -121,6 +126,7 @@ class RawPostgres:
     def close(self) -> None:
         for conn in self.opened:
             conn.close()
+        self.opened.clear()
 
 
 def rate(subject: Ours | RawSqlite | RawPostgres, threads: int, prefix: str, writes: int) -> float:
