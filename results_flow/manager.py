@@ -272,9 +272,7 @@ class ResultsManager:
         """
         rids = normalize_ids(result_ids)
         records, damaged = self._read_records(rids)
-        batch = decode_many(rids, records, model_class, on_invalid, damaged)
-        write_back(self._backend, batch.rewrites)
-        return batch.result()
+        return decode_read_many(self._backend, rids, records, model_class, on_invalid, damaged)
 
     def read_records(
         self, result_ids: Sequence[ResultId]
@@ -512,6 +510,26 @@ def decode_read(
     if decoded.rewrite is not None:
         write_back(target, {result_id: (record, decoded.rewrite)})
     return decoded.value
+
+
+def decode_read_many(
+    target: ResultsBackend,
+    result_ids: Sequence[str],
+    records: Mapping[str, Record],
+    model_class: Any,
+    on_invalid: OnInvalid,
+    damaged: Mapping[str, ResultsFlowError],
+) -> dict[str, Any]:
+    """``get_many``'s answer for records it read: ``decode_many``, the upgrades found
+    under "migrate" written back to ``target``, then the batch's result.
+
+    Raises:
+        InvalidResultsError: bad records and the choice for them is to raise.
+        ValueError: ``on_invalid`` is none of the choices.
+    """
+    batch = decode_many(result_ids, records, model_class, on_invalid, damaged)
+    write_back(target, batch.rewrites)
+    return batch.result()
 
 
 def decode_many(

@@ -36,14 +36,19 @@ from results_flow.errors import (
     UnknownModelError,
 )
 from results_flow.lineage import INPUTS_KEY
-from results_flow.manager import GetOnInvalid, ResultsManager, SetBehavior, decode_many, decode_read
+from results_flow.manager import (
+    GetOnInvalid,
+    ResultsManager,
+    SetBehavior,
+    decode_read,
+    decode_read_many,
+)
 from results_flow.prefect.naming import Call, IdRecipe, current_flow_name
 from results_flow.prefect.stores import StoreRef
 from results_flow.records import Record, utc_now
 from results_flow.result_types import adapter_of, is_model_class, type_tag
 from results_flow.settings import WARNED_FLOW_RUNS, refresh_requested
 from results_flow.upgrades import invalid_policy
-from results_flow.write_policy import write_back
 
 logger = get_logger("results_flow.prefect")
 
@@ -291,9 +296,14 @@ class ResultKeeper:
         if expired:
             records = {rid: record for rid, record in records.items() if rid not in expired}
         try:
-            batch = decode_many(result_ids, records, self.result_type, self.get_on_invalid, damaged)
-            write_back(manager.backend, batch.rewrites)
-            found = dict(batch.result())
+            found = decode_read_many(
+                manager.backend,
+                result_ids,
+                records,
+                self.result_type,
+                self.get_on_invalid,
+                damaged,
+            )
             invalid: dict[str, ResultsFlowError] = {}
         except InvalidResultsError as exc:
             found, invalid = exc.found, exc.invalid
