@@ -21,7 +21,7 @@ from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, uniq
 from results_flow.backends.call_plans import adrive
 from results_flow.backends.held import AsyncHeldLock
 from results_flow.backends.urls import async_backend_from_url
-from results_flow.codec import encode
+from results_flow.codec import decode, encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
 from results_flow.finding import find_plan, record_query
 from results_flow.ids import ResultId, listed, normalize_id, normalize_ids
@@ -137,6 +137,11 @@ class AsyncResultsManager:
     ) -> Any:
         """See ``ResultsManager.get``."""
         rid = normalize_id(result_id)
+        if on_invalid == "raise":  # nothing to write back: read only what is validated
+            stored = await self._backend.read_data(rid)
+            if stored is None:
+                raise not_found(rid, self._backend.location)
+            return decode(rid, stored, model_class)
         record = await self.record(rid)
         decoded = decode_one(rid, record, model_class, on_invalid)
         if decoded.rewrite is not None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticSerializationError
 
 from results_flow.errors import ResultValidationError, UnknownModelError
-from results_flow.records import Record, load_json, utc_now
+from results_flow.records import Record, StoredValue, load_json, utc_now
 from results_flow.registry import DEFAULT_NAMESPACE, get_model_class, namespace_of
 from results_flow.result_types import (
     adapter_of,
@@ -124,10 +124,10 @@ def _record(
 
 
 @overload
-def decode(result_id: str, record: Record, model_class: type[M]) -> M: ...
+def decode(result_id: str, record: StoredValue, model_class: type[M]) -> M: ...
 @overload
-def decode(result_id: str, record: Record, model_class: Any) -> Any: ...
-def decode(result_id: str, record: Record, model_class: Any) -> Any:
+def decode(result_id: str, record: StoredValue, model_class: Any) -> Any: ...
+def decode(result_id: str, record: StoredValue, model_class: Any) -> Any:
     """Validate a stored record as ``model_class`` (a model class or any type a
     ``TypeAdapter`` validates, such as ``list[Score]``), or, without one, as the type
     its tag names: a registered model, or a type built from builtin names and the
@@ -204,7 +204,7 @@ def decode_or_upgrade(result_id: str, record: Record, model_class: Any) -> Decod
     return Decoded(value, rewrite.replacing(record))
 
 
-def _class_of_tag(record: Record) -> Any:
+def _class_of_tag(record: StoredValue) -> Any:
     """The registered model class a record's tag names, or None (it names another type)."""
     tag = record.model_type
     if not tag.isidentifier() or is_builtin_tag(tag):
@@ -212,7 +212,7 @@ def _class_of_tag(record: Record) -> Any:
     return get_model_class(tag, record.namespace)
 
 
-def _type_of_tag(result_id: str, record: Record) -> Any:
+def _type_of_tag(result_id: str, record: StoredValue) -> Any:
     """The type a stored tag names (see ``result_types.type_from_tag``).
 
     Raises:
@@ -230,7 +230,7 @@ def _type_of_tag(result_id: str, record: Record) -> Any:
     return result_type
 
 
-def _decode_typed(result_id: str, record: Record, result_type: Any) -> Any:
+def _decode_typed(result_id: str, record: StoredValue, result_type: Any) -> Any:
     """``decode`` through the ``TypeAdapter`` of any type."""
     try:
         adapter = adapter_of(result_type)

@@ -201,11 +201,18 @@ class ResultsManager:
                 registered in its namespace (or a type not built from those).
             ResultValidationError: the stored data does not validate as the model
                 (``UpgradeFailedError`` when no upgrade brings it there).
-            CorruptRecordError: the stored record cannot be decoded.
+            CorruptRecordError: the stored record cannot be decoded (with "raise", only
+                what is validated is read: a SQL row's damaged time or metadata is
+                named by ``record``, ``get_many`` and ``verify``, not here).
             TypeError: ``model_class`` is no type Pydantic can validate.
             ValueError: ``on_invalid`` is neither "raise" nor "migrate".
         """
         rid = normalize_id(result_id)
+        if on_invalid == "raise":  # nothing to write back: read only what is validated
+            stored = self._backend.read_data(rid)
+            if stored is None:
+                raise not_found(rid, self._backend.location)
+            return decode(rid, stored, model_class)
         record = self._backend.read(rid)
         if record is None:
             raise not_found(rid, self._backend.location)

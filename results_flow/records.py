@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from pydantic_core import from_json
 
@@ -47,6 +47,27 @@ def load_json(text: str | bytes) -> Any:
 def utc_now() -> datetime:
     """The current time, timezone-aware in UTC."""
     return datetime.now(UTC)
+
+
+class StoredValue(Protocol):
+    """What validating a stored result reads: its type tag, namespace and JSON data
+    (a ``Record`` is one; ``StoredData`` is the narrow read of ``get``)."""
+
+    @property
+    def model_type(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def data(self) -> str: ...
+
+
+class StoredData(NamedTuple):
+    """A record's type tag, namespace and JSON data, without its times and metadata:
+    what ``ResultsBackend.read_data`` gives ``get`` (a SQL row of three columns)."""
+
+    model_type: str
+    namespace: str
+    data: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,7 @@ from results_flow.errors import (
     UnsupportedStoreUrlError,
 )
 from results_flow.query import RecordQuery
-from results_flow.records import Record
+from results_flow.records import Record, StoredData, StoredValue
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
@@ -139,6 +139,10 @@ class SqlBackend(ResultsBackend):
     def read(self, result_id: str) -> Record | None:
         row = self._rows.first("read", {"id": result_id})
         return None if row is None else record_from_row(row)
+
+    def read_data(self, result_id: str) -> StoredValue | None:
+        row = self._rows.first("read_data", {"id": result_id})
+        return None if row is None else StoredData._make(row)
 
     def read_many(self, result_ids: Sequence[str]) -> dict[str, Record]:
         batches = self._batches(result_ids)

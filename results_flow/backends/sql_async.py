@@ -36,7 +36,7 @@ from results_flow.backends.sql_statements import (
 )
 from results_flow.backends.urls import database_url, mask_url
 from results_flow.query import RecordQuery
-from results_flow.records import Record
+from results_flow.records import Record, StoredData, StoredValue
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
 
 if TYPE_CHECKING:
@@ -139,6 +139,13 @@ class AsyncSqlBackend(AsyncResultsBackend):
         async def query(conn: AsyncConnection) -> Record | None:
             row = (await conn.execute(self._sql.read, {"id": result_id})).first()
             return None if row is None else record_from_row(row)
+
+        return await self._run(query, write=False)
+
+    async def read_data(self, result_id: str) -> StoredValue | None:
+        async def query(conn: AsyncConnection) -> StoredValue | None:
+            row = (await conn.execute(self._sql.read_data, {"id": result_id})).first()
+            return None if row is None else StoredData._make(row)
 
         return await self._run(query, write=False)
 

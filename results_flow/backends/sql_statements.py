@@ -34,7 +34,7 @@ DEFAULT_TABLE = "results_flow_records"
 #: Serializes CREATE TABLE across processes on PostgreSQL (an arbitrary constant key).
 CREATE_LOCK_KEY = 0x52464C4F57  # "RFLOW"
 #: The statements a row runner runs by name: one row read, checked or written.
-ONE_ROW = ("read", "read_for_update", "exists", "insert", "upsert", "delete")
+ONE_ROW = ("read", "read_data", "read_for_update", "exists", "insert", "upsert", "delete")
 #: The SELECTs of a batch of IDs (bound as one ``ids`` parameter, see ``Statements.batch``).
 BATCH = ("read_many", "exists_many")
 #: The indexed metadata columns (``query.INDEXED_FIELDS``), in table order.
@@ -150,6 +150,10 @@ class Statements:
             sa.type_coerce(c.updated_at, _DriverValue).label("updated_at"),
         )
         self.read = sa.select(*self.columns).where(c.id == sa.bindparam("id"))
+        # What ``get`` validates: no times or metadata to fetch and parse.
+        self.read_data = sa.select(c.model_type, c.namespace, c.data).where(
+            c.id == sa.bindparam("id")
+        )
         # The row a conditional write compares before it writes: locked until the write
         # commits on PostgreSQL; SQLite renders no FOR UPDATE (BEGIN IMMEDIATE already
         # keeps every other writer out of the transaction).

@@ -97,11 +97,20 @@ def planted(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+def _get_reads_it(url: str) -> bool:
+    """Whether ``get`` reads the planted part: a SQL row's metadata is a column of its
+    own, which ``get`` (reading only the type tag, namespace and data) never parses."""
+    return not url.startswith(("sqlite", "postgresql"))
+
+
 def test_get_names_the_damaged_record(planted: str) -> None:
     with ResultsManager.from_url(planted) as store:
+        if _get_reads_it(planted):
+            with pytest.raises(CorruptRecordError, match="deep/one|deep.one"):
+                store.get("deep/one")
+        else:
+            assert store.get("deep/one") == Leaf(x=2)
         with pytest.raises(CorruptRecordError, match="deep/one|deep.one"):
-            store.get("deep/one")
-        with pytest.raises(CorruptRecordError):
             store.record("deep/one")
 
 
@@ -116,8 +125,13 @@ def test_get_many_takes_it_by_on_invalid(planted: str) -> None:
 def test_the_async_manager_does_the_same(planted: str) -> None:
     async def main() -> None:
         async with AsyncResultsManager.from_url(planted) as store:
+            if _get_reads_it(planted):
+                with pytest.raises(CorruptRecordError):
+                    await store.get("deep/one")
+            else:
+                assert await store.get("deep/one") == Leaf(x=2)
             with pytest.raises(CorruptRecordError):
-                await store.get("deep/one")
+                await store.record("deep/one")
             found = await store.get_many(["deep/ok", "deep/one"], on_invalid="skip")
             assert found == {"deep/ok": Leaf(x=1)}
 
