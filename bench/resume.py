@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -90,15 +91,47 @@ def score(item: int) -> Score:
     return compute(item)
 
 
+#: When each item's work ran in this process (item, start, end), and when the flow body
+#: ran: where a fill's time goes (threads only; on Dask the items run elsewhere).
+ITEM_TIMES: list[tuple[int, float, float]] = []
+BODY_TIMES: list[float] = []
+
+
 @results_task
 def work(item: int) -> Score:
+    start = time.perf_counter()
     time.sleep(WORK_SECONDS)
+    ITEM_TIMES.append((item, start, time.perf_counter()))
     return Score(item=item, value=item * 0.5, label=f"item-{item}")
 
 
 def fill(n: int, chunk_size: int | None) -> int:
     """Compute N fresh items with results_map; how many it computed."""
-    return results_map(work, range(n), chunk_size=chunk_size).computed
+    BODY_TIMES.append(time.perf_counter())
+    computed = results_map(work, range(n), chunk_size=chunk_size).computed
+    BODY_TIMES.append(time.perf_counter())
+    return computed
+
+
+def fill_phases(started: float, chunk_size: int | None) -> dict[str, float]:
+    """Seconds from the flow call's start: the flow body's start and end, the first item's
+    start and the last item's end, and the mean span of a chunk (first item's start to
+    last item's end), from this process's records (none on Dask)."""
+    if len(BODY_TIMES) != 2 or not ITEM_TIMES:
+        return {}
+    phases = {
+        "body_start": BODY_TIMES[0] - started,
+        "body_end": BODY_TIMES[1] - started,
+        "first_item": min(start for _, start, _ in ITEM_TIMES) - started,
+        "last_item": max(end for _, _, end in ITEM_TIMES) - started,
+    }
+    if chunk_size:
+        spans: dict[int, list[float]] = {}
+        for item, start, end in ITEM_TIMES:
+            span = spans.setdefault(item // chunk_size, [start, end])
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+        phases["chunk_mean"] = sum(end - start for start, end in spans.values()) / len(spans)
+    return phases
 
 
 def fill_flow(variant: str) -> Any:
@@ -213,7 +246,8 @@ def worker(variant: str, n: int) -> None:
         seconds = time.perf_counter() - started
         if computed != n:
             raise SystemExit(f"fill {name} computed {computed} of {n} items")
-        print(json.dumps({"flow": seconds, "helper": seconds}))
+        phases = fill_phases(started, chunk_size)
+        print(json.dumps({"flow": seconds, "helper": seconds, **phases}))
         return
     if variant == "read":
         ids = json.loads(Path(os.environ["RF_BENCH_IDS"]).read_text())
@@ -396,6 +430,7 @@ def write_chunked(
             "Flow: the flow call inside the worker (for Dask, starting the local cluster "
             "included). Process: the worker's whole life, with interpreter start, imports "
             "and the flush of Prefect's events at exit.",
+            *chunked_phases(n, timings),
             "Where the chunked time went on threads before group commit (issue 25; cProfile "
             "of a chunk on one thread, "
             "about 2.9 ms per item without the 5 ms of work, load about 6): the durable "
@@ -420,6 +455,37 @@ def write_chunked(
     )
     write_section("chunked", body)
     print(body)
+
+
+def chunked_phases(n: int, timings: dict[str, dict[str, Any]]) -> list[str]:
+    """Where the chunked fill on 8 threads spent its time, and the least time any chunked
+    fill of this shape could take (a paragraph; none without the phases recorded)."""
+    chunked, per_item = timings.get("threads-chunked", {}), timings.get("threads", {})
+    if "chunk_mean" not in chunked or "flow" not in per_item:
+        return []
+    chunks = math.ceil(n / CHUNK_SIZE)
+    rounds = math.ceil(chunks / THREADS)
+    before, after = chunked["body_start"], chunked["flow"] - chunked["body_end"]
+    floor = before + after + rounds * CHUNK_SIZE * WORK_SECONDS
+    return [
+        f"Where the chunked fill's time went on 8 threads (this run; `ITEM_TIMES` in "
+        f"bench/resume.py records each item's work): of its {chunked['flow']:.2f} s, "
+        f"Prefect took {before:.2f} s before the flow body (the flow run) and "
+        f"{after:.2f} s after it (the flow run's end); the first item started at "
+        f"{chunked['first_item']:.2f} s (results_map's planning: one batch read of "
+        f"{n:,} IDs); a chunk of {CHUNK_SIZE} items took {chunked['chunk_mean']:.2f} s "
+        f"({CHUNK_SIZE} x {WORK_SECONDS * 1000:.0f} ms of work = "
+        f"{CHUNK_SIZE * WORK_SECONDS:.2f} s; the rest: per item, the lock, the lookup "
+        f"under it and the durable write, each waiting for the GIL among 8 threads and "
+        f"Prefect's own), and {chunks} chunks on {THREADS} threads run in {rounds} "
+        f"rounds. So no chunked fill of this shape can take less than {floor:.2f} s "
+        f"(Prefect's part + {rounds} rounds of work with no overhead at all): "
+        f"{per_item['flow'] / floor:.1f}x the one-run-per-item fill at best, under the "
+        "8x aim whatever a chunk's own cost. Tried and reverted (2026-12-07): saving each "
+        "item in a thread of its own while the chunk computes the next one: a chunk took "
+        "0.68 s against 0.66 s without (the write's wall time is mostly the GIL, which "
+        "the saving thread waits for as well).",
+    ]
 
 
 def main(sizes: list[int]) -> None:
