@@ -175,35 +175,68 @@ def sqlite_synchronous(level: str) -> Iterator[None]:
         SQLITE_PRAGMAS["synchronous"] = kept
 
 
-def profile_row(root: Path, threads: int, synchronous: str, writes: int) -> list[object]:
+def profile_row(root: Path, threads: int, synchronous: str, writes: int) -> dict[str, Any]:
     """Where a SQLite ``set`` goes at ``threads`` writers: its rate, its CPU time (the
     process's, both cores) per write, and the mean batch of the group commit."""
+    # Each thread opens its connection when it first writes: the level holds throughout.
     with sqlite_synchronous(synchronous):
         ours = Ours(f"sqlite:///{root / f'profile-{threads}-{synchronous}.db'}")
-    group = ours.rm.backend._rows._group  # type: ignore[attr-defined]
-    commit, batches = group.commit, []
+        group = ours.rm.backend._rows._group  # type: ignore[attr-defined]
+        commit, batches = group.commit, []
 
-    def counted(writes_: Any) -> Any:
-        batches.append(len(writes_))
-        return commit(writes_)
+        def counted(writes_: Any) -> Any:
+            batches.append(len(writes_))
+            return commit(writes_)
 
-    group.commit = counted
-    try:
-        rate(ours, threads, "warm", threads * 4)
-        batches.clear()
-        cpu = time.process_time()
-        got = rate(ours, threads, "profile", writes)
-        cpu_per_write = (time.process_time() - cpu) / writes
-    finally:
-        ours.close()
+        group.commit = counted
+        try:
+            rate(ours, threads, "warm", threads * 4)
+            batches.clear()
+            cpu = time.process_time()
+            got = rate(ours, threads, "profile", writes)
+            cpu_per_write = (time.process_time() - cpu) / writes
+        finally:
+            ours.close()
+    return {
+        "threads": threads,
+        "synchronous": synchronous.upper(),
+        "rate": got,
+        "cpu_us": cpu_per_write * 1e6,
+        "batch": writes / len(batches),
+    }
+
+
+def profile_cells(row: dict[str, Any]) -> list[object]:
     return [
-        threads,
-        synchronous.upper(),
-        f"{got:,.0f}/s",
-        f"{1e6 / got:.0f} us",
-        f"{cpu_per_write * 1e6:.0f} us",
-        f"{writes / len(batches):.1f}",
+        row["threads"],
+        row["synchronous"],
+        f"{row['rate']:,.0f}/s",
+        f"{1e6 / row['rate']:.0f} us",
+        f"{row['cpu_us']:.0f} us",
+        f"{row['batch']:.1f}",
     ]
+
+
+def why_missed(profile: list[dict[str, Any]]) -> str:
+    """What the profile says of the 32-writer aim, in its own figures."""
+    row = {(r["threads"], r["synchronous"]): r for r in profile}
+    one, one_off = row[(1, "FULL")], row[(1, "OFF")]
+    many, many_off = row[(32, "FULL")], row[(32, "OFF")]
+    needed = 1e6 / one["rate"] / 5
+    return (
+        f"What bounds 32 writers: not the disk. With fsync they write {many['rate']:,.0f}/s, "
+        f"without it {many_off['rate']:,.0f}/s: group commit already shares one fsync "
+        f"among a batch of about {many['batch']:.0f}. The CPU does: a lone writer spends "
+        f"{one_off['cpu_us']:.0f} us of CPU per write when it does not fsync, 32 writers "
+        f"{many_off['cpu_us']:.0f} us, the GIL handed among 32 threads on 2 cores at every "
+        "`sqlite3` call and every wake-up (wrapped and timed once, 2026-12-07: at a batch "
+        "of 16 the leader's BEGIN IMMEDIATE and COMMIT each waited about 0.3 ms for it). "
+        f"5x one writer ({1e6 / one['rate']:.0f} us a write) needs {needed:.0f} us a write "
+        "at 32 threads: less than a lone writer's own CPU without fsync, so no batching "
+        "reaches it while a write costs this much Python (the ID, dump and validate-back, "
+        "the envelope and its metadata JSON, the plan). Where fsync is slow, the same code "
+        "reaches it: 7.5x and 12.4x (fsync 5-30 ms, load 12-15, 2026-12-07 05:00)."
+    )
 
 
 def load() -> str:
@@ -225,7 +258,7 @@ def main() -> None:
             args.writes,
             args.repeat,
         )
-        profile = [
+        profile_raw = [
             profile_row(root, threads, synchronous, args.writes)
             for threads in (1, 32)
             for synchronous in ("full", "off")
@@ -281,38 +314,26 @@ def main() -> None:
             "commit; OFF: the same store without fsync, to show the CPU bound):",
             table(
                 ["threads", "synchronous", "rate", "wall per write", "CPU per write", "batch"],
-                profile,
+                [profile_cells(row) for row in profile_raw],
             ),
-            "Why the aim is missed: at 32 threads the rate is the same with and without "
-            "fsync, so it is bound by CPU, not by the disk: group commit already shares one "
-            "fsync among the batch. A lone writer's fsync here costs about as much as its "
-            "CPU, so 5x needs the CPU of a write cut to a fifth of a lone write's time; "
-            "instead it grows from its one-thread figure (no fsync) to more than twice that at 32 "
-            "threads: the GIL handed between 32 threads on 2 cores, each `sqlite3` call "
-            "releasing it (the leader's BEGIN IMMEDIATE and COMMIT each wait about 0.3 ms for "
-            "it at a batch of 16, measured by wrapping them). The Python of a write itself "
-            "(ID, dump and validate-back, envelope and metadata JSON, plan, commit) is about "
-            "60 us. Where fsync is slow the same code reaches the aim: 7.5x and 12.4x "
-            "(fsync 5-30 ms, load 12-15, 2026-12-07 05:00).",
-            "How it works and what moves these figures: the writes of one process that commit "
-            "at the same moment share one transaction (`backends/group_commit.py`): one "
-            "writer leads a batch of every write queued while the previous commit ran, and "
-            "each write returns once the commit holding it is durable. So the gain of many "
-            "writers over one is about (fsync time + CPU per write) / (CPU per write): on a "
-            "slow, contended disk (fsync 5-30 ms, load 12-15, 2026-12-07 05:00) 32 writers "
-            "ran at 7.5x and 12.4x one writer; with fsync near 0.5 ms the 2 shared cores "
-            "bound it (about 0.3 ms of Python per `set`: ID, dump and validate-back, "
-            "envelope, plan). Raw sqlite3 threads take turns in SQLite's busy handler "
-            "and lose rate as they are added. One writer pays 2.6 us more CPU than before "
-            "(a no-op commit through the group, measured with timeit); the one-thread "
-            "column moves with the disk between rounds (an interleaved single-writer loop "
-            "put `set` at 0.75x-0.89x the raw rate on both this branch and main, minutes "
-            "apart). PostgreSQL commits up to `PG_GROUP_COMMIT_LANES` (8) batches at once, "
-            "each on a pooled connection: the server already flushes concurrent commits "
-            "together, and one batch at a time ran 32 writers at a third of raw psycopg's "
-            "rate (its round trips then ran one after another); raw psycopg uses 32 "
-            "connections, the store at most 8 for writes. Rerun on a quiet machine for "
-            "steady figures (the one above: load in its first line).",
+            why_missed(profile_raw),
+            "How it works and what moves these figures: the writes of one process that commit at "
+            "the same moment share one transaction (`backends/group_commit.py`): one writer leads"
+            " a batch of every write queued while the previous commit ran, and each write returns"
+            " once the commit holding it is durable. So the gain of many writers over one is "
+            "about (fsync time + CPU per write) / (CPU per write): on a slow, contended disk "
+            "(fsync 5-30 ms, load 12-15, 2026-12-07 05:00) 32 writers ran at 7.5x and 12.4x one "
+            "writer; with a fast fsync the CPU per write bounds it, as the profile above shows. "
+            "Raw sqlite3 threads take turns in SQLite's busy handler and lose rate as they are "
+            "added. One writer pays 2.6 us more CPU than before (a no-op commit through the "
+            "group, measured with timeit); the one-thread column moves with the disk between "
+            "rounds (an interleaved single-writer loop put `set` at 0.75x-0.89x the raw rate on "
+            "both this branch and main, minutes apart). PostgreSQL commits up to "
+            "`PG_GROUP_COMMIT_LANES` (8) batches at once, each on a pooled connection: the server"
+            " already flushes concurrent commits together, and one batch at a time ran 32 writers"
+            " at a third of raw psycopg's rate (its round trips then ran one after another); raw "
+            "psycopg uses 32 connections, the store at most 8 for writes. Rerun on a quiet "
+            "machine for steady figures (the one above: load in its first line).",
         ]
     )
     print(body)

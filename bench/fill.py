@@ -236,8 +236,9 @@ def main(n: int, repeat: int, runners: list[str], write: bool) -> None:
             "lock). So even a task body of zero cost would leave results_flow at about "
             "0.8x; the one durable commit per item, which Prefect's local result files do "
             "not pay (no fsync), is most of what remains. Runs minutes apart move the "
-            "ratio by 0.1 either way (1,000 items: 0.88x on 8 threads and 0.97x on the "
-            "default pool; 2,000 items: 1.00x and 0.91x).",
+            "ratio by 0.1 either way (2026-12-07 on a quiet machine: 1,000 items 0.88x on 8 "
+            "threads and 0.97x on the default pool; 2,000 items 1.00x and 0.91x, then 0.91x "
+            "and 1.03x).",
         ]
     )
     print(body)
