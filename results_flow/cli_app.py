@@ -32,6 +32,7 @@ from results_flow.errors import (
     ResultExistsError,
     ResultsFlowError,
 )
+from results_flow.json_text import escape_controls
 from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.settings import DEFAULT_STORE_URL, STORE_ENV
 
@@ -224,8 +225,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066
 _CONTROL_BUT_NEWLINE = re.compile(
     r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
 )
-#: The controls ``json.dumps`` leaves raw in strings (it escapes C0 itself).
-_CONTROL_IN_JSON = re.compile(r"[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def plain(value: object, *, lines: bool = False) -> str:
@@ -245,8 +244,7 @@ def _json_text(data: object) -> str:
     """JSON text of ``data`` in which no control character is left raw: ``json`` escapes
     C0 controls; DEL, C1 and bidirectional controls (only ever inside strings) become
     ``\\uXXXX`` too, so the text stays valid JSON of the same value."""
-    text = json.dumps(data, indent=2, ensure_ascii=False)
-    return _CONTROL_IN_JSON.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+    return escape_controls(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def json_view(data: object) -> Text:

@@ -36,6 +36,7 @@ from results_flow.errors import (
     StoreUnavailableError,
 )
 from results_flow.ids import normalize_id
+from results_flow.json_text import escape_controls
 from results_flow.maintenance import (
     ProgressSink,
     Report,
@@ -74,11 +75,12 @@ class TransferReport(Report):
 
 
 def to_jsonl_line(result_id: str, record: Record) -> str:
-    """One export line (no newline): the record's document with ``"id"`` first."""
+    """One export line (no newline): the record's document with ``"id"`` first, with
+    no control character left raw (``json_text``: an export is read on terminals too)."""
     line = '{"id": ' + json.dumps(result_id, ensure_ascii=False) + ", " + record.to_document()[1:]
     if "\n" in line or "\r" in line:  # data kept as pretty-printed JSON by a custom backend
         line = json.dumps(json.loads(line), ensure_ascii=False)
-    return line
+    return escape_controls(line)
 
 
 def from_jsonl_line(line: str, where: str) -> tuple[str, Record]:

@@ -82,3 +82,31 @@ def test_json_output_keeps_the_value(store: str) -> None:
     assert code == 0
     doc = json.loads(text)  # still JSON, and the same strings once parsed
     assert doc["model_type"] == HOSTILE and doc["data"]["text"] == HOSTILE
+
+
+def test_an_export_shows_no_control_character_and_imports_the_same_record(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Export lines are read on terminals too (``export -``, ``cat``): C1 and bidi
+    controls in strings are written as escapes, and the file imports the same record."""
+    exported = tmp_path / "export.jsonl"
+    code, text = _cli("export", str(exported), "--store", store)
+    assert code == 0, text
+    capsys.readouterr()
+    code, _ = _cli("export", "-", "--store", store)
+    streamed = capsys.readouterr().out
+    assert code == 0
+    for line in (exported.read_text(), streamed):
+        assert "planted/one" in line
+        assert not [raw for raw in RAW if raw in line], repr(line)
+    copy = str(tmp_path / "copy")
+    code, text = _cli("import", str(exported), "--store", copy)
+    assert code == 0, text
+    with ResultsManager(store) as source, ResultsManager(copy) as target:
+        before, after = source.record("planted/one"), target.record("planted/one")
+    assert (after.model_type, after.namespace, after.metadata) == (
+        before.model_type,
+        before.namespace,
+        before.metadata,
+    )
+    assert json.loads(after.data) == json.loads(before.data)
