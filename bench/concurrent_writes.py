@@ -9,7 +9,7 @@ over the threads, the subjects taking turns round by round.
 
 * results_flow: ``ResultsManager.set`` (``RAISE_IF_EXISTS``) of a fresh ID on one
   manager shared by the threads; a write returns once the commit holding it is done
-  (writers that commit at the same moment share it: ``backends/group_commit.py``).
+  (writers that commit at the same moment share it: ``backends/sql/group_commit.py``).
 * raw sqlite3: a connection per thread, WAL and ``synchronous=FULL`` as the store uses,
   INSERT + COMMIT per write (SQLite's busy handler makes the threads take turns).
 * raw psycopg: a connection per thread, INSERT ... ON CONFLICT DO NOTHING + commit per
@@ -34,7 +34,7 @@ from report import machine, table, write_section
 from store import PG_SERVER, Sample, postgres_database, samples
 
 from results_flow import ResultsManager
-from results_flow.backends.sql_engine import SQLITE_PRAGMAS
+from results_flow.backends.sql.engine import SQLITE_PRAGMAS
 
 THREADS = (1, 8, 32)
 COMMAND = "make bench  (= .venv/bin/python bench/concurrent_writes.py)"
@@ -318,10 +318,10 @@ def main() -> None:
             ),
             why_missed(profile_raw),
             "How it works and what moves these figures: the writes of one process that commit at "
-            "the same moment share one transaction (`backends/group_commit.py`): one writer leads"
-            " a batch of every write queued while the previous commit ran, and each write returns"
-            " once the commit holding it is durable. So the gain of many writers over one is "
-            "about (fsync time + CPU per write) / (CPU per write): on a slow, contended disk "
+            "the same moment share one transaction (`backends/sql/group_commit.py`): one writer "
+            "leads a batch of every write queued while the previous commit ran, and each write "
+            "returns once the commit holding it is durable. So the gain of many writers over one "
+            "is about (fsync time + CPU per write) / (CPU per write): on a slow, contended disk "
             "(fsync 5-30 ms, load 12-15, 2026-12-07 05:00) 32 writers ran at 7.5x and 12.4x one "
             "writer; with a fast fsync the CPU per write bounds it, as the profile above shows. "
             "Raw sqlite3 threads take turns in SQLite's busy handler and lose rate as they are "

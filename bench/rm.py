@@ -38,7 +38,7 @@ from results_flow import (
     SqliteBackend,
     cleanup,
 )
-from results_flow.backends.sql import SqlBackend
+from results_flow.backends.sql.store import SqlBackend
 from results_flow.finding import record_query
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -37,8 +37,8 @@ from pydantic import BaseModel
 from report import machine, table, write_section
 
 from results_flow import ResultsManager
-from results_flow.backends.file import FileBackend
-from results_flow.backends.sql import SqlBackend
+from results_flow.backends.file.store import FileBackend
+from results_flow.backends.sql.store import SqlBackend
 from results_flow.records import Record
 
 PG_SERVER = os.environ.get("RESULTS_FLOW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -85,7 +85,7 @@ def fill(
     """Put records ``start..stop`` into the store the fastest way its backend allows."""
     backend = manager.backend
     if isinstance(backend, SqlBackend):
-        from results_flow.backends.sql_statements import row_values
+        from results_flow.backends.sql.statements import row_values
 
         insert = sa.insert(backend.table)
         for low in range(start, stop, FILL_BATCH):

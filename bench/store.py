@@ -55,7 +55,7 @@ from pydantic import BaseModel
 from report import machine, table, write_section
 
 from results_flow import ResultsManager
-from results_flow.backends.sql_engine import SQLITE_PRAGMAS
+from results_flow.backends.sql.engine import SQLITE_PRAGMAS
 
 #: Durable writes per store (each one waits for an fsync).
 N_WRITES = 2_000
@@ -524,7 +524,7 @@ def main() -> None:
             "The same server, database and connection settings for both rows (loopback TCP). "
             "A results_flow `get` or `exists` is one autocommit SELECT, compiled once from our "
             "Core statement and run straight on a psycopg connection taken from the store's "
-            "pool (results_flow/backends/pg_runner.py): no pre-ping, no BEGIN/ROLLBACK, no "
+            "pool (results_flow/backends/sql/pg_runner.py): no pre-ping, no BEGIN/ROLLBACK, no "
             "SQLAlchemy per call (issue 12 item 2). A `set` is BEGIN, INSERT ... ON CONFLICT "
             "DO NOTHING RETURNING, COMMIT on such a connection too, as the raw row does without "
             "RETURNING (through SQLAlchemy Core it ran at 0.56x the raw rate). While the "
@@ -562,7 +562,7 @@ def main() -> None:
             table(["comparison", "value"], others),
             "Where the time goes (cProfile): one-row SQLite reads and writes run the SQL "
             "compiled from our Core statements straight on a per-thread sqlite3 connection "
-            "(results_flow/backends/sqlite_runner.py); what remains above raw is the ID check, "
+            "(results_flow/backends/sql/sqlite_runner.py); what remains above raw is the ID check, "
             "on `get` two more short columns (it reads only the type tag, namespace and data "
             "it validates: `ResultsBackend.read_data`; `get_many` still decodes whole "
             "envelopes: two timestamps and metadata) and, on "
@@ -648,7 +648,7 @@ def object_store_section() -> None:
     from moto.server import ThreadedMotoServer
     from obstore.store import S3Store
 
-    from results_flow.backends.object_store import ObjectStoreBackend
+    from results_flow.backends.object_store.store import ObjectStoreBackend
 
     for name, value in {
         "AWS_ACCESS_KEY_ID": "bench",

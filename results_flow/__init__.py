@@ -20,7 +20,6 @@ from results_flow.backends import (
     SqlBackend,
     SqliteBackend,
 )
-from results_flow.backends.urls import mask_url
 from results_flow.errors import (
     CorruptRecordError,
     DataError,
@@ -51,6 +50,7 @@ from results_flow.manager import ResultsManager, SetBehavior
 from results_flow.records import Record
 from results_flow.registry import DEFAULT_NAMESPACE, clear_registry, get_model_class, register_model
 from results_flow.upgrades import upgrades
+from results_flow.urls import mask_url
 
 if TYPE_CHECKING:
     from results_flow.prefect import (

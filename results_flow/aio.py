@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, unique
 from results_flow.backends.call_plans import adrive
 from results_flow.backends.held import AsyncHeldLock
-from results_flow.backends.urls import async_backend_from_url
+from results_flow.backends.registry import async_backend_from_url
 from results_flow.codec import decode, encode
 from results_flow.errors import CorruptRecordError, ResultsFlowError
 from results_flow.finding import find_plan, record_query

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from results_flow.backends.file import raise_walk_error
+from results_flow.backends.file.store import raise_walk_error
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,

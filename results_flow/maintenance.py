@@ -28,8 +28,8 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
 from results_flow.backends.base import ResultsBackend, chunked
-from results_flow.backends.file import FileBackend, shown_path
-from results_flow.backends.urls import mask_url, missing_local_store
+from results_flow.backends.file.store import FileBackend, shown_path
+from results_flow.backends.registry import missing_local_store
 from results_flow.blobs import PREFECT_NAMESPACE, PrefectResultBlob
 from results_flow.errors import (
     CorruptRecordError,
@@ -45,6 +45,7 @@ from results_flow.query import human_age as human_age
 from results_flow.records import Record, load_json
 from results_flow.registry import ensure_registered
 from results_flow.settings import RECORDS_PER_STEP, default_store_url
+from results_flow.urls import mask_url
 
 Store = ResultsManager | ResultsBackend
 

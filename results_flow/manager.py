@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from results_flow.backends.base import ResultsBackend, unique
 from results_flow.backends.call_plans import drive
 from results_flow.backends.held import HeldLock
-from results_flow.backends.urls import backend_from_url
+from results_flow.backends.registry import backend_from_url
 from results_flow.codec import Decoded, decode, decode_or_upgrade, encode
 from results_flow.errors import (
     CorruptRecordError,

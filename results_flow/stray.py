@@ -1,7 +1,7 @@
 """Removing what killed writers leave in a file store: their hidden temporary files.
 
 A file store writes each record to ``.<name>.json.<8 random>.tmp`` beside it and renames
-it into place (``backends/atomic.py``); a writer killed before the rename leaves that
+it into place (``backends/file/atomic.py``); a writer killed before the rename leaves that
 file behind. ``verify`` lists such files; ``plan_stray`` and ``remove_stray`` (the
 ``results-flow gc --stray`` command) delete them. Only a file matching that pattern
 exactly, for a file name a record could have, in the store's own record folders (no
@@ -17,7 +17,7 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from results_flow.backends.file import SUFFIX, FileBackend, raise_walk_error
+from results_flow.backends.file.store import SUFFIX, FileBackend, raise_walk_error
 from results_flow.errors import InvalidResultIdError, MaintenanceError, StoreError
 from results_flow.ids import split_id
 from results_flow.maintenance import Report, Store, backend_of

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import IO
 
 from results_flow.backends.base import ResultsBackend
-from results_flow.backends.urls import local_store_path
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
@@ -46,6 +45,7 @@ from results_flow.maintenance import (
 )
 from results_flow.records import Record
 from results_flow.settings import RECORDS_PER_STEP
+from results_flow.urls import local_store_path
 from results_flow.write_policy import SetBehavior, write_record
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from results_flow import settings
 from results_flow.aio import AsyncResultsManager  # noqa: F401 - imports every backend twin
-from results_flow.backends.file import FileBackend
+from results_flow.backends.file.store import FileBackend
 from results_flow.backends.memory import MemoryBackend
-from results_flow.backends.sql import SqlBackend
-from results_flow.backends.sql_async import AsyncSqlBackend
+from results_flow.backends.sql.async_store import AsyncSqlBackend
+from results_flow.backends.sql.store import SqlBackend
 from results_flow.cleanup import delete_planned
 from results_flow.data.database import DatabaseDataManager
 from results_flow.maintenance import iter_records, scan
@@ -71,7 +71,7 @@ NOT_DEFAULTS = {
     "ids.py": {"MAX_SEGMENT_BYTES", "MAX_ID_BYTES"},  # the ID contract (a column's width)
     "hashing.py": {"KEY_HEX_DIGITS"},  # part of every stored ID: changing it moves them all
     "records.py": {"_DATA_KEY_TRIES"},  # how the document parser looks for its data key
-    "backends/sql_statements.py": {"CREATE_LOCK_KEY"},  # an advisory-lock key, not a size
+    "backends/sql/statements.py": {"CREATE_LOCK_KEY"},  # an advisory-lock key, not a size
     "data/flow.py": {"STAGE_FORMAT"},  # the layout version of stage records
     "data/sql_rows.py": {"SQLITE_VARIABLES"},  # SQLite's lowest build limit
     "data/sql_tables.py": {"MAX_IDENTIFIER"},  # PostgreSQL's identifier length
@@ -82,9 +82,9 @@ NOT_DEFAULTS = {
         "NUMERIC_INTEGRAL_DIGITS",
         "NUMERIC_SCALE_DIGITS",
     },
-    "backends/object_store.py": {"MAX_KEY_BYTES"},  # S3's longest object key
+    "backends/object_store/store.py": {"MAX_KEY_BYTES"},  # S3's longest object key
     "legacy.py": {"_STEPS_PER_CALL"},  # how often the guard looks, not what it allows
-    "backends/pg_lock.py": {"_MAX_LOCK_MS"},  # PostgreSQL's largest lock_timeout
+    "backends/sql/pg_lock.py": {"_MAX_LOCK_MS"},  # PostgreSQL's largest lock_timeout
     "cli_docs.py": {"WIDTH"},  # the CLI reference page's fixed width, not a store default
 }
 

@@ -15,9 +15,9 @@ import sqlalchemy as sa
 
 from results_flow import AsyncResultsManager, ResultsManager, SqliteBackend
 from results_flow.backends.memory import MemoryBackend
-from results_flow.backends.sql import SqlBackend
-from results_flow.backends.sql_async import AsyncSqlBackend
-from results_flow.backends.sql_engine import transaction
+from results_flow.backends.sql.async_store import AsyncSqlBackend
+from results_flow.backends.sql.engine import transaction
+from results_flow.backends.sql.store import SqlBackend
 from results_flow.errors import LockTimeoutError, StoreUnavailableError
 
 

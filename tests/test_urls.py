@@ -22,8 +22,8 @@ from results_flow import (
     mask_url,
 )
 from results_flow.aio import AsyncResultsManager
-from results_flow.backends import urls
-from results_flow.backends.urls import (
+from results_flow.backends import registry as urls
+from results_flow.backends.registry import (
     ENTRY_POINT_GROUP,
     backend_from_url,
     check_store_url,

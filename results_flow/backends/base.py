@@ -38,7 +38,7 @@ class ResultsBackend(ABC):
             UnsupportedStoreUrlError: this backend cannot be opened from a URL, or the
                 URL is malformed.
         """
-        from results_flow.backends.urls import mask_url
+        from results_flow.urls import mask_url
 
         raise UnsupportedStoreUrlError(f"{cls.__name__} cannot be opened from {mask_url(url)!r}")
 

@@ -19,8 +19,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from results_flow.backends.sql_engine import make_engine, mapped_error, transaction
-from results_flow.backends.urls import database_url, mask_url
+from results_flow.backends.sql.engine import make_engine, mapped_error, transaction
 from results_flow.data.data_manager import DataManager
 from results_flow.data.datasource import (
     DataKind,
@@ -53,6 +52,7 @@ from results_flow.errors import (
 from results_flow.gc_pause import older_objects_frozen
 from results_flow.records import parse_time
 from results_flow.settings import DATASET_CACHE_SIZE, ETL_CHUNK_ROWS, SQLITE_BUSY_TIMEOUT
+from results_flow.urls import database_url, mask_url
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from results_flow.backends.atomic import create_atomic, write_atomic
+from results_flow.backends.file.atomic import create_atomic, write_atomic
 from results_flow.data.data_manager import DataManager
 from results_flow.data.datasource import DataSource, check_dataset_name
 from results_flow.data.etl import ETLFactory

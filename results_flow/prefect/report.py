@@ -27,9 +27,9 @@ from prefect.context import get_run_context
 from prefect.exceptions import MissingContextError
 from pydantic import BaseModel
 
-from results_flow.backends.urls import mask_url
 from results_flow.prefect.progress import MapProgress
 from results_flow.settings import MAP_ARTIFACT_FAILURES, MAP_ARTIFACT_UPDATE_SECONDS
+from results_flow.urls import mask_url
 
 M = TypeVar("M", bound=BaseModel)
 

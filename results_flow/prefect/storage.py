@@ -17,7 +17,7 @@ import anyio.to_thread
 from prefect.filesystems import WritableFileSystem
 from pydantic import ConfigDict, Field, HttpUrl, SecretStr, field_validator, model_validator
 
-from results_flow.backends.urls import check_store_url, mask_url
+from results_flow.backends.registry import check_store_url
 from results_flow.blobs import PREFECT_NAMESPACE, PrefectResultBlob
 from results_flow.errors import (
     CorruptRecordError,
@@ -38,6 +38,7 @@ from results_flow.prefect.runtime import logger
 from results_flow.prefect.slugs import install_slug_resolver
 from results_flow.prefect.stores import manager_for_url
 from results_flow.prefect.trust import TRUSTED_SERIALIZERS, record_refusal
+from results_flow.urls import mask_url
 from results_flow.write_policy import write_record
 
 # The README's section on the Prefect layer, where the block is described: the home the

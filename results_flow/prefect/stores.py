@@ -11,10 +11,10 @@ import os
 import threading
 from typing import Any
 
-from results_flow.backends.urls import mask_url
 from results_flow.errors import ResultsTaskError
 from results_flow.manager import ResultsManager
 from results_flow.settings import default_store_url
+from results_flow.urls import mask_url
 
 _lock = threading.Lock()
 _managers: dict[tuple[int, str], ResultsManager] = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from results_flow import ResultsManager
-from results_flow.backends.urls import ENTRY_POINT_GROUP
+from results_flow.backends.registry import ENTRY_POINT_GROUP
 
 KINDS = ["memory", "file", "sqlite", "postgres", "s3", "custom"]
 #: The custom kind: tests/custom_backend, a store outside the package registered by entry

@@ -19,7 +19,7 @@ from results_flow import (
     ResultsManager,
     SetBehavior,
 )
-from results_flow.backends.sql_async import AsyncSqlBackend
+from results_flow.backends.sql.async_store import AsyncSqlBackend
 from tests.backends.models import Item, Person
 
 JOHN = Person(name="John", age=30)

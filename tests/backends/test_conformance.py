@@ -22,8 +22,8 @@ from results_flow import (
     SetBehavior,
     UnknownModelError,
 )
-from results_flow.backends.object_store import ObjectStoreBackend
-from results_flow.backends.sql import SqlBackend
+from results_flow.backends.object_store.store import ObjectStoreBackend
+from results_flow.backends.sql.store import SqlBackend
 from tests.backends.models import Color, Everything, Item, Person, Team
 
 JOHN = Person(name="John Doe", age=30, email="john@example.com")

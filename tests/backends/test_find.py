@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from results_flow import AsyncResultsManager, Record, ResultsManager, UnknownModelError
-from results_flow.backends.sql import SqlBackend
+from results_flow.backends.sql.store import SqlBackend
 from results_flow.errors import MaintenanceError
 from results_flow.query import RecordQuery
 from results_flow.settings import INDEX_KEY_MAX_LENGTH

@@ -1,4 +1,4 @@
-"""Group commit on the SQL stores (backends/group_commit.py): writers of one process that
+"""Group commit on the SQL stores (backends/sql/group_commit.py): writers of one process that
 commit at the same moment share one transaction, and each keeps its own outcome.
 
 A batch is formed on purpose: the first writer's commit is held until the others have
@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from results_flow import ResultsManager
-from results_flow.backends.group_commit import GroupCommit
+from results_flow.backends.sql.group_commit import GroupCommit
 from results_flow.errors import ResultExistsError, StoreBusyError
 from tests.backends.conftest import url_for
 from tests.backends.models import Item

@@ -27,10 +27,10 @@ from results_flow import (
     StoreUnavailableError,
     UnsupportedStoreUrlError,
 )
-from results_flow.backends import leases
-from results_flow.backends.object_store import ObjectStoreBackend
-from results_flow.backends.urls import mask_url
+from results_flow.backends.object_store import leases
+from results_flow.backends.object_store.store import ObjectStoreBackend
 from results_flow.records import Record
+from results_flow.urls import mask_url
 from tests.backends.models import Item
 from tests.s3_server import S3Server, free_port
 
@@ -234,7 +234,7 @@ def test_dead_lease_holder_is_taken_over_after_its_ttl(s3_server: S3Server, tmp_
     ready = tmp_path / "ready"
     code = (
         "import sys, time, pathlib\n"
-        "from results_flow.backends.object_store import ObjectStoreBackend\n"
+        "from results_flow.backends.object_store.store import ObjectStoreBackend\n"
         "held = ObjectStoreBackend(sys.argv[1], lease_ttl=1.5).lock('job/dead')\n"
         "held.__enter__()\n"
         "pathlib.Path(sys.argv[2]).write_text('held')\n"

@@ -23,8 +23,8 @@ from results_flow import (
     SetBehavior,
     StoreUnavailableError,
 )
-from results_flow.backends import leases
-from results_flow.backends.object_store import ObjectStoreBackend
+from results_flow.backends.object_store import leases
+from results_flow.backends.object_store.store import ObjectStoreBackend
 from tests.backends.models import Item
 from tests.http_proxy import DroppingProxy
 from tests.s3_server import S3Server
@@ -268,7 +268,7 @@ def test_deleted_bucket_is_named_by_lock_set_and_get(s3_server: S3Server, api: s
 NO_DESCRIPTORS = r"""
 import asyncio, json, os, resource, sys, time
 from results_flow import AsyncResultsManager, ResultsManager, StoreUnavailableError
-from results_flow.backends.object_store import ObjectStoreBackend
+from results_flow.backends.object_store.store import ObjectStoreBackend
 from tests.backends.models import Item
 
 backend = ObjectStoreBackend(sys.argv[1])
@@ -362,7 +362,7 @@ def test_no_file_descriptor_left_is_a_named_error(s3_server: S3Server, api: str)
 MEMORY = r"""
 import json, sys, tracemalloc
 from results_flow import ResultsManager
-from results_flow.backends.object_store import ObjectStoreBackend
+from results_flow.backends.object_store.store import ObjectStoreBackend
 from tests.backends.models import Item
 
 rm = ResultsManager(backend=ObjectStoreBackend(sys.argv[1]))

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from results_flow import ResultsManager, SetBehavior
 from results_flow.backends import PostgresBackend
-from results_flow.backends.pg_bounds import PgBounds
+from results_flow.backends.sql.pg_bounds import PgBounds
 from results_flow.errors import (
     LockLostError,
     LockTimeoutError,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from results_flow.backends import sql
-from results_flow.backends.sql import SqlBackend
+from results_flow.backends.sql import store as sql
+from results_flow.backends.sql.store import SqlBackend
 from results_flow.errors import CorruptRecordError
 from results_flow.records import Record, parse_time
 

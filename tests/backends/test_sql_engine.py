@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from results_flow import SqliteBackend, StoreBusyError
-from results_flow.backends.sql_engine import Retry, RetryTransaction
+from results_flow.backends.sql.engine import Retry, RetryTransaction
 from results_flow.errors import StoreError, StoreUnavailableError
 from results_flow.records import Record
 from results_flow.settings import BUSY_RETRY_SECONDS

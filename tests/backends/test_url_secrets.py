@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from rich.console import Console
 
 from results_flow import ResultNotFoundError, ResultsManager, StoreUnavailableError, mask_url
-from results_flow.backends.object_store import ObjectStoreBackend
+from results_flow.backends.object_store.store import ObjectStoreBackend
 from results_flow.cli import app
 from tests.s3_server import S3Server
 

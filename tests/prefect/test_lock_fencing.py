@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from results_flow import ResultsManager, SetBehavior
 from results_flow.backends.base import ResultsBackend
 from results_flow.backends.memory import MemoryBackend
-from results_flow.backends.urls import register_backend
+from results_flow.backends.registry import register_backend
 from results_flow.errors import LockLostError, ResultsTaskError
 from results_flow.prefect import results_map, results_task
 from results_flow.records import Record

@@ -32,9 +32,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel
 
 from results_flow import ResultsManager
-from results_flow.backends.urls import mask_url
 from results_flow.prefect import MapProgress, aresults_map, result_id_for, results_map, results_task
 from results_flow.prefect.report import Failure, MapArtifacts, MapSummary
+from results_flow.urls import mask_url
 from tests.prefect.conftest import CallLog, start_worker
 from tests.prefect.tasks import Score, record_call, score
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from results_flow.backends.descriptors import NO_DESCRIPTORS_HINT, out_of_descriptors
-from results_flow.backends.pg_bounds import PgBounds, bound_psycopg_pool, is_unavailable
+from results_flow.backends.sql.pg_bounds import PgBounds, bound_psycopg_pool, is_unavailable
 from results_flow.errors import (
     ResultsFlowError,
     StoreBusyError,
@@ -75,7 +75,7 @@ def make_engine(
     SQLite: ``SQLITE_PRAGMAS`` and ``busy_timeout`` on every new connection, and writes
     that begin with ``BEGIN IMMEDIATE`` (``begin_sqlite``). PostgreSQL: ``bounds`` reach
     the driver as connect arguments, and a psycopg pool's calls are bounded on the client
-    too (``pg_bounds.bound_psycopg_pool``). No pre-ping unless ``options`` ask for it: it cost a
+    too (``sql.pg_bounds.bound_psycopg_pool``). No pre-ping unless ``options`` ask for it: it cost a
     round trip per call, and ``Retry`` reconnects once instead. ``options`` are
     ``create_engine``'s keywords; their ``connect_args`` win over these.
     """

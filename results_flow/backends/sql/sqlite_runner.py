@@ -7,8 +7,8 @@ for the SQLite dialect, so each statement is still defined once in SQLAlchemy Co
 a plain sqlite3 connection per thread with the same PRAGMAs. A SELECT runs in
 autocommit (one statement, one WAL snapshot; the statements of a batch read share one
 read transaction); the writes of this process that commit at the same moment share
-one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``group_commit``: one fsync for the batch), which
-rolls back on any error and is retried as every SQL write is (``sql_engine.Retry``). A
+one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``sql.group_commit``: one fsync for the batch), which
+rolls back on any error and is retried as every SQL write is (``sql.engine.Retry``). A
 thread's connection is closed when the thread ends (a long-lived worker makes fresh
 thread pools for every flow run, and kept connections ran it out of file descriptors),
 and ``close()`` closes those still open. A forked child drops the inherited connections
@@ -29,10 +29,10 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from results_flow.backends.group_commit import GroupCommit, Write, run_each
-from results_flow.backends.sql_engine import Retry, apply_sqlite_settings, mapped_error, retrying
-from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
-from results_flow.backends.sql_statements import CompiledStatement
+from results_flow.backends.sql.engine import Retry, apply_sqlite_settings, mapped_error, retrying
+from results_flow.backends.sql.group_commit import GroupCommit, Write, run_each
+from results_flow.backends.sql.runner import CompiledTransaction, Row, RowTransaction
+from results_flow.backends.sql.statements import CompiledStatement
 from results_flow.errors import StoreUnavailableError
 
 T = TypeVar("T")

@@ -12,7 +12,7 @@ its own threads per ID (a gate), then the ID's session tries
 ``pg_try_advisory_lock(hashtextextended(id, 0))``; a busy lock is tried again after a
 pause that doubles up to ``PG_LOCK_POLL_MAX_SECONDS``, so a waiter never blocks a
 session. Each session runs one statement at a time (a mutex), each bounded on the
-client (``pg_bounds.WATCHDOG``).
+client (``sql.pg_bounds.WATCHDOG``).
 
 ``PgLock`` yields ``PgHeldLock``: writes made for the lock run in the session that holds
 it. A session that ended (terminated, cut by the watchdog, a dropped network) has lost
@@ -39,17 +39,17 @@ from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from results_flow.backends.held import HeldLock
 from results_flow.backends.locks import id_hash, lock_timed_out
-from results_flow.backends.pg_bounds import WATCHDOG, PgBounds
-from results_flow.backends.sql_engine import Retry, mapped_error, retrying
-from results_flow.backends.sql_plans import delete_plan, insert_plan, run_plan, upsert_plan
-from results_flow.backends.sql_runner import RowTransaction
+from results_flow.backends.sql.engine import Retry, mapped_error, retrying
+from results_flow.backends.sql.pg_bounds import WATCHDOG, PgBounds
+from results_flow.backends.sql.plans import delete_plan, insert_plan, run_plan, upsert_plan
+from results_flow.backends.sql.runner import RowTransaction
 from results_flow.errors import LockLostError, StoreUnavailableError
 from results_flow.records import Record
 from results_flow.settings import LOCK_POLL_SECONDS, PG_LOCK_POLL_MAX_SECONDS, PG_LOCK_SESSIONS
 
 if TYPE_CHECKING:
-    from results_flow.backends.pg_runner import PsycopgRowRunner
-    from results_flow.backends.sql import SqlBackend
+    from results_flow.backends.sql.pg_runner import PsycopgRowRunner
+    from results_flow.backends.sql.store import SqlBackend
 
 T = TypeVar("T")
 

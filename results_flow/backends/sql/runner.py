@@ -3,10 +3,10 @@ upsert, delete), by name.
 
 A runner fetches one row or the rows of a batch read, or runs one write transaction;
 ``SqlBackend`` does not know which runner it has. ``CoreRowRunner`` goes through
-SQLAlchemy Core; the driver runners (``sqlite_runner``, ``pg_runner``) run the same
+SQLAlchemy Core; the driver runners (``sql.sqlite_runner``, ``sql.pg_runner``) run the same
 statements, compiled once, straight on the driver, because SQLAlchemy's per-call work
 cost many times a one-row query (and its row wrapping and SQLite time parsing a third
-of a 100k-ID batch read). Every runner retries and maps errors as ``sql_engine.Retry``
+of a 100k-ID batch read). Every runner retries and maps errors as ``sql.engine.Retry``
 says.
 """
 
@@ -17,8 +17,8 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Connection, Engine
 
-from results_flow.backends.sql_engine import read_engine, transaction
-from results_flow.backends.sql_statements import (
+from results_flow.backends.sql.engine import read_engine, transaction
+from results_flow.backends.sql.statements import (
     CompiledStatement,
     Statements,
 )
@@ -48,7 +48,7 @@ class RowRunner(Protocol):
         """The first row of the SELECT ``name``, read outside any write transaction.
 
         Raises:
-            StoreError: the driver failed; mapped by ``sql_engine.mapped_error``.
+            StoreError: the driver failed; mapped by ``sql.engine.mapped_error``.
         """
         ...
 
@@ -57,15 +57,15 @@ class RowRunner(Protocol):
         read: ``BATCH`` statements), in one read outside any write transaction.
 
         Raises:
-            StoreError: the driver failed; mapped by ``sql_engine.mapped_error``.
+            StoreError: the driver failed; mapped by ``sql.engine.mapped_error``.
         """
         ...
 
     def write(self, work: Callable[[RowTransaction], T]) -> T:
-        """``work`` in one write transaction, retried as ``sql_engine.Retry`` says.
+        """``work`` in one write transaction, retried as ``sql.engine.Retry`` says.
 
         Raises:
-            StoreError: the driver failed; mapped by ``sql_engine.mapped_error``.
+            StoreError: the driver failed; mapped by ``sql.engine.mapped_error``.
         """
         ...
 

@@ -21,26 +21,26 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from results_flow.backends.base import AsyncResultsBackend, async_held, chunked, unique
 from results_flow.backends.held import AsyncHeldLock
-from results_flow.backends.pg_bounds import PgBounds
-from results_flow.backends.sql_engine import (
+from results_flow.backends.sql.engine import (
     atransaction,
     make_engine,
     read_engine,
 )
-from results_flow.backends.sql_statements import (
+from results_flow.backends.sql.pg_bounds import PgBounds
+from results_flow.backends.sql.statements import (
     DEFAULT_TABLE,
     Statements,
     create_records_table,
     record_from_row,
     records_table,
 )
-from results_flow.backends.urls import database_url, mask_url
 from results_flow.query import RecordQuery
 from results_flow.records import Record, StoredData, StoredValue
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
+from results_flow.urls import database_url, mask_url
 
 if TYPE_CHECKING:
-    from results_flow.backends.sql import SqlBackend
+    from results_flow.backends.sql.store import SqlBackend
 
 T = TypeVar("T")
 
@@ -241,7 +241,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
         this store uses."""
         with self._loop_guard:
             if self._locks is None:
-                from results_flow.backends.sql import SqlBackend
+                from results_flow.backends.sql.store import SqlBackend
 
                 self._locks = SqlBackend(
                     self._source_url,
@@ -267,7 +267,7 @@ class AsyncSqlBackend(AsyncResultsBackend):
 
     async def _write(self, write: Callable[[SqlBackend], T]) -> T:
         """A one-row write through the sync twin, in a worker thread: the writes of both
-        APIs in this process share its group commit (``group_commit``: one commit for
+        APIs in this process share its group commit (``sql.group_commit``: one commit for
         the writes that arrive together, each acknowledged once durable) and its one
         writer, rather than an asyncio connection contending with it for SQLite's
         write lock. A thread hop costs microseconds; the commit it joins, an fsync."""

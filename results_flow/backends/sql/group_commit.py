@@ -15,7 +15,7 @@ Each write keeps its own outcome. An insert that meets a stored ID is no error (
 plan reads the stored record, and the caller's ``SetBehavior`` decides); a write that
 raises inside a batch rolls the batch back (``run_each`` says so with ``WriteFailed``),
 and each write of it then runs alone in a transaction of its own, with the full retry
-rule of ``sql_engine.Retry``: the failing one gets its own error, the others commit.
+rule of ``sql.engine.Retry``: the failing one gets its own error, the others commit.
 Errors are rare, so the common path pays no SAVEPOINT per write. A failure of the
 batch's own transaction (BEGIN, COMMIT, a store that stays busy) is every write's
 failure, as it would be each one's alone.
@@ -23,7 +23,7 @@ failure, as it would be each one's alone.
 Written once for the driver runners: ``SqliteRowRunner`` and ``PsycopgRowRunner`` give
 their writes one group each (``AsyncSqlBackend`` writes through them too). A write made
 for a PostgreSQL held lock does not join a group: it commits alone in the session that
-holds the lock (``pg_lock.PgHeldLock``), which is its fence. SQLite's held locks die
+holds the lock (``sql.pg_lock.PgHeldLock``), which is its fence. SQLite's held locks die
 only with the process, so their writes join the group as any other.
 """
 
@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, cast
 
-from results_flow.backends.sql_runner import RowTransaction
+from results_flow.backends.sql.runner import RowTransaction
 from results_flow.errors import StoreBusyError, StoreError
 
 T = TypeVar("T")

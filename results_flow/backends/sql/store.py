@@ -1,15 +1,15 @@
 """SqlBackend: records in one SQL table through SQLAlchemy 2 Core (SQLite, PostgreSQL).
 
-The engine comes from ``sql_engine.make_engine``; every transaction runs and retries
-as ``sql_engine.transaction`` says. One-row reads and writes go through a row runner
-(``sql_runner``): straight on the driver for sqlite3 and psycopg, else SQLAlchemy Core;
+The engine comes from ``sql.engine.make_engine``; every transaction runs and retries
+as ``sql.engine.transaction`` says. One-row reads and writes go through a row runner
+(``sql.runner``): straight on the driver for sqlite3 and psycopg, else SQLAlchemy Core;
 batches and listings go through Core. A forked child drops the parent's pooled connections.
 ``SqliteBackend`` and ``PostgresBackend`` build this class.
 
-PostgreSQL: every wait is bounded (``pg_bounds``); a single read is one autocommit
+PostgreSQL: every wait is bounded (``sql.pg_bounds``); a single read is one autocommit
 statement (no pre-ping, no BEGIN/ROLLBACK) and is retried once on a connection that
-died in the pool; per-ID locks are a few sessions of their own per process (``pg_lock``), and writes
-made for a lock go through the handle it yields.
+died in the pool; per-ID locks are a few sessions of their own per process
+(``sql.pg_lock``), and writes made for a lock go through the handle it yields.
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from results_flow.backends.base import AsyncResultsBackend, ResultsBackend, chunked, unique
 from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.locks import sqlite_id_lock
-from results_flow.backends.pg_bounds import PgBounds
-from results_flow.backends.sql_engine import make_engine, read_engine, transaction
-from results_flow.backends.sql_plans import (
+from results_flow.backends.sql.engine import make_engine, read_engine, transaction
+from results_flow.backends.sql.pg_bounds import PgBounds
+from results_flow.backends.sql.plans import (
     delete_plan,
     insert_plan,
     replace_plan,
     run_plan,
     upsert_plan,
 )
-from results_flow.backends.sql_runner import (
+from results_flow.backends.sql.runner import (
     CoreRowRunner,
     RowRunner,
 )
-from results_flow.backends.sql_statements import (
+from results_flow.backends.sql.sqlite_runner import SqliteRowRunner
+from results_flow.backends.sql.statements import (
     DEFAULT_TABLE,
     Statements,
     compiled_statements,
@@ -49,8 +50,6 @@ from results_flow.backends.sql_statements import (
     records_table,
     row_values,
 )
-from results_flow.backends.sqlite_runner import SqliteRowRunner
-from results_flow.backends.urls import database_url, mask_url, sqlite_path
 from results_flow.errors import (
     StoreError,
     StoreUnavailableError,
@@ -59,10 +58,11 @@ from results_flow.errors import (
 from results_flow.query import RecordQuery
 from results_flow.records import Record, StoredData, StoredValue
 from results_flow.settings import SQL_IDS_PER_STATEMENT, SQLITE_BUSY_TIMEOUT, STORE_LOCK_TIMEOUT
+from results_flow.urls import database_url, mask_url, sqlite_path
 
 if TYPE_CHECKING:
-    from results_flow.backends.pg_lock import LockSessions
-    from results_flow.backends.pg_runner import PsycopgRowRunner
+    from results_flow.backends.sql.pg_lock import LockSessions
+    from results_flow.backends.sql.pg_runner import PsycopgRowRunner
 
 T = TypeVar("T")
 
@@ -209,7 +209,7 @@ class SqlBackend(ResultsBackend):
             return held_by(self, result_id, sqlite_id_lock(path, result_id, wait, self.location))
         if self._pg_rows is None:  # the sync PostgreSQL store always runs on psycopg
             raise StoreError(f"{self.location}: PostgreSQL locks need the psycopg driver")
-        from results_flow.backends.pg_lock import PgLock
+        from results_flow.backends.sql.pg_lock import PgLock
 
         return PgLock(self, self._lock_sessions(), self._pg_rows, result_id, wait)
 
@@ -219,12 +219,12 @@ class SqlBackend(ResultsBackend):
         with self._locks_guard:
             locks, self._locks = self._locks, None
         if locks is not None:
-            from results_flow.backends.pg_lock import close_lock_sessions
+            from results_flow.backends.sql.pg_lock import close_lock_sessions
 
             close_lock_sessions(locks)
 
     def to_async(self) -> AsyncResultsBackend:
-        from results_flow.backends.sql_async import AsyncSqlBackend
+        from results_flow.backends.sql.async_store import AsyncSqlBackend
 
         return AsyncSqlBackend(
             self.database_url,
@@ -249,7 +249,7 @@ class SqlBackend(ResultsBackend):
             )
         engine, timeout, location = self._engine, self.busy_timeout, self.location
         if driver == "psycopg":
-            from results_flow.backends.pg_runner import PsycopgRowRunner  # an optional extra
+            from results_flow.backends.sql.pg_runner import PsycopgRowRunner  # an optional extra
 
             self._pg_rows = PsycopgRowRunner(engine, self._sql, location=location)
             return self._pg_rows
@@ -263,7 +263,7 @@ class SqlBackend(ResultsBackend):
         """This process's lock sessions on this database (shared by every store on it)."""
         with self._locks_guard:
             if self._locks is None:
-                from results_flow.backends.pg_lock import open_lock_sessions
+                from results_flow.backends.sql.pg_lock import open_lock_sessions
 
                 self._locks = open_lock_sessions(self._engine_url, self.bounds, self.location)
             return self._locks

@@ -4,14 +4,14 @@ connection.
 bench/store.py put a ``get`` through SQLAlchemy Core at 3.5x a raw psycopg SELECT: the
 per-call connection wrapper, events, isolation switches and result wrapping cost more
 than the round trip. This runner takes a connection from the store's own pool (the
-same bounded pool, connect arguments and ``pg_bounds`` timeouts), runs the SQL that
+same bounded pool, connect arguments and ``sql.pg_bounds`` timeouts), runs the SQL that
 ``Statements`` compiled for psycopg in autocommit (one statement, no BEGIN/ROLLBACK;
 a batch read runs its statements one after another on that connection), and gives the
 connection back. A write is BEGIN, its statements and COMMIT on such a connection, as a
 raw psycopg transaction is (through Core, ``set`` ran at 0.56x the rate of a raw
 INSERT ... ON CONFLICT with commit); writes of this process that commit at the same
-moment share it (``group_commit``). A connection that died in the pool is invalidated
-and the call runs once more, as ``sql_engine.Retry`` says for every SQL path (a write
+moment share it (``sql.group_commit``). A connection that died in the pool is invalidated
+and the call runs once more, as ``sql.engine.Retry`` says for every SQL path (a write
 only when it failed before COMMIT).
 """
 
@@ -25,11 +25,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.engine import Engine
 
-from results_flow.backends.group_commit import GroupCommit, Write, run_each
-from results_flow.backends.pg_bounds import WATCHDOG
-from results_flow.backends.sql_engine import Retry, retrying
-from results_flow.backends.sql_runner import CompiledTransaction, Row, RowTransaction
-from results_flow.backends.sql_statements import Statements, compiled_statements
+from results_flow.backends.sql.engine import Retry, retrying
+from results_flow.backends.sql.group_commit import GroupCommit, Write, run_each
+from results_flow.backends.sql.pg_bounds import WATCHDOG
+from results_flow.backends.sql.runner import CompiledTransaction, Row, RowTransaction
+from results_flow.backends.sql.statements import Statements, compiled_statements
 from results_flow.errors import StoreUnavailableError
 from results_flow.settings import PG_GROUP_COMMIT_LANES
 

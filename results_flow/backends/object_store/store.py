@@ -12,7 +12,7 @@ does the requests, so the atomic steps are the object store's own conditional wr
 - ``upsert`` reads the stored record and its ETag, then puts conditionally on that ETag
   (``If-Match``), retrying when another writer came in between, so the first creation
   time survives every overwrite;
-- compute-once locks are lease objects (``results_flow.backends.leases``); a write
+- compute-once locks are lease objects (``results_flow.backends.object_store.leases``); a write
   through a held lease passes ``fence``, called before each put or delete of the
   record, which proves the lease is still held.
 
@@ -43,8 +43,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from results_flow.backends.base import ResultsBackend, unique
 from results_flow.backends.descriptors import NO_DESCRIPTORS_HINT, out_of_descriptors
-from results_flow.backends.leases import LeaseLock, lease
-from results_flow.backends.urls import mask_url
+from results_flow.backends.object_store.leases import LeaseLock, lease
 from results_flow.errors import (
     InvalidResultIdError,
     ResultsFlowError,
@@ -64,6 +63,7 @@ from results_flow.settings import (
     OBJECT_STORE_WRITE_ATTEMPTS,
     STORE_LOCK_TIMEOUT,
 )
+from results_flow.urls import mask_url
 
 if TYPE_CHECKING:
     from obstore.store import AzureStore, GCSStore, S3Store
@@ -426,7 +426,7 @@ class ObjectStoreBackend(ResultsBackend):
     def lock(
         self, result_id: str, timeout: float | None = None
     ) -> contextlib.AbstractContextManager[LeaseLock]:
-        """A compute-once lease on the ID (see ``results_flow.backends.leases``); writes
+        """A compute-once lease on the ID (see ``backends.object_store.leases``); writes
         through the ``LeaseLock`` it yields are refused once the lease is lost."""
         wait = self.lock_timeout if timeout is None else timeout
         return lease(self, result_id, wait, self.lease_ttl)

@@ -14,9 +14,9 @@ from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from results_flow.backends.sql_engine import RetryTransaction
-from results_flow.backends.sql_runner import Row, RowTransaction
-from results_flow.backends.sql_statements import record_from_row, row_values
+from results_flow.backends.sql.engine import RetryTransaction
+from results_flow.backends.sql.runner import Row, RowTransaction
+from results_flow.backends.sql.statements import record_from_row, row_values
 from results_flow.errors import CorruptRecordError
 from results_flow.records import Record
 

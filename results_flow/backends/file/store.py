@@ -27,11 +27,10 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from results_flow.backends.atomic import make_folders, write_atomic
 from results_flow.backends.base import ResultsBackend
+from results_flow.backends.file.atomic import make_folders, write_atomic
 from results_flow.backends.held import HeldLock, held_by
 from results_flow.backends.locks import range_locks
-from results_flow.backends.urls import file_path
 from results_flow.errors import (
     CorruptRecordError,
     InvalidResultIdError,
@@ -46,6 +45,7 @@ from results_flow.settings import (
     FILE_NAMES_CACHED,
     FILE_WRITE_ATTEMPTS,
 )
+from results_flow.urls import file_path
 
 SUFFIX = ".json"
 INTERNAL_DIR = ".results_flow"

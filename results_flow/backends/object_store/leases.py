@@ -50,7 +50,7 @@ from results_flow.settings import (
 )
 
 if TYPE_CHECKING:
-    from results_flow.backends.object_store import ObjectStoreBackend
+    from results_flow.backends.object_store.store import ObjectStoreBackend
 
 LEASE_FOLDER = ".results_flow/leases"
 
