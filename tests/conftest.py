@@ -53,15 +53,6 @@ def _pg_reachable_or_skip() -> None:
         pytest.skip(f"no PostgreSQL server answers at {PG_ADMIN_URL}: {exc}")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``), the multi-process stress tests (marked
-    ``slow``) run one after another on one worker: two of them at once could take more
-    PostgreSQL connections than the server allows (one holds 68-76 of its 100)."""
-    for item in items:
-        if item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.xdist_group("stress"))
-
-
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A database of its own on the real server for this test session, dropped after."""
