@@ -41,12 +41,8 @@ demo-distributed: $(STAMP)
 deploy-e2e: $(STAMP)
 	$(BIN)/python deployments/e2e.py
 
-# Two pytest-xdist workers (2 cores here): each its own Prefect test server, PostgreSQL
-# database and S3 server (one session each); 7.4 min against 11.9 min in one process.
-# TEST_WORKERS=0 runs the suite in one process.
-TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --durations=20 -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check results_flow tests examples bench deployments

@@ -18,12 +18,7 @@ import pytest
 pytest_plugins = ["tests.s3_server"]
 
 # Prefect reads these when first imported; keep every run's state in a throwaway home.
-# Under pytest-xdist each worker is a session with its own test server: its own home too
-# (the workers inherit the controller's environment, and two servers on one home clash).
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="results-flow-prefect-")
-else:
-    os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="results-flow-prefect-"))
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="results-flow-prefect-"))
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 # Prefect's 20 s for a temporary server to start is too short on a busy machine; the
 # harness gets the same patience (HARNESS_STARTUP_SECONDS) for its own server.
